@@ -1,0 +1,718 @@
+//! The dftrace configuration: presets, layers and typed sections.
+//!
+//! A configuration is a preset plus three layers of overrides. Each plugin owns
+//! one *section* (a typed struct implementing [`Section`]); a section's value
+//! is resolved field by field with this precedence, lowest to highest:
+//!
+//! 1. the preset's defaults ([`Section::for_preset`]);
+//! 2. the config file (TOML or JSON), section `[<name>]`;
+//! 3. the environment: the standard variables a section declares
+//!    ([`Section::ENV_ALIASES`], e.g. `OTEL_SERVICE_NAME`), then
+//!    `DFTRACE_<SECTION>__<FIELD>` (nested fields joined by `__`), which wins
+//!    over a standard variable for the same field;
+//! 4. code: [`ConfigBuilder::set`].
+//!
+//! The preset itself is chosen the same way: code ([`ConfigBuilder::preset`]),
+//! else `DFTRACE_PRESET`, else the file's top-level `preset` key, else
+//! [`Preset::default`].
+//!
+//! Tables merge key by key; any other value (including arrays) replaces the
+//! value below it.
+
+use crate::error::{ConfigError, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Environment variable naming the preset.
+pub const ENV_PRESET: &str = "DFTRACE_PRESET";
+/// Environment variable naming a TOML (or `.json`) config file to load.
+pub const ENV_CONFIG: &str = "DFTRACE_CONFIG";
+const ENV_PREFIX: &str = "DFTRACE_";
+const ENV_NESTING: &str = "__";
+
+/// A named set of defaults for every section.
+///
+/// | preset | exec spans | metrics | rule mode | plan diff | preview | object store |
+/// |---|---|---|---|---|---|---|
+/// | `maximal` | on | on | full | on | 5 rows, redacted | on |
+/// | `maximal-no-data` | on | on | full | on | off | on |
+/// | `production-lean` | on | on | phase-only | off | off | on |
+///
+/// The default is `production-lean`: it puts no row data in spans and costs
+/// the least, so a host that turns dftrace on without choosing gets the safe
+/// profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// Everything on, including redacted 5-row previews.
+    Maximal,
+    /// Everything but row previews.
+    MaximalNoData,
+    /// Operator spans and metrics, planner phases only, no previews or diffs.
+    #[default]
+    ProductionLean,
+}
+
+impl Preset {
+    /// Every preset, in documentation order.
+    pub const ALL: [Preset; 3] = [
+        Preset::Maximal,
+        Preset::MaximalNoData,
+        Preset::ProductionLean,
+    ];
+
+    /// The preset's name as written in config files and variables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Maximal => "maximal",
+            Preset::MaximalNoData => "maximal-no-data",
+            Preset::ProductionLean => "production-lean",
+        }
+    }
+
+    fn accepted() -> String {
+        Self::ALL.map(Preset::name).join(", ")
+    }
+
+    fn parse(value: &str, origin: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|preset| preset.name().eq_ignore_ascii_case(value.trim()))
+            .ok_or_else(|| ConfigError::UnknownPreset {
+                value: value.to_owned(),
+                origin: origin.to_owned(),
+                accepted: Self::accepted(),
+            })
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Preset {
+    type Err = ConfigError;
+
+    fn from_str(value: &str) -> Result<Self> {
+        Self::parse(value, "code")
+    }
+}
+
+/// A standard environment variable that sets one field of a section.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvAlias {
+    /// The variable, e.g. `OTEL_SERVICE_NAME`.
+    pub var: &'static str,
+    /// The dotted field path inside the section, e.g. `service_name`.
+    pub field: &'static str,
+}
+
+/// One plugin's typed config section.
+///
+/// Implementors should use `#[serde(deny_unknown_fields)]` so that a typo is an
+/// error rather than a silently ignored key.
+pub trait Section: Serialize + DeserializeOwned {
+    /// The section's name: the TOML table `[name]` and the `DFTRACE_NAME__*`
+    /// variable prefix (upper-cased).
+    const NAME: &'static str;
+
+    /// Standard variables (outside the `DFTRACE_` namespace) that set fields of
+    /// this section.
+    const ENV_ALIASES: &'static [EnvAlias] = &[];
+
+    /// The section's defaults under `preset`.
+    fn for_preset(preset: Preset) -> Self;
+}
+
+/// The layered dftrace configuration. Build one with [`DftraceConfig::builder`]
+/// or [`DftraceConfig::from_env`], then read typed sections with
+/// [`DftraceConfig::section`].
+#[derive(Debug, Clone, Default)]
+pub struct DftraceConfig {
+    preset: Preset,
+    preset_origin: String,
+    file: Option<FileLayer>,
+    /// Only the `DFTRACE_*` and `OTEL_*` variables, sorted for determinism.
+    env: BTreeMap<String, String>,
+    code: Map<String, Value>,
+}
+
+#[derive(Debug, Clone)]
+struct FileLayer {
+    origin: String,
+    sections: Map<String, Value>,
+}
+
+impl DftraceConfig {
+    /// A builder with no layers: the default preset and nothing else.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The configuration a process gets from its environment: `DFTRACE_PRESET`,
+    /// the file named by `DFTRACE_CONFIG` (if set), and every `DFTRACE_*` and
+    /// `OTEL_*` variable.
+    pub fn from_env() -> Result<Self> {
+        Self::builder().env(std::env::vars()).build()
+    }
+
+    /// The preset in force.
+    pub fn preset(&self) -> Preset {
+        self.preset
+    }
+
+    /// The environment variables this config read (only `DFTRACE_*` and
+    /// `OTEL_*`).
+    pub fn env_vars(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
+    /// The typed section `S`, resolved through every layer.
+    pub fn section<S: Section>(&self) -> Result<S> {
+        let mut origins = Origins::default();
+        let mut value = serde_json::to_value(S::for_preset(self.preset)).map_err(|error| {
+            ConfigError::InvalidValue {
+                field: S::NAME.to_owned(),
+                origin: format!("preset {}", self.preset),
+                message: format!("the preset's defaults do not serialize: {error}"),
+            }
+        })?;
+        origins.set(&[], format!("preset {}", self.preset));
+
+        if let Some(file) = &self.file
+            && let Some(layer) = file.sections.get(S::NAME)
+        {
+            merge(
+                &mut value,
+                layer,
+                &mut Vec::new(),
+                &mut origins,
+                &file.origin,
+            );
+        }
+        for alias in S::ENV_ALIASES {
+            if let Some(raw) = self.env.get(alias.var) {
+                let path: Vec<String> = alias.field.split('.').map(str::to_owned).collect();
+                set_env(&mut value, &path, alias.var, raw, &mut origins)?;
+            }
+        }
+        let prefix = format!("{ENV_PREFIX}{}{ENV_NESTING}", S::NAME.to_ascii_uppercase());
+        for (var, raw) in self.env.range(prefix.clone()..) {
+            let Some(rest) = var.strip_prefix(&prefix) else {
+                break;
+            };
+            let path: Vec<String> = rest
+                .split(ENV_NESTING)
+                .map(str::to_ascii_lowercase)
+                .collect();
+            set_env(&mut value, &path, var, raw, &mut origins)?;
+        }
+        if let Some(layer) = self.code.get(S::NAME) {
+            merge(&mut value, layer, &mut Vec::new(), &mut origins, "code");
+        }
+
+        serde_path_to_error::deserialize(value).map_err(|error| {
+            let path: Vec<String> = error
+                .path()
+                .iter()
+                .filter_map(|segment| match segment {
+                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                    serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let mut field = S::NAME.to_owned();
+            for segment in &path {
+                field.push('.');
+                field.push_str(segment);
+            }
+            ConfigError::InvalidValue {
+                field,
+                origin: origins.find(&path),
+                message: error.into_inner().to_string(),
+            }
+        })
+    }
+
+    /// Every section name this config mentions in a file, in a
+    /// `DFTRACE_<SECTION>__*` variable or in code, with where it came from.
+    pub fn mentioned_sections(&self) -> Vec<(String, String)> {
+        let mut found: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(file) = &self.file {
+            for name in file.sections.keys() {
+                found
+                    .entry(name.clone())
+                    .or_insert_with(|| file.origin.clone());
+            }
+        }
+        for var in self.env.keys() {
+            if let Some((section, _)) = var
+                .strip_prefix(ENV_PREFIX)
+                .and_then(|rest| rest.split_once(ENV_NESTING))
+            {
+                found
+                    .entry(section.to_ascii_lowercase())
+                    .or_insert_with(|| var.clone());
+            }
+        }
+        for name in self.code.keys() {
+            found
+                .entry(name.clone())
+                .or_insert_with(|| "code".to_owned());
+        }
+        found.into_iter().collect()
+    }
+
+    /// Fails when the config mentions a section not in `known`.
+    pub fn check_sections(&self, known: &[&str]) -> Result<()> {
+        for (section, origin) in self.mentioned_sections() {
+            if !known.contains(&section.as_str()) {
+                let linked = if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                };
+                return Err(ConfigError::UnknownSection {
+                    section,
+                    origin,
+                    linked,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`DftraceConfig`] from its layers. The order of calls does not
+/// matter: precedence is fixed (see the [module docs](self)).
+#[derive(Debug, Default)]
+#[must_use]
+pub struct ConfigBuilder {
+    preset: Option<Preset>,
+    file: Option<FileSource>,
+    env: Option<Vec<(String, String)>>,
+    code: Vec<(String, Value)>,
+}
+
+#[derive(Debug)]
+enum FileSource {
+    Path(PathBuf),
+    Toml(String),
+    Json(String),
+}
+
+impl ConfigBuilder {
+    /// Chooses the preset in code; this wins over `DFTRACE_PRESET` and the file.
+    pub fn preset(mut self, preset: Preset) -> Self {
+        self.preset = Some(preset);
+        self
+    }
+
+    /// Loads a config file: JSON when the name ends in `.json`, TOML otherwise.
+    /// This wins over `DFTRACE_CONFIG`.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(FileSource::Path(path.into()));
+        self
+    }
+
+    /// Uses a TOML document as the file layer.
+    pub fn toml_str(mut self, document: impl Into<String>) -> Self {
+        self.file = Some(FileSource::Toml(document.into()));
+        self
+    }
+
+    /// Uses a JSON document as the file layer.
+    pub fn json_str(mut self, document: impl Into<String>) -> Self {
+        self.file = Some(FileSource::Json(document.into()));
+        self
+    }
+
+    /// Reads the environment layer from these variables (pass
+    /// `std::env::vars()` for the process environment). Only `DFTRACE_*` and
+    /// `OTEL_*` variables are kept.
+    pub fn env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Sets one field in code, the highest layer: `path` is
+    /// `<section>.<field>[.<nested>...]`, e.g. `rules.preview_limit`.
+    pub fn set(mut self, path: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.code.push((path.into(), value.into()));
+        self
+    }
+
+    /// Resolves the layers into a config. Sections are checked when read
+    /// ([`DftraceConfig::section`]) or when applied to a session.
+    pub fn build(self) -> Result<DftraceConfig> {
+        let env: BTreeMap<String, String> = self
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) || k.starts_with("OTEL_"))
+            .collect();
+        for var in env.keys() {
+            let known = var == ENV_PRESET
+                || var == ENV_CONFIG
+                || var
+                    .strip_prefix(ENV_PREFIX)
+                    .and_then(|rest| rest.split_once(ENV_NESTING))
+                    .is_some_and(|(section, field)| !section.is_empty() && !field.is_empty());
+            if var.starts_with(ENV_PREFIX) && !known {
+                return Err(ConfigError::UnknownEnv { var: var.clone() });
+            }
+        }
+
+        let file_source = match self.file {
+            Some(source) => Some(source),
+            None => env
+                .get(ENV_CONFIG)
+                .map(|path| FileSource::Path(PathBuf::from(path))),
+        };
+        let file = file_source.map(read_file_layer).transpose()?;
+
+        let (file_sections, file_preset) = match file {
+            Some((origin, mut sections)) => {
+                let preset = match sections.remove("preset") {
+                    None => None,
+                    Some(Value::String(name)) => Some(Preset::parse(&name, &origin)?),
+                    Some(other) => {
+                        return Err(ConfigError::UnknownPreset {
+                            value: other.to_string(),
+                            origin,
+                            accepted: Preset::accepted(),
+                        });
+                    }
+                };
+                for (name, section) in &sections {
+                    if !section.is_object() {
+                        return Err(ConfigError::Parse {
+                            origin,
+                            message: format!(
+                                "top-level key `{name}` must be a table (a plugin section) or \
+                                 `preset`"
+                            ),
+                        });
+                    }
+                }
+                (
+                    Some(FileLayer {
+                        origin: origin.clone(),
+                        sections,
+                    }),
+                    preset.map(|p| (p, origin)),
+                )
+            }
+            None => (None, None),
+        };
+
+        let (preset, preset_origin) = if let Some(preset) = self.preset {
+            (preset, "code".to_owned())
+        } else if let Some(name) = env.get(ENV_PRESET) {
+            (Preset::parse(name, ENV_PRESET)?, ENV_PRESET.to_owned())
+        } else if let Some((preset, origin)) = file_preset {
+            (preset, origin)
+        } else {
+            (Preset::default(), "default".to_owned())
+        };
+
+        let mut code = Map::new();
+        for (path, value) in self.code {
+            let mut segments = path.split('.').map(str::to_owned).collect::<Vec<_>>();
+            if segments.len() < 2 || segments.iter().any(String::is_empty) {
+                return Err(ConfigError::InvalidValue {
+                    field: path,
+                    origin: "code".to_owned(),
+                    message: "a code override needs a `<section>.<field>` path".to_owned(),
+                });
+            }
+            let leaf = segments.pop().unwrap_or_default();
+            let mut target = &mut code;
+            for segment in segments {
+                let entry = target
+                    .entry(segment)
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Map::new());
+                }
+                target = match entry {
+                    Value::Object(map) => map,
+                    _ => unreachable!("just made an object"),
+                };
+            }
+            target.insert(leaf, value);
+        }
+
+        Ok(DftraceConfig {
+            preset,
+            preset_origin,
+            file: file_sections,
+            env,
+            code,
+        })
+    }
+}
+
+impl DftraceConfig {
+    /// Where the preset came from: `code`, `DFTRACE_PRESET`, a file, or
+    /// `default`.
+    pub fn preset_origin(&self) -> &str {
+        &self.preset_origin
+    }
+}
+
+fn read_file_layer(source: FileSource) -> Result<(String, Map<String, Value>)> {
+    let (origin, text, json) = match source {
+        FileSource::Path(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let json = path
+                .extension()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+            (display_path(&path), text, json)
+        }
+        FileSource::Toml(text) => ("inline TOML".to_owned(), text, false),
+        FileSource::Json(text) => ("inline JSON".to_owned(), text, true),
+    };
+    let parsed: Value = if json {
+        serde_json::from_str(&text).map_err(|error| ConfigError::Parse {
+            origin: origin.clone(),
+            message: error.to_string(),
+        })?
+    } else {
+        let table: toml::Table = toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            origin: origin.clone(),
+            message: error.message().to_owned(),
+        })?;
+        serde_json::to_value(table).map_err(|error| ConfigError::Parse {
+            origin: origin.clone(),
+            message: error.to_string(),
+        })?
+    };
+    match parsed {
+        Value::Object(map) => Ok((origin, map)),
+        other => Err(ConfigError::Parse {
+            origin,
+            message: format!("expected a table of sections, found {}", json_kind(&other)),
+        }),
+    }
+}
+
+fn display_path(path: &Path) -> String {
+    format!("file {}", path.display())
+}
+
+/// The layer each field's value came from, by field path.
+#[derive(Debug, Default)]
+struct Origins(BTreeMap<Vec<String>, String>);
+
+impl Origins {
+    fn set(&mut self, path: &[String], origin: impl Into<String>) {
+        self.0.insert(path.to_vec(), origin.into());
+    }
+
+    /// The origin of the deepest recorded prefix of `path`.
+    fn find(&self, path: &[String]) -> String {
+        (0..=path.len())
+            .rev()
+            .find_map(|len| self.0.get(&path[..len]))
+            .cloned()
+            .unwrap_or_else(|| "default".to_owned())
+    }
+}
+
+fn merge(
+    target: &mut Value,
+    layer: &Value,
+    path: &mut Vec<String>,
+    origins: &mut Origins,
+    origin: &str,
+) {
+    match (target, layer) {
+        (Value::Object(target), Value::Object(layer)) => {
+            for (key, value) in layer {
+                path.push(key.clone());
+                let slot = target.entry(key.clone()).or_insert(Value::Null);
+                if slot.is_object() && value.is_object() {
+                    merge(slot, value, path, origins, origin);
+                } else {
+                    *slot = value.clone();
+                    origins.set(path, origin);
+                }
+                path.pop();
+            }
+        }
+        (target, layer) => {
+            *target = layer.clone();
+            origins.set(path, origin);
+        }
+    }
+}
+
+/// Sets the field at `path` from an environment string, read as the type the
+/// field has below this layer.
+fn set_env(
+    value: &mut Value,
+    path: &[String],
+    var: &str,
+    raw: &str,
+    origins: &mut Origins,
+) -> Result<()> {
+    let mut slot = value;
+    for segment in path {
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        let Value::Object(map) = slot else {
+            unreachable!("just made an object")
+        };
+        slot = map.entry(segment.clone()).or_insert(Value::Null);
+    }
+    *slot = coerce_env(slot, var, raw)?;
+    origins.set(path, var);
+    Ok(())
+}
+
+fn coerce_env(current: &Value, var: &str, raw: &str) -> Result<Value> {
+    let invalid = |expected: &str| ConfigError::InvalidEnv {
+        var: var.to_owned(),
+        value: raw.to_owned(),
+        expected: expected.to_owned(),
+    };
+    let trimmed = raw.trim();
+    Ok(match current {
+        Value::Bool(_) => match trimmed.to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return Err(invalid("`true` or `false`")),
+        },
+        Value::Number(number) if number.is_f64() => trimmed
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| invalid("a finite number"))?,
+        Value::Number(_) => {
+            if let Ok(int) = trimmed.parse::<u64>() {
+                Value::from(int)
+            } else if let Ok(int) = trimmed.parse::<i64>() {
+                Value::from(int)
+            } else {
+                return Err(invalid("a whole number"));
+            }
+        }
+        Value::Array(items) => {
+            let element = items
+                .first()
+                .cloned()
+                .unwrap_or(Value::String(String::new()));
+            let mut out = Vec::new();
+            for item in trimmed.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                out.push(coerce_env(&element, var, item)?);
+            }
+            Value::Array(out)
+        }
+        Value::Object(_) => {
+            // The W3C-baggage-like list the OpenTelemetry specification uses
+            // for OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS.
+            let mut map = Map::new();
+            for pair in trimmed.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| invalid("a comma-separated list of key=value pairs"))?;
+                let key = percent_decode(key.trim())
+                    .ok_or_else(|| invalid("valid percent-encoding in keys and values"))?;
+                let value = percent_decode(value.trim())
+                    .ok_or_else(|| invalid("valid percent-encoding in keys and values"))?;
+                if key.is_empty() {
+                    return Err(invalid("non-empty keys in key=value pairs"));
+                }
+                map.insert(key, Value::String(value));
+            }
+            Value::Object(map)
+        }
+        // Optional fields (null default): a number if it reads as one,
+        // otherwise the string itself; the section's type then decides.
+        Value::Null => {
+            if let Ok(int) = trimmed.parse::<i64>() {
+                Value::from(int)
+            } else if let Some(float) = trimmed
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+            {
+                Value::Number(float)
+            } else {
+                Value::String(raw.to_owned())
+            }
+        }
+        Value::String(_) => Value::String(raw.to_owned()),
+    })
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = text.get(index + 1..index + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a table",
+    }
+}
+
+/// A span level for spans dftrace creates, shared by the sections that
+/// choose one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanLevel {
+    /// `TRACE`
+    Trace,
+    /// `DEBUG`
+    Debug,
+    /// `INFO`
+    #[default]
+    Info,
+    /// `WARN`
+    Warn,
+    /// `ERROR`
+    Error,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+//! `dftrace-registry`: the configuration, presets and plugin registry that
+//! every dftrace crate plugs into.
+//!
+//! A host builds one [`DftraceConfig`] (a preset plus file, environment and
+//! code layers), then applies every linked dftrace plugin to its own
+//! DataFusion `SessionStateBuilder` with one call, and finishes with one call
+//! that builds the state:
+//!
+//! ```
+//! use datafusion::execution::SessionStateBuilder;
+//! use datafusion::prelude::SessionContext;
+//! use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = DftraceConfig::builder()
+//!     .preset(Preset::MaximalNoData)
+//!     // The TOML a host would keep in a file (or name in DFTRACE_CONFIG).
+//!     .toml_str("")
+//!     // DFTRACE_* and OTEL_* variables override the file.
+//!     .env(std::env::vars())
+//!     .build()?;
+//!
+//! let state = SessionStateBuilder::new()
+//!     .with_default_features()
+//!     .with_dftrace(&config)?
+//!     .build_dftrace()?;
+//! let ctx = SessionContext::new_with_state(state);
+//! let batches = ctx.sql("SELECT 1 AS one").await?.collect().await?;
+//! assert_eq!(batches[0].num_rows(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Plugins
+//!
+//! Component crates (`dftrace-rules`, `dftrace-preview-redaction`, ...) each
+//! register one [`Plugin`] through [`inventory`], owning one typed config
+//! [`Section`]. A plugin crate that no Rust code references is not linked, so
+//! its registration never runs: a host binary that relies on link-time
+//! registration must reference each plugin crate, e.g. `use dftrace_rules as _;`.
+//!
+//! Plugins run sorted by [`Stage`], then by name. Builder hooks run in
+//! [`SessionStateBuilderExt::with_dftrace`]; state hooks (which need the built
+//! state, e.g. planner rule wrapping) run in
+//! [`SessionStateBuilderExt::build_dftrace`], after the `Instrument` rule has
+//! been moved to the end of the physical optimizer chain.
+//!
+//! # Configuration
+//!
+//! See [`config`] for the layers and their precedence. A config section for a
+//! plugin that is not linked is an error listing the linked plugins; every bad
+//! value is an error naming the field, the value, where it came from and what
+//! is accepted.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod config;
+mod error;
+mod plugin;
+mod session;
+
+pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel};
+pub use error::{ConfigError, RegistryError, Result};
+pub use plugin::{BuilderHook, Plugin, PluginContext, Services, Stage, StateHook, linked_plugins};
+pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
+
+/// Re-exported so plugin crates register with the same `inventory` version
+/// the registry collects with.
+pub use inventory;
