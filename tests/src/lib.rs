@@ -1,1 +1,80 @@
-//! placeholder
+//! Shared helpers for dftrace's end-to-end tests.
+//!
+//! Tests that need a real peer (the `rotel` collector, the `moto` S3 server)
+//! find it through [`peer_binary`], which fails with instructions instead of
+//! skipping when the peer is missing.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::path::PathBuf;
+
+/// A real peer process a test talks to.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    /// The `rotel` OpenTelemetry collector (`rotel-agent`).
+    Rotel,
+    /// The `moto` S3 server (`moto_server`).
+    Moto,
+}
+
+impl Peer {
+    fn variable(self) -> &'static str {
+        match self {
+            Peer::Rotel => "DFTRACE_ROTEL_BIN",
+            Peer::Moto => "DFTRACE_MOTO_BIN",
+        }
+    }
+
+    fn venv_candidates(self, venv: &std::path::Path) -> Vec<PathBuf> {
+        match self {
+            Peer::Moto => vec![venv.join("bin/moto_server")],
+            Peer::Rotel => std::fs::read_dir(venv.join("lib"))
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|entry| entry.path().join("site-packages/rotel/rotel-agent"))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The path of `peer`'s binary: `$DFTRACE_ROTEL_BIN` / `$DFTRACE_MOTO_BIN`
+/// (which `cargo xtask test` sets), else the copy `cargo xtask peers`
+/// installs under `target/tools/venv`.
+///
+/// # Panics
+///
+/// When the peer cannot be found, with a message saying how to install it: a
+/// test that needs a peer must fail, never skip.
+pub fn peer_binary(peer: Peer) -> PathBuf {
+    if let Some(path) = std::env::var_os(peer.variable()).map(PathBuf::from) {
+        assert!(
+            path.is_file(),
+            "{} points at {}, which does not exist; run `cargo xtask peers` to install the test \
+             peers",
+            peer.variable(),
+            path.display()
+        );
+        return path;
+    }
+    let venv = workspace_root().join("target/tools/venv");
+    peer.venv_candidates(&venv).into_iter().find(|path| path.is_file()).unwrap_or_else(|| {
+        panic!(
+            "this test needs the {peer:?} test peer, which is not installed: run the tests with \
+             `cargo xtask test` (it installs rotel==0.0.1a15 and moto[server] under \
+             target/tools/venv), or run `cargo xtask peers` once, or set {} to the binary",
+            peer.variable()
+        )
+    })
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}

@@ -1,1 +1,56 @@
-fn main() {}
+//! `cargo xtask`: the project's automation, in Rust, with no dependencies
+//! beyond the standard library.
+//!
+//! - `cargo xtask test`: every check CI runs (formatting, lints, tests,
+//!   doctests, docs), after installing the test peers (the `rotel` collector
+//!   and the `moto` S3 server) into `target/tools/venv` when missing.
+//! - `cargo xtask peers`: only install the test peers and print their paths.
+
+mod peers;
+mod process;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test     run every check CI runs: fmt, clippy, tests, doctests, docs
+           (installs the rotel and moto test peers under target/tools first)
+  peers    install the test peers under target/tools and print their paths
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test::run(&args[1..]),
+        Some("peers") => peers::ensure().map(|peers| {
+            for (var, path) in peers.env() {
+                println!("{var}={}", path.display());
+            }
+        }),
+        Some("help" | "-h" | "--help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}

@@ -62,7 +62,10 @@ mod session;
 
 pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel};
 pub use error::{ConfigError, RegistryError, Result};
-pub use plugin::{BuilderHook, Plugin, PluginContext, Services, Stage, StateHook, linked_plugins};
+pub use plugin::{
+    BuilderHook, Plugin, PluginContext, PreviewFn, PreviewFormatter, Services, Stage, StateHook,
+    linked_plugins,
+};
 pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
 
 /// Re-exported so plugin crates register with the same `inventory` version

@@ -199,3 +199,21 @@ impl<'a> PluginContext<'a> {
         self.services
     }
 }
+
+/// The signature of a row-preview formatter, as `datafusion-tracing` calls it.
+pub type PreviewFn = dyn Fn(
+        &datafusion::arrow::record_batch::RecordBatch,
+    ) -> std::result::Result<String, datafusion::arrow::error::ArrowError>
+    + Send
+    + Sync;
+
+/// The service a preview plugin provides (e.g. `dftrace-preview-redaction`'s
+/// redacting formatter) and the rules plugin uses for operator previews.
+#[derive(Clone)]
+pub struct PreviewFormatter(pub Arc<PreviewFn>);
+
+impl fmt::Debug for PreviewFormatter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PreviewFormatter(..)")
+    }
+}

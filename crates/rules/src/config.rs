@@ -1,0 +1,82 @@
+//! The `[rules]` config section.
+
+use dftrace_registry::{Preset, Section, SpanLevel};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How much of the planner is traced, with the meaning `datafusion-tracing`
+/// gives each mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleMode {
+    /// No planner spans.
+    Disabled,
+    /// One span per phase: `analyze_logical_plan`, `optimize_logical_plan`,
+    /// `optimize_physical_plan` (and `create_physical_plan`).
+    PhaseOnly,
+    /// Phase spans plus one span per analyzer, optimizer and physical
+    /// optimizer rule.
+    Full,
+}
+
+/// Operator and planner instrumentation settings: the `[rules]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// One span per physical operator (the `Instrument` rule). On in every
+    /// preset.
+    pub exec_spans: bool,
+    /// The level of the operator, planner and root query spans.
+    pub span_level: SpanLevel,
+    /// Record DataFusion's metrics on operator spans
+    /// (`datafusion.metrics.*`).
+    pub record_metrics: bool,
+    /// Rows kept per operator for the `datafusion.preview` attribute; 0 turns
+    /// previews off.
+    pub preview_limit: usize,
+    /// Allow previews without a redacting formatter. Without it, a
+    /// `preview_limit` above 0 needs `dftrace-preview-redaction` linked or a
+    /// preview function passed in code.
+    pub allow_unredacted_preview: bool,
+    /// Host attributes set on every operator span and on the root query span
+    /// (e.g. `env`, `region`, `service.version`, `git.commit`).
+    pub custom_fields: BTreeMap<String, String>,
+    /// Planner tracing mode.
+    pub rule_mode: RuleMode,
+    /// Record a diff of the plan on each planner span that changed it
+    /// (`datafusion.plan_diff`).
+    pub plan_diff: bool,
+    /// Put the raw SQL text on the root query span (`db.query.text`). Off by
+    /// default: SQL can carry literal values; the fingerprint never does.
+    pub record_sql: bool,
+}
+
+impl Section for RulesConfig {
+    const NAME: &'static str = "rules";
+
+    fn for_preset(preset: Preset) -> Self {
+        let (rule_mode, plan_diff, preview_limit) = match preset {
+            Preset::Maximal => (RuleMode::Full, true, 5),
+            Preset::MaximalNoData => (RuleMode::Full, true, 0),
+            Preset::ProductionLean => (RuleMode::PhaseOnly, false, 0),
+        };
+        RulesConfig {
+            exec_spans: true,
+            span_level: SpanLevel::Info,
+            record_metrics: true,
+            preview_limit,
+            allow_unredacted_preview: false,
+            custom_fields: BTreeMap::new(),
+            rule_mode,
+            plan_diff,
+            record_sql: false,
+        }
+    }
+}
+
+impl Default for RulesConfig {
+    /// The defaults of the default preset.
+    fn default() -> Self {
+        Self::for_preset(Preset::default())
+    }
+}

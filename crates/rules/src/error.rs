@@ -1,0 +1,36 @@
+//! Errors of the rules crate.
+
+/// A problem setting up instrumentation or a traced query.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RulesError {
+    /// Previews were asked for without a redacting formatter.
+    #[error(
+        "rules.preview_limit is {limit}, but no preview formatter is available: link \
+         dftrace-preview-redaction (and reference it: `use dftrace_preview_redaction as _;`), \
+         pass a preview function in code, or set rules.allow_unredacted_preview = true; \
+         set rules.preview_limit = 0 to turn previews off"
+    )]
+    UnredactedPreview {
+        /// The configured preview limit.
+        limit: usize,
+    },
+
+    /// A `traceparent` string that is not a valid W3C trace context.
+    #[error(
+        "invalid traceparent `{value}`: {reason}; expected the W3C form \
+         `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>` with non-zero ids"
+    )]
+    InvalidTraceparent {
+        /// The string given.
+        value: String,
+        /// What was wrong with it.
+        reason: &'static str,
+    },
+}
+
+impl From<RulesError> for datafusion::error::DataFusionError {
+    fn from(error: RulesError) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(error))
+    }
+}

@@ -1,0 +1,93 @@
+//! `dftrace-rules`: operator and planner instrumentation for DataFusion, from
+//! dftrace's `[rules]` config section, under one root query span.
+//!
+//! - [`exec_rule`]: the `datafusion-tracing` `Instrument` rule, built from a
+//!   [`RulesConfig`]: span level, metrics, previews (never raw by accident)
+//!   and host custom fields on every operator span.
+//! - [`instrument_planner`]: phase and rule spans with optional plan diffs.
+//! - [`run_sql`] / [`run_dataframe`] / [`QuerySpan`]: the root query span
+//!   (`dftrace.query`) with a run id, a literal-free SQL fingerprint, host
+//!   attributes, the outcome, and an optional W3C `traceparent` parent.
+//!
+//! With the default `registry` feature the crate registers the `rules` plugin,
+//! so a host that applies dftrace through `dftrace-registry` gets all of it:
+//!
+//! ```
+//! use datafusion::execution::SessionStateBuilder;
+//! use datafusion::prelude::SessionContext;
+//! use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+//! use dftrace_rules::{QueryOptions, run_sql};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = DftraceConfig::builder().preset(Preset::MaximalNoData).build()?;
+//! let state = SessionStateBuilder::new()
+//!     .with_default_features()
+//!     .with_dftrace(&config)?
+//!     .build_dftrace()?;
+//! let rules: Vec<_> = state.physical_optimizers().iter().map(|r| r.name()).collect();
+//! assert!(rules.contains(&"Instrument"));
+//!
+//! let ctx = SessionContext::new_with_state(state);
+//! let query = run_sql(&ctx, "SELECT 1 + 1 AS two", &QueryOptions::new()).await?;
+//! assert_eq!(query.batches[0].num_rows(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `registry` (default): register the `rules` plugin with `dftrace-registry`.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod config;
+mod error;
+mod exec;
+mod planner;
+mod query;
+
+pub use config::{RuleMode, RulesConfig};
+pub use error::RulesError;
+pub use exec::{EXEC_TARGET, exec_rule};
+pub use planner::{PLANNER_TARGET, instrument_planner};
+pub use query::{
+    QUERY_SPAN_NAME, QUERY_TARGET, QueryOptions, QuerySpan, TracedQuery, parse_traceparent,
+    run_dataframe, run_sql, sql_fingerprint,
+};
+
+#[cfg(feature = "registry")]
+mod plugin {
+    use crate::{RulesConfig, exec_rule, instrument_planner};
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::execution::session_state::SessionState;
+    use dftrace_registry::{Plugin, PluginContext, PreviewFormatter, Stage};
+
+    fn on_builder(
+        builder: SessionStateBuilder,
+        context: &mut PluginContext<'_>,
+    ) -> datafusion::error::Result<SessionStateBuilder> {
+        let config: RulesConfig = context.section()?;
+        if !config.exec_spans {
+            return Ok(builder);
+        }
+        let preview = context
+            .services()
+            .get::<PreviewFormatter>()
+            .map(|f| f.0.clone());
+        let rule = exec_rule(&config, preview)?;
+        Ok(builder.with_physical_optimizer_rule(rule))
+    }
+
+    fn on_state(
+        state: SessionState,
+        context: &mut PluginContext<'_>,
+    ) -> datafusion::error::Result<SessionState> {
+        let config: RulesConfig = context.section()?;
+        Ok(instrument_planner(state, &config))
+    }
+
+    dftrace_registry::inventory::submit! {
+        Plugin::new::<RulesConfig>(Stage::Instrumentation).on_builder(on_builder).on_state(on_state)
+    }
+}

@@ -1,0 +1,431 @@
+//! The root query span: one span per query, above every planner, operator and
+//! storage span of that query.
+
+use crate::config::RulesConfig;
+use crate::error::RulesError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::Result;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use dftrace_registry::{DftraceSession, SpanLevel};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The tracing target of root query spans.
+pub const QUERY_TARGET: &str = "dftrace::query";
+/// The name of the root query span.
+pub const QUERY_SPAN_NAME: &str = "dftrace.query";
+
+macro_rules! query_span {
+    ($level:expr) => {
+        tracing::span!(
+            target: QUERY_TARGET,
+            $level,
+            "dftrace.query",
+            dftrace.run_id = tracing::field::Empty,
+            dftrace.sql.fingerprint = tracing::field::Empty,
+            db.query.text = tracing::field::Empty,
+            dftrace.rows = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_message = tracing::field::Empty,
+        )
+    };
+}
+
+fn new_query_span(level: SpanLevel) -> Span {
+    match level {
+        SpanLevel::Trace => query_span!(tracing::Level::TRACE),
+        SpanLevel::Debug => query_span!(tracing::Level::DEBUG),
+        SpanLevel::Info => query_span!(tracing::Level::INFO),
+        SpanLevel::Warn => query_span!(tracing::Level::WARN),
+        SpanLevel::Error => query_span!(tracing::Level::ERROR),
+    }
+}
+
+/// Identity a host gives a query.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct QueryOptions {
+    traceparent: Option<String>,
+    run_id: Option<String>,
+    attributes: Vec<(String, String)>,
+}
+
+impl QueryOptions {
+    /// Options with a generated run id and no parent.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Joins a caller's distributed trace: a W3C `traceparent` header value.
+    pub fn traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self
+    }
+
+    /// Uses this run id instead of a generated UUID.
+    pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
+    /// Adds a host attribute to the root span (e.g. `tenant`, `job.name`).
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A started root query span. Hosts that drive execution themselves (such as
+/// a CLI) run planning and execution inside [`QuerySpan::span`] and then call
+/// [`QuerySpan::record_success`] or [`QuerySpan::record_error`].
+#[derive(Debug)]
+pub struct QuerySpan {
+    span: Span,
+    run_id: String,
+    started: Instant,
+}
+
+impl QuerySpan {
+    /// Starts the root span for a query on a session, with settings from the
+    /// session's `[rules]` section (when dftrace was applied) or the defaults.
+    /// `sql`, when given, is fingerprinted (and recorded verbatim only if
+    /// `rules.record_sql` is set).
+    pub fn start(
+        session: &SessionConfig,
+        sql: Option<&str>,
+        options: &QueryOptions,
+    ) -> std::result::Result<Self, RulesError> {
+        let config = rules_config(session);
+        let parent = options
+            .traceparent
+            .as_deref()
+            .map(parse_traceparent)
+            .transpose()?;
+
+        let span = new_query_span(config.span_level);
+        if let Some(parent) = parent {
+            // Fails only when no OpenTelemetry layer is installed or the span
+            // is disabled; then there is no trace to join.
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+        }
+        let run_id = options
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        span.record("dftrace.run_id", run_id.as_str());
+        if let Some(sql) = sql {
+            span.record("dftrace.sql.fingerprint", sql_fingerprint(sql).as_str());
+            if config.record_sql {
+                span.record("db.query.text", sql);
+            }
+        }
+        for (key, value) in config
+            .custom_fields
+            .iter()
+            .chain(options.attributes.iter().map(|(k, v)| (k, v)))
+        {
+            span.set_attribute(key.clone(), value.clone());
+        }
+        Ok(QuerySpan {
+            span,
+            run_id,
+            started: Instant::now(),
+        })
+    }
+
+    /// The span; run the query's planning and execution inside it.
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// The run id recorded on the span.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The span's trace id as 32 hex digits (all zeros when no OpenTelemetry
+    /// layer is installed).
+    pub fn trace_id(&self) -> String {
+        self.span
+            .context()
+            .span()
+            .span_context()
+            .trace_id()
+            .to_string()
+    }
+
+    /// Time since the span started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Records a successful outcome.
+    pub fn record_success(&self, rows: usize) {
+        self.span
+            .record("dftrace.rows", i64::try_from(rows).unwrap_or(i64::MAX));
+        self.span.record("otel.status_code", "OK");
+    }
+
+    /// Records a failed outcome with its message.
+    pub fn record_error(&self, error: &dyn std::fmt::Display) {
+        self.span.record("otel.status_code", "ERROR");
+        self.span
+            .record("otel.status_message", error.to_string().as_str());
+    }
+}
+
+/// The result of a traced query.
+#[derive(Debug)]
+pub struct TracedQuery {
+    /// The result batches.
+    pub batches: Vec<RecordBatch>,
+    /// The executed physical plan, with its metrics filled in.
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// The run id on the root span.
+    pub run_id: String,
+    /// The root span's trace id (32 hex digits).
+    pub trace_id: String,
+    /// Wall time from span start to the last batch.
+    pub elapsed: Duration,
+}
+
+/// Plans and runs `sql` on `ctx` under one root query span, and collects the
+/// results.
+pub async fn run_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    options: &QueryOptions,
+) -> Result<TracedQuery> {
+    let query = QuerySpan::start(&ctx.copied_config(), Some(sql), options)?;
+    let work = async {
+        let df = ctx.sql(sql).await?;
+        execute(df).await
+    };
+    finish(query, work).await
+}
+
+/// Runs a `DataFrame` under one root query span and collects the results.
+/// Its logical plan was built before this call; physical planning and
+/// execution are traced.
+pub async fn run_dataframe(df: DataFrame, options: &QueryOptions) -> Result<TracedQuery> {
+    let query = QuerySpan::start(df.task_ctx().session_config(), None, options)?;
+    finish(query, execute(df)).await
+}
+
+async fn execute(df: DataFrame) -> Result<(Arc<dyn ExecutionPlan>, Vec<RecordBatch>)> {
+    let task_ctx = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    let batches = datafusion::physical_plan::collect(Arc::clone(&plan), task_ctx).await?;
+    Ok((plan, batches))
+}
+
+async fn finish(
+    query: QuerySpan,
+    work: impl Future<Output = Result<(Arc<dyn ExecutionPlan>, Vec<RecordBatch>)>>,
+) -> Result<TracedQuery> {
+    match work.instrument(query.span.clone()).await {
+        Ok((plan, batches)) => {
+            query.record_success(batches.iter().map(RecordBatch::num_rows).sum());
+            Ok(TracedQuery {
+                batches,
+                plan,
+                trace_id: query.trace_id(),
+                elapsed: query.elapsed(),
+                run_id: query.run_id,
+            })
+        }
+        Err(error) => {
+            query.record_error(&error);
+            Err(error)
+        }
+    }
+}
+
+/// The `[rules]` section dftrace applied to this session, or the defaults.
+fn rules_config(config: &SessionConfig) -> RulesConfig {
+    config
+        .get_extension::<DftraceSession>()
+        .and_then(|session| session.config().section::<RulesConfig>().ok())
+        .unwrap_or_default()
+}
+
+/// Parses a W3C `traceparent` (version 00) into a remote span context.
+pub fn parse_traceparent(value: &str) -> std::result::Result<SpanContext, RulesError> {
+    let invalid = |reason| RulesError::InvalidTraceparent {
+        value: value.to_owned(),
+        reason,
+    };
+    let parts: Vec<&str> = value.trim().split('-').collect();
+    let [version, trace_id, span_id, flags] = parts.as_slice() else {
+        return Err(invalid("it does not have four dash-separated parts"));
+    };
+    let is_hex = |text: &str, len: usize| {
+        text.len() == len
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !is_hex(version, 2) {
+        return Err(invalid("the version is not 2 lowercase hex digits"));
+    }
+    if *version == "ff" {
+        return Err(invalid("version ff is forbidden"));
+    }
+    if *version != "00" {
+        return Err(invalid("only version 00 is supported"));
+    }
+    if !is_hex(trace_id, 32) {
+        return Err(invalid("the trace id is not 32 lowercase hex digits"));
+    }
+    if !is_hex(span_id, 16) {
+        return Err(invalid("the parent id is not 16 lowercase hex digits"));
+    }
+    if !is_hex(flags, 2) {
+        return Err(invalid("the flags are not 2 lowercase hex digits"));
+    }
+    let trace_id = TraceId::from_hex(trace_id).map_err(|_| invalid("the trace id is not hex"))?;
+    let span_id = SpanId::from_hex(span_id).map_err(|_| invalid("the parent id is not hex"))?;
+    if trace_id == TraceId::INVALID {
+        return Err(invalid("the trace id is all zeros"));
+    }
+    if span_id == SpanId::INVALID {
+        return Err(invalid("the parent id is all zeros"));
+    }
+    let flags = u8::from_str_radix(flags, 16).map_err(|_| invalid("the flags are not hex"))?;
+    Ok(SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags),
+        true,
+        TraceState::default(),
+    ))
+}
+
+/// A stable fingerprint of a SQL text with its literals removed: statements
+/// that differ only in literal values, whitespace, comments or keyword case
+/// share a fingerprint, and no literal value can be read back from it.
+/// 16 hex digits (FNV-1a, 64 bits).
+pub fn sql_fingerprint(sql: &str) -> String {
+    let normalized = match Tokenizer::new(&GenericDialect {}, sql).tokenize() {
+        Ok(tokens) => tokens
+            .iter()
+            .filter_map(|token| match token {
+                Token::Whitespace(_) | Token::EOF => None,
+                Token::Number(..)
+                | Token::SingleQuotedString(_)
+                | Token::DoubleQuotedString(_)
+                | Token::TripleSingleQuotedString(_)
+                | Token::TripleDoubleQuotedString(_)
+                | Token::DollarQuotedString(_)
+                | Token::SingleQuotedByteStringLiteral(_)
+                | Token::DoubleQuotedByteStringLiteral(_)
+                | Token::TripleSingleQuotedByteStringLiteral(_)
+                | Token::TripleDoubleQuotedByteStringLiteral(_)
+                | Token::SingleQuotedRawStringLiteral(_)
+                | Token::DoubleQuotedRawStringLiteral(_)
+                | Token::TripleSingleQuotedRawStringLiteral(_)
+                | Token::TripleDoubleQuotedRawStringLiteral(_)
+                | Token::NationalStringLiteral(_)
+                | Token::QuoteDelimitedStringLiteral(_)
+                | Token::NationalQuoteDelimitedStringLiteral(_)
+                | Token::EscapedStringLiteral(_)
+                | Token::UnicodeStringLiteral(_)
+                | Token::HexStringLiteral(_) => Some("?".to_owned()),
+                Token::Word(word) if word.quote_style.is_none() => {
+                    Some(word.value.to_ascii_uppercase())
+                }
+                other => Some(other.to_string()),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        // Text the tokenizer rejects (e.g. an unterminated string) is hashed
+        // whitespace-collapsed; the hash still reveals no literal.
+        Err(_) => sql.split_whitespace().collect::<Vec<_>>().join(" "),
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in normalized.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_ignores_literals_whitespace_comments_and_keyword_case() {
+        let a = sql_fingerprint("SELECT * FROM t WHERE id = 42 AND name = 'alice'");
+        let b = sql_fingerprint("select *\n  from t -- note\n where id = 7 and name = 'bob'");
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            sql_fingerprint("SELECT * FROM u WHERE id = 42 AND name = 'alice'")
+        );
+        assert_eq!(a.len(), 16);
+        assert_eq!(sql_fingerprint("SELECT 'x"), sql_fingerprint("SELECT  'x"));
+    }
+
+    #[test]
+    fn traceparent_accepts_the_w3c_form_and_names_each_problem() {
+        let parsed = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let context = parsed.expect("valid");
+        assert_eq!(
+            context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(context.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(context.is_sampled() && context.is_remote());
+
+        let cases = [
+            ("", "four dash-separated parts"),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+                "four dash-separated",
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version ff",
+            ),
+            (
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "only version 00",
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "trace id is not 32",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "trace id is all zeros",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "parent id is all zeros",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+                "flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba9é2b7-01",
+                "parent id is not 16",
+            ),
+        ];
+        for (value, expected) in cases {
+            let message = parse_traceparent(value)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(message.contains(expected), "{value:?}: {message}");
+        }
+    }
+}
