@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+pub mod capture;
+
 /// A real peer process a test talks to.
 #[derive(Debug, Clone, Copy)]
 pub enum Peer {

@@ -33,7 +33,7 @@ macro_rules! query_span {
             db.query.text = tracing::field::Empty,
             dftrace.rows = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
-            otel.status_message = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
         )
     };
 }
@@ -177,7 +177,7 @@ impl QuerySpan {
     pub fn record_error(&self, error: &dyn std::fmt::Display) {
         self.span.record("otel.status_code", "ERROR");
         self.span
-            .record("otel.status_message", error.to_string().as_str());
+            .record("otel.status_description", error.to_string().as_str());
     }
 }
 

@@ -1,0 +1,540 @@
+//! dftrace-rules end to end: planner, operator and root query spans through a
+//! real OpenTelemetry pipeline (in-memory exporter).
+
+use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::MemTable;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::prelude::SessionContext;
+use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+use dftrace_rules::{EXEC_TARGET, PLANNER_TARGET, QUERY_SPAN_NAME, QueryOptions, run_sql};
+use dftrace_tests::capture::{attribute, attribute_string, has_target, span_capture};
+use opentelemetry::trace::{SpanId, Status};
+use opentelemetry_sdk::trace::SpanData;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+const PHASES: [&str; 3] = [
+    "analyze_logical_plan",
+    "optimize_logical_plan",
+    "optimize_physical_plan",
+];
+
+fn tables(ctx: &SessionContext) -> datafusion::error::Result<()> {
+    let t_schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("v", DataType::Float64, false),
+    ]));
+    let batch = |range: std::ops::Range<i64>| {
+        RecordBatch::try_new(
+            t_schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(range.clone())),
+                Arc::new(StringArray::from_iter_values(
+                    range.clone().map(|i| format!("n{}", i % 7)),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    range.map(|i| i as f64 * 1.5),
+                )),
+            ],
+        )
+    };
+    let t = MemTable::try_new(
+        t_schema.clone(),
+        vec![vec![batch(0..60)?], vec![batch(60..120)?]],
+    )?;
+    ctx.register_table("t", Arc::new(t))?;
+
+    let u_schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("w", DataType::Utf8, false),
+    ]));
+    let u = RecordBatch::try_new(
+        u_schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values((0..120).step_by(3))),
+            Arc::new(StringArray::from_iter_values(
+                (0..40).map(|i| format!("w{i}")),
+            )),
+        ],
+    )?;
+    ctx.register_table("u", Arc::new(MemTable::try_new(u_schema, vec![vec![u]])?))?;
+    Ok(())
+}
+
+fn traced_context(
+    config: &DftraceConfig,
+) -> Result<SessionContext, Box<dyn std::error::Error + Send + Sync>> {
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_dftrace(config)?
+        .build_dftrace()?;
+    let ctx = SessionContext::new_with_state(state);
+    tables(&ctx)?;
+    Ok(ctx)
+}
+
+/// Runs `sql` traced and returns the spans of its trace, once every span of
+/// the query has ended (the executed plan holds the operator spans).
+async fn run(
+    ctx: &SessionContext,
+    sql: &str,
+    options: &QueryOptions,
+) -> datafusion::error::Result<(Vec<RecordBatch>, Vec<SpanData>)> {
+    span_capture();
+    let query = run_sql(ctx, sql, options).await?;
+    let trace_id = query.trace_id.clone();
+    let batches = query.batches;
+    drop(query.plan);
+    Ok((batches, span_capture().settled_trace(&trace_id)))
+}
+
+fn root(spans: &[SpanData]) -> &SpanData {
+    let roots: Vec<_> = spans.iter().filter(|s| s.name == QUERY_SPAN_NAME).collect();
+    assert_eq!(roots.len(), 1, "one root query span per trace");
+    roots[0]
+}
+
+/// Every span of the trace has a parent chain that ends at the root span.
+fn assert_all_under_root(spans: &[SpanData]) {
+    let root = root(spans);
+    let parents: HashMap<SpanId, SpanId> = spans
+        .iter()
+        .map(|s| (s.span_context.span_id(), s.parent_span_id))
+        .collect();
+    for span in spans {
+        let mut current = span.span_context.span_id();
+        let mut hops = 0;
+        while current != root.span_context.span_id() {
+            current = *parents.get(&current).unwrap_or_else(|| {
+                panic!(
+                    "span `{}` has an ancestor outside its query's spans",
+                    span.name
+                )
+            });
+            hops += 1;
+            assert!(hops < 64, "parent cycle at `{}`", span.name);
+        }
+    }
+}
+
+fn operator_names(spans: &[SpanData]) -> Vec<String> {
+    let mut names: Vec<String> = spans
+        .iter()
+        .filter(|s| has_target(s, EXEC_TARGET))
+        .map(|s| s.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planner_spans_follow_rule_mode_and_plan_diff() -> TestResult {
+    let sql = "SELECT name, count(*) AS c FROM t WHERE id > 3 GROUP BY name ORDER BY name";
+    for (mode, diff) in [
+        ("disabled", false),
+        ("phase-only", false),
+        ("full", false),
+        ("full", true),
+    ] {
+        let config = DftraceConfig::builder()
+            .preset(Preset::MaximalNoData)
+            .set("rules.rule_mode", mode)
+            .set("rules.plan_diff", diff)
+            .build()?;
+        let (_, spans) = run(&traced_context(&config)?, sql, &QueryOptions::new()).await?;
+        assert_all_under_root(&spans);
+        let planner: Vec<&SpanData> = spans
+            .iter()
+            .filter(|s| has_target(s, PLANNER_TARGET))
+            .collect();
+        let phases: BTreeSet<&str> = planner
+            .iter()
+            .map(|s| s.name.as_ref())
+            .filter(|n| PHASES.contains(n))
+            .collect();
+        let rules: Vec<&str> = planner
+            .iter()
+            .map(|s| s.name.as_ref())
+            .filter(|n| !PHASES.contains(n) && *n != "create_physical_plan")
+            .collect();
+        let diffs = spans
+            .iter()
+            .filter(|s| attribute(s, "datafusion.plan_diff").is_some())
+            .count();
+        match mode {
+            "disabled" => assert!(planner.is_empty(), "{mode}: {planner:?}"),
+            "phase-only" => {
+                assert_eq!(phases, BTreeSet::from(PHASES), "{mode}");
+                assert!(rules.is_empty(), "{mode}: rule spans {rules:?}");
+            }
+            _ => {
+                assert_eq!(phases, BTreeSet::from(PHASES), "{mode}");
+                assert!(rules.len() > 10, "{mode}: rule spans {rules:?}");
+                assert!(
+                    rules.contains(&"type_coercion"),
+                    "{mode}: analyzer rule spans: {rules:?}"
+                );
+            }
+        }
+        assert_eq!(
+            diffs > 0,
+            diff,
+            "{mode} plan_diff={diff}: {diffs} spans with a plan diff"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_spans_are_named_by_operator_with_metrics_and_custom_fields() -> TestResult {
+    let config = DftraceConfig::builder()
+        .preset(Preset::ProductionLean)
+        .toml_str("[rules.custom_fields]\nenv = \"test\"\n\"service.version\" = \"1.2.3\"\n")
+        .build()?;
+    let ctx = traced_context(&config)?;
+    let cases = [
+        ("SELECT * FROM t WHERE v > 10", "FilterExec"),
+        (
+            "SELECT t.id, u.w FROM t JOIN u ON t.id = u.id",
+            "HashJoinExec",
+        ),
+        ("SELECT name, sum(v) FROM t GROUP BY name", "AggregateExec"),
+        ("SELECT * FROM t ORDER BY v DESC", "SortExec"),
+        (
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r",
+            "RecursiveQueryExec",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let (_, spans) = run(&ctx, sql, &QueryOptions::new()).await?;
+        assert_all_under_root(&spans);
+        let names = operator_names(&spans);
+        assert!(names.iter().any(|n| n == expected), "{sql}: {names:?}");
+        if expected != "RecursiveQueryExec" {
+            assert!(
+                names.iter().any(|n| n == "DataSourceExec"),
+                "{sql}: scan span missing: {names:?}"
+            );
+        }
+        for span in spans.iter().filter(|s| has_target(s, EXEC_TARGET)) {
+            assert_eq!(
+                attribute_string(span, "env").as_deref(),
+                Some("test"),
+                "{}",
+                span.name
+            );
+            assert_eq!(
+                attribute_string(span, "service.version").as_deref(),
+                Some("1.2.3")
+            );
+        }
+        let with_rows = spans
+            .iter()
+            .filter(|s| {
+                has_target(s, EXEC_TARGET)
+                    && attribute(s, "datafusion.metrics.output_rows").is_some()
+            })
+            .count();
+        assert!(
+            with_rows > 0,
+            "{sql}: no operator span carries datafusion.metrics.output_rows"
+        );
+    }
+
+    let no_metrics = DftraceConfig::builder()
+        .set("rules.record_metrics", false)
+        .build()?;
+    let (_, spans) = run(
+        &traced_context(&no_metrics)?,
+        cases[0].0,
+        &QueryOptions::new(),
+    )
+    .await?;
+    assert!(!operator_names(&spans).is_empty());
+    assert!(spans.iter().all(|s| {
+        !s.attributes
+            .iter()
+            .any(|kv| kv.key.as_str().starts_with("datafusion.metrics."))
+    }));
+    Ok(())
+}
+
+/// A host rule that puts a new node on top of the plan.
+#[derive(Debug)]
+struct HostRule;
+
+impl PhysicalOptimizerRule for HostRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(CoalescePartitionsExec::new(plan)))
+    }
+    fn name(&self) -> &str {
+        "HostRule"
+    }
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Every node of the plan, as (is wrapped once, is wrapped twice, name).
+/// `datafusion-tracing` keeps its wrapper type private; its `Debug` output
+/// names it, which is stable for the pinned version.
+fn wrapping(plan: &Arc<dyn ExecutionPlan>) -> datafusion::error::Result<Vec<(bool, bool, String)>> {
+    let mut nodes = Vec::new();
+    plan.apply(|node| {
+        let debug = format!("{node:?}");
+        nodes.push((
+            debug.starts_with("InstrumentedExec {"),
+            debug.starts_with("InstrumentedExec { inner: InstrumentedExec"),
+            node.name().to_owned(),
+        ));
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })?;
+    Ok(nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_rule_after_the_extension_leaves_no_hole_and_no_double_wrap() -> TestResult {
+    let config = DftraceConfig::builder()
+        .set("rules.rule_mode", "disabled")
+        .build()?;
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_dftrace(&config)?
+        .with_physical_optimizer_rule(Arc::new(HostRule))
+        .build_dftrace()?;
+    let names: Vec<&str> = state
+        .physical_optimizers()
+        .iter()
+        .map(|r| r.name())
+        .collect();
+    assert_eq!(names.last(), Some(&"Instrument"), "{names:?}");
+    let ctx = SessionContext::new_with_state(state);
+    tables(&ctx)?;
+
+    let sql = "SELECT t.name, count(*) FROM t JOIN u ON t.id = u.id WHERE t.v > 3 GROUP BY t.name";
+    span_capture();
+    let query = run_sql(&ctx, sql, &QueryOptions::new()).await?;
+    let nodes = wrapping(&query.plan)?;
+    let trace_id = query.trace_id.clone();
+    drop(query);
+    let spans = span_capture().settled_trace(&trace_id);
+    let operators = operator_names(&spans);
+    for (once, twice, name) in &nodes {
+        assert!(once, "hole: `{name}` is not instrumented");
+        assert!(!twice, "`{name}` is wrapped twice");
+        assert!(
+            operators.contains(name),
+            "`{name}` produced no span: {operators:?}"
+        );
+    }
+    assert!(
+        nodes
+            .iter()
+            .any(|(_, _, name)| name == "CoalescePartitionsExec"),
+        "the host rule ran"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_queries_never_cross() -> TestResult {
+    let config = DftraceConfig::builder()
+        .preset(Preset::MaximalNoData)
+        .build()?;
+    let ctx = Arc::new(traced_context(&config)?);
+    span_capture();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let ctx = Arc::clone(&ctx);
+            tokio::spawn(async move {
+                let sql = format!("SELECT t.name, sum(u.id) FROM t JOIN u ON t.id = u.id WHERE t.id > {i} GROUP BY t.name");
+                let query = run_sql(&ctx, &sql, &QueryOptions::new().run_id(format!("run-{i}"))).await?;
+                let trace_id = query.trace_id.clone();
+                drop(query);
+                Ok::<_, datafusion::error::DataFusionError>((i, trace_id))
+            })
+        })
+        .collect();
+    let mut traces = BTreeSet::new();
+    for task in tasks {
+        let (i, trace_id) = task.await??;
+        let spans = span_capture().settled_trace(&trace_id);
+        assert_eq!(
+            attribute_string(root(&spans), "dftrace.run_id"),
+            Some(format!("run-{i}"))
+        );
+        assert!(
+            operator_names(&spans).len() >= 4,
+            "query {i}: {:?}",
+            operator_names(&spans)
+        );
+        assert_all_under_root(&spans);
+        traces.insert(trace_id);
+    }
+    assert_eq!(traces.len(), 16, "each query has its own trace");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceparent_becomes_the_root_parent_and_bad_ones_are_errors() -> TestResult {
+    let ctx = traced_context(&DftraceConfig::builder().build()?)?;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (_, spans) = run(
+        &ctx,
+        "SELECT count(*) FROM t",
+        &QueryOptions::new().traceparent(traceparent),
+    )
+    .await?;
+    let root = root(&spans);
+    assert_eq!(
+        root.span_context.trace_id().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(root.parent_span_id.to_string(), "00f067aa0ba902b7");
+    assert!(root.parent_span_is_remote);
+
+    let error = run_sql(
+        &ctx,
+        "SELECT 1",
+        &QueryOptions::new().traceparent("00-abc-01"),
+    )
+    .await
+    .err();
+    let message = error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("invalid traceparent `00-abc-01`"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_span_carries_identity_outcome_and_no_literals() -> TestResult {
+    let ctx = traced_context(&DftraceConfig::builder().build()?)?;
+    let sql = "SELECT name FROM t WHERE name <> 'canary-literal' AND id < 93";
+    let options = QueryOptions::new().attribute("tenant", "acme");
+    let (batches, spans) = run(&ctx, sql, &options).await?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let root_span = root(&spans);
+    assert_eq!(
+        attribute(root_span, "dftrace.rows"),
+        Some(&opentelemetry::Value::I64(rows as i64))
+    );
+    assert_eq!(
+        attribute_string(root_span, "tenant").as_deref(),
+        Some("acme")
+    );
+    assert_eq!(
+        attribute_string(root_span, "dftrace.sql.fingerprint"),
+        Some(dftrace_rules::sql_fingerprint(sql))
+    );
+    assert!(attribute_string(root_span, "dftrace.run_id").is_some_and(|id| id.len() == 36));
+    assert_eq!(root_span.status, Status::Ok);
+    // The root span's identity attributes never carry the SQL or its literals.
+    assert!(attribute(root_span, "db.query.text").is_none());
+    for kv in &root_span.attributes {
+        let opentelemetry::Value::String(value) = &kv.value else {
+            continue;
+        };
+        let value = value.as_str();
+        assert!(
+            !value.contains("canary-literal") && value != "93",
+            "literal leaked: {}={value}",
+            kv.key
+        );
+    }
+
+    let opted_in = traced_context(
+        &DftraceConfig::builder()
+            .set("rules.record_sql", true)
+            .build()?,
+    )?;
+    let (_, spans) = run(&opted_in, sql, &QueryOptions::new()).await?;
+    assert_eq!(
+        attribute_string(root(&spans), "db.query.text").as_deref(),
+        Some(sql)
+    );
+
+    span_capture();
+    let failing = run_sql(
+        &ctx,
+        "SELECT missing_column FROM t",
+        &QueryOptions::new().run_id("failing"),
+    )
+    .await;
+    assert!(failing.is_err());
+    let failed_root = span_capture()
+        .trace_spans_named(QUERY_SPAN_NAME)
+        .into_iter()
+        .find(|s| attribute_string(s, "dftrace.run_id").as_deref() == Some("failing"))
+        .expect("the failing query's root span is exported");
+    match &failed_root.status {
+        Status::Error { description } => {
+            assert!(description.contains("missing_column"), "{description}")
+        }
+        other => panic!("expected an error status, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_identical_with_and_without_instrumentation() -> TestResult {
+    let plain = SessionContext::new();
+    tables(&plain)?;
+    let traced = traced_context(
+        &DftraceConfig::builder()
+            .preset(Preset::MaximalNoData)
+            .build()?,
+    )?;
+    for sql in [
+        "SELECT * FROM t WHERE v > 10 ORDER BY id",
+        "SELECT t.id, u.w FROM t JOIN u ON t.id = u.id ORDER BY t.id",
+        "SELECT name, sum(v), count(*) FROM t GROUP BY name ORDER BY name",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r ORDER BY n",
+    ] {
+        let expected = pretty_format_batches(&plain.sql(sql).await?.collect().await?)?.to_string();
+        let (batches, _) = run(&traced, sql, &QueryOptions::new()).await?;
+        assert_eq!(
+            pretty_format_batches(&batches)?.to_string(),
+            expected,
+            "{sql}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn previews_without_a_redacting_formatter_are_an_error() -> TestResult {
+    let config = DftraceConfig::builder().preset(Preset::Maximal).build()?;
+    let error = SessionStateBuilder::new()
+        .with_dftrace(&config)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("rules.preview_limit is 5") && error.contains("dftrace-preview-redaction"),
+        "{error}"
+    );
+
+    let allowed = DftraceConfig::builder()
+        .preset(Preset::Maximal)
+        .set("rules.allow_unredacted_preview", true)
+        .build()?;
+    assert!(SessionStateBuilder::new().with_dftrace(&allowed).is_ok());
+    Ok(())
+}
