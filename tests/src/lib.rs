@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 
 pub mod capture;
+pub mod moto;
+pub mod tpch;
 
 /// A real peer process a test talks to.
 #[derive(Debug, Clone, Copy)]

@@ -68,6 +68,11 @@ pub use plugin::{
 };
 pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
 
+/// The name of the root query span (`dftrace-rules` creates it). Crates that
+/// attribute work to a query (storage byte counters, the metrics summary)
+/// find the query's span by this name among the current span's ancestors.
+pub const QUERY_SPAN_NAME: &str = "dftrace.query";
+
 /// Re-exported so plugin crates register with the same `inventory` version
 /// the registry collects with.
 pub use inventory;

@@ -19,8 +19,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The tracing target of root query spans.
 pub const QUERY_TARGET: &str = "dftrace::query";
-/// The name of the root query span.
-pub const QUERY_SPAN_NAME: &str = "dftrace.query";
+pub use dftrace_registry::QUERY_SPAN_NAME;
 
 macro_rules! query_span {
     ($level:expr) => {
