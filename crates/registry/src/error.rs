@@ -94,6 +94,7 @@ pub enum ConfigError {
 }
 
 /// A problem applying dftrace to a DataFusion session.
+#[cfg(feature = "session")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
@@ -119,6 +120,7 @@ pub enum RegistryError {
     NotConfigured,
 }
 
+#[cfg(feature = "session")]
 impl From<RegistryError> for datafusion::error::DataFusionError {
     fn from(error: RegistryError) -> Self {
         datafusion::error::DataFusionError::External(Box::new(error))

@@ -46,6 +46,13 @@
 //! [`SessionStateBuilderExt::build_dftrace`], after the `Instrument` rule has
 //! been moved to the end of the physical optimizer chain.
 //!
+//! # Feature flags
+//!
+//! - `session` (default): the DataFusion side — plugin hooks, the
+//!   `SessionStateBuilder` extension and the services plugins share. Without
+//!   it the crate is only the config layer (no DataFusion dependency), which
+//!   is what `dftrace-bootstrap` uses.
+//!
 //! # Configuration
 //!
 //! See [`config`] for the layers and their precedence. A config section for a
@@ -57,15 +64,20 @@
 
 pub mod config;
 mod error;
+#[cfg(feature = "session")]
+mod hooks;
 mod plugin;
+#[cfg(feature = "session")]
 mod session;
 
 pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel};
-pub use error::{ConfigError, RegistryError, Result};
-pub use plugin::{
-    BuilderHook, Plugin, PluginContext, PreviewFn, PreviewFormatter, Services, Stage, StateHook,
-    linked_plugins,
-};
+#[cfg(feature = "session")]
+pub use error::RegistryError;
+pub use error::{ConfigError, Result};
+#[cfg(feature = "session")]
+pub use hooks::{BuilderHook, PluginContext, PreviewFn, PreviewFormatter, Services, StateHook};
+pub use plugin::{Plugin, Stage, linked_plugins};
+#[cfg(feature = "session")]
 pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
 
 /// The name of the root query span (`dftrace-rules` creates it). Crates that

@@ -2,12 +2,9 @@
 
 use crate::config::{DftraceConfig, Section};
 use crate::error::Result;
-use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::session_state::SessionState;
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
+#[cfg(feature = "session")]
+use crate::hooks::{BuilderHook, StateHook};
 use std::fmt;
-use std::sync::Arc;
 
 /// When a plugin's hooks run relative to other plugins'. Plugins run sorted by
 /// stage, then by name, because `inventory`'s order is unspecified.
@@ -25,16 +22,6 @@ pub enum Stage {
     /// Plugins that observe queries after they run (summaries, metrics).
     Observation,
 }
-
-/// A hook on the `SessionStateBuilder`, before the state is built.
-pub type BuilderHook = fn(
-    SessionStateBuilder,
-    &mut PluginContext<'_>,
-) -> datafusion::error::Result<SessionStateBuilder>;
-
-/// A hook on the built `SessionState` (planner rule wrapping needs the state).
-pub type StateHook =
-    fn(SessionState, &mut PluginContext<'_>) -> datafusion::error::Result<SessionState>;
 
 /// A dftrace plugin: a config section plus optional hooks.
 ///
@@ -61,7 +48,9 @@ pub struct Plugin {
     name: &'static str,
     stage: Stage,
     check: fn(&DftraceConfig) -> Result<()>,
+    #[cfg(feature = "session")]
     builder_hook: Option<BuilderHook>,
+    #[cfg(feature = "session")]
     state_hook: Option<StateHook>,
 }
 
@@ -72,12 +61,15 @@ impl Plugin {
             name: S::NAME,
             stage,
             check: check_section::<S>,
+            #[cfg(feature = "session")]
             builder_hook: None,
+            #[cfg(feature = "session")]
             state_hook: None,
         }
     }
 
     /// Adds a hook on the `SessionStateBuilder`.
+    #[cfg(feature = "session")]
     #[must_use]
     pub const fn on_builder(mut self, hook: BuilderHook) -> Self {
         self.builder_hook = Some(hook);
@@ -85,6 +77,7 @@ impl Plugin {
     }
 
     /// Adds a hook on the built `SessionState`.
+    #[cfg(feature = "session")]
     #[must_use]
     pub const fn on_state(mut self, hook: StateHook) -> Self {
         self.state_hook = Some(hook);
@@ -106,10 +99,12 @@ impl Plugin {
         (self.check)(config)
     }
 
+    #[cfg(feature = "session")]
     pub(crate) fn builder_hook(&self) -> Option<BuilderHook> {
         self.builder_hook
     }
 
+    #[cfg(feature = "session")]
     pub(crate) fn state_hook(&self) -> Option<StateHook> {
         self.state_hook
     }
@@ -120,8 +115,6 @@ impl fmt::Debug for Plugin {
         f.debug_struct("Plugin")
             .field("name", &self.name)
             .field("stage", &self.stage)
-            .field("builder_hook", &self.builder_hook.is_some())
-            .field("state_hook", &self.state_hook.is_some())
             .finish()
     }
 }
@@ -137,83 +130,4 @@ pub fn linked_plugins() -> Vec<&'static Plugin> {
     let mut plugins: Vec<&'static Plugin> = inventory::iter::<Plugin>.into_iter().collect();
     plugins.sort_by_key(|plugin| (plugin.stage, plugin.name));
     plugins
-}
-
-/// Shared values that plugins hand to each other (and to the host) by type:
-/// an earlier-stage plugin inserts, a later one reads.
-#[derive(Default, Clone)]
-pub struct Services {
-    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
-}
-
-impl Services {
-    /// Stores `value`, replacing any earlier value of the same type.
-    pub fn insert<T: Any + Send + Sync>(&mut self, value: Arc<T>) {
-        self.values.insert(TypeId::of::<T>(), value);
-    }
-
-    /// The value of type `T`, if a plugin provided one.
-    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        self.values
-            .get(&TypeId::of::<T>())
-            .cloned()
-            .and_then(|value| value.downcast().ok())
-    }
-}
-
-impl fmt::Debug for Services {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Services")
-            .field("count", &self.values.len())
-            .finish()
-    }
-}
-
-/// What a hook sees: the config and the services of the session being built.
-#[derive(Debug)]
-pub struct PluginContext<'a> {
-    config: &'a DftraceConfig,
-    services: &'a mut Services,
-}
-
-impl<'a> PluginContext<'a> {
-    pub(crate) fn new(config: &'a DftraceConfig, services: &'a mut Services) -> Self {
-        PluginContext { config, services }
-    }
-
-    /// The configuration being applied.
-    pub fn config(&self) -> &DftraceConfig {
-        self.config
-    }
-
-    /// The typed section `S` of the configuration, as a DataFusion error on
-    /// failure so hooks can use `?`.
-    pub fn section<S: Section>(&self) -> datafusion::error::Result<S> {
-        self.config
-            .section::<S>()
-            .map_err(|error| datafusion::error::DataFusionError::External(Box::new(error)))
-    }
-
-    /// The services plugins provide to each other.
-    pub fn services(&mut self) -> &mut Services {
-        self.services
-    }
-}
-
-/// The signature of a row-preview formatter, as `datafusion-tracing` calls it.
-pub type PreviewFn = dyn Fn(
-        &datafusion::arrow::record_batch::RecordBatch,
-    ) -> std::result::Result<String, datafusion::arrow::error::ArrowError>
-    + Send
-    + Sync;
-
-/// The service a preview plugin provides (e.g. `dftrace-preview-redaction`'s
-/// redacting formatter) and the rules plugin uses for operator previews.
-#[derive(Clone)]
-pub struct PreviewFormatter(pub Arc<PreviewFn>);
-
-impl fmt::Debug for PreviewFormatter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PreviewFormatter(..)")
-    }
 }

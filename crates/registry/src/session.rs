@@ -2,7 +2,8 @@
 
 use crate::config::DftraceConfig;
 use crate::error::RegistryError;
-use crate::plugin::{PluginContext, Services, linked_plugins};
+use crate::hooks::{PluginContext, Services};
+use crate::plugin::linked_plugins;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;

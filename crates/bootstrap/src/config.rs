@@ -1,0 +1,287 @@
+//! The `[export]` config section, with the standard OpenTelemetry variables.
+
+use dftrace_registry::{EnvAlias, Preset, Section};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where spans go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sink {
+    /// OTLP when an endpoint is configured, else `file`.
+    Auto,
+    /// OTLP to a collector (`otlp.protocol`).
+    Otlp,
+    /// OTLP-JSON lines in a local file (`file.dir`, `file.path`).
+    File,
+    /// Only the console summary of each query on stderr.
+    Console,
+    /// Nothing.
+    None,
+}
+
+/// The OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// gRPC (default port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// HTTP with binary protobuf (default port 4318); the specification's
+    /// default.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// HTTP with JSON (default port 4318).
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
+/// OTLP payload compression (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+}
+
+/// The head sampler (`OTEL_TRACES_SAMPLER`), with the specification's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    /// Sample everything.
+    AlwaysOn,
+    /// Sample nothing.
+    AlwaysOff,
+    /// Sample a fraction (`sampler_arg`) of traces by trace id.
+    #[serde(rename = "traceidratio")]
+    TraceIdRatio,
+    /// Follow the parent's decision; sample roots.
+    ParentbasedAlwaysOn,
+    /// Follow the parent's decision; drop roots.
+    ParentbasedAlwaysOff,
+    /// Follow the parent's decision; sample a fraction of roots.
+    #[serde(rename = "parentbased_traceidratio")]
+    ParentbasedTraceIdRatio,
+}
+
+/// Human log output on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// No log layer.
+    None,
+    /// One compact line per event.
+    Compact,
+    /// One JSON object per event.
+    Json,
+}
+
+/// OTLP exporter settings: `[export.otlp]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Base endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`): used as given for gRPC;
+    /// `/v1/traces` (and `/v1/metrics`) is appended for HTTP.
+    pub endpoint: Option<String>,
+    /// Traces endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), used as given.
+    pub traces_endpoint: Option<String>,
+    /// Metrics endpoint (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`), used as given.
+    pub metrics_endpoint: Option<String>,
+    /// Transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+    pub protocol: Protocol,
+    /// Extra headers / gRPC metadata (`OTEL_EXPORTER_OTLP_HEADERS`).
+    pub headers: BTreeMap<String, String>,
+    /// Per-export timeout in milliseconds (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+    pub timeout_ms: u64,
+    /// Compression (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+    pub compression: Compression,
+}
+
+/// Batch span processor settings: `[export.batch]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Spans held before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`).
+    pub max_queue_size: usize,
+    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`), at most the queue size.
+    pub max_export_batch_size: usize,
+    /// Delay between exports in milliseconds (`OTEL_BSP_SCHEDULE_DELAY`).
+    pub schedule_delay_ms: u64,
+    /// Longest one export may take in milliseconds (`OTEL_BSP_EXPORT_TIMEOUT`);
+    /// bounds the OTLP exporter's own timeout.
+    pub export_timeout_ms: u64,
+}
+
+/// File sink settings: `[export.file]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Folder for `trace-<time>-<pid>.jsonl` files (created if missing).
+    pub dir: String,
+    /// A fixed file path instead (appended to).
+    pub path: Option<String>,
+}
+
+/// Telemetry export settings: the `[export]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Where spans go.
+    pub sink: Sink,
+    /// `OTEL_TRACES_EXPORTER`: `otlp`, `console` or `none`; overrides `sink`.
+    pub traces_exporter: Option<String>,
+    /// `OTEL_SDK_DISABLED`: turns all telemetry off.
+    pub sdk_disabled: bool,
+    /// `service.name` (`OTEL_SERVICE_NAME`).
+    pub service_name: String,
+    /// `service.version`.
+    pub service_version: Option<String>,
+    /// Resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub resource_attributes: BTreeMap<String, String>,
+    /// The `tracing` filter directives when `RUST_LOG` is unset.
+    pub filter: String,
+    /// Human log output on stderr.
+    pub log_format: LogFormat,
+    /// Print one summary line per finished query on stderr.
+    pub console_summary: bool,
+    /// Head sampler (`OTEL_TRACES_SAMPLER`).
+    pub sampler: SamplerKind,
+    /// Sampler argument (`OTEL_TRACES_SAMPLER_ARG`): the ratio, 0 to 1.
+    pub sampler_arg: Option<f64>,
+    /// Longest shutdown may take, in milliseconds; spans not exported by
+    /// then are counted as dropped.
+    pub shutdown_timeout_ms: u64,
+    /// Export OpenTelemetry metrics (OTLP sink only) every this many
+    /// milliseconds (`OTEL_METRIC_EXPORT_INTERVAL`); shutdown exports the rest.
+    pub metric_export_interval_ms: u64,
+    /// OTLP settings.
+    pub otlp: OtlpConfig,
+    /// Batch span processor settings.
+    pub batch: BatchConfig,
+    /// File sink settings.
+    pub file: FileConfig,
+}
+
+impl Section for ExportConfig {
+    const NAME: &'static str = "export";
+    const ENV_ALIASES: &'static [EnvAlias] = &[
+        EnvAlias {
+            var: "OTEL_TRACES_EXPORTER",
+            field: "traces_exporter",
+        },
+        EnvAlias {
+            var: "OTEL_SDK_DISABLED",
+            field: "sdk_disabled",
+        },
+        EnvAlias {
+            var: "OTEL_SERVICE_NAME",
+            field: "service_name",
+        },
+        EnvAlias {
+            var: "OTEL_RESOURCE_ATTRIBUTES",
+            field: "resource_attributes",
+        },
+        EnvAlias {
+            var: "OTEL_TRACES_SAMPLER",
+            field: "sampler",
+        },
+        EnvAlias {
+            var: "OTEL_TRACES_SAMPLER_ARG",
+            field: "sampler_arg",
+        },
+        EnvAlias {
+            var: "OTEL_METRIC_EXPORT_INTERVAL",
+            field: "metric_export_interval_ms",
+        },
+        EnvAlias {
+            var: "OTEL_EXPORTER_OTLP_ENDPOINT",
+            field: "otlp.endpoint",
+        },
+        EnvAlias {
+            var: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            field: "otlp.traces_endpoint",
+        },
+        EnvAlias {
+            var: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            field: "otlp.metrics_endpoint",
+        },
+        EnvAlias {
+            var: "OTEL_EXPORTER_OTLP_PROTOCOL",
+            field: "otlp.protocol",
+        },
+        EnvAlias {
+            var: "OTEL_EXPORTER_OTLP_HEADERS",
+            field: "otlp.headers",
+        },
+        EnvAlias {
+            var: "OTEL_EXPORTER_OTLP_TIMEOUT",
+            field: "otlp.timeout_ms",
+        },
+        EnvAlias {
+            var: "OTEL_EXPORTER_OTLP_COMPRESSION",
+            field: "otlp.compression",
+        },
+        EnvAlias {
+            var: "OTEL_BSP_MAX_QUEUE_SIZE",
+            field: "batch.max_queue_size",
+        },
+        EnvAlias {
+            var: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            field: "batch.max_export_batch_size",
+        },
+        EnvAlias {
+            var: "OTEL_BSP_SCHEDULE_DELAY",
+            field: "batch.schedule_delay_ms",
+        },
+        EnvAlias {
+            var: "OTEL_BSP_EXPORT_TIMEOUT",
+            field: "batch.export_timeout_ms",
+        },
+    ];
+
+    fn for_preset(_preset: Preset) -> Self {
+        // Export policy is the same in every preset; presets choose what is
+        // recorded, not where it goes. Defaults follow the specification.
+        ExportConfig {
+            sink: Sink::Auto,
+            traces_exporter: None,
+            sdk_disabled: false,
+            service_name: "dftrace".to_owned(),
+            service_version: None,
+            resource_attributes: BTreeMap::new(),
+            filter: "info".to_owned(),
+            log_format: LogFormat::None,
+            console_summary: false,
+            sampler: SamplerKind::ParentbasedAlwaysOn,
+            sampler_arg: None,
+            shutdown_timeout_ms: 5_000,
+            metric_export_interval_ms: 60_000,
+            otlp: OtlpConfig {
+                endpoint: None,
+                traces_endpoint: None,
+                metrics_endpoint: None,
+                protocol: Protocol::HttpProtobuf,
+                headers: BTreeMap::new(),
+                timeout_ms: 10_000,
+                compression: Compression::None,
+            },
+            batch: BatchConfig {
+                max_queue_size: 2_048,
+                max_export_batch_size: 512,
+                schedule_delay_ms: 5_000,
+                export_timeout_ms: 30_000,
+            },
+            file: FileConfig {
+                dir: "dftrace-traces".to_owned(),
+                path: None,
+            },
+        }
+    }
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self::for_preset(Preset::default())
+    }
+}

@@ -1,0 +1,330 @@
+//! `dftrace-bootstrap`: one init for `tracing-subscriber` and OpenTelemetry,
+//! every sink, nothing lost at exit.
+//!
+//! [`init`] installs a global `tracing` subscriber — an `EnvFilter` (from
+//! `RUST_LOG`, else `export.filter`), an optional log layer on stderr, a `log`
+//! bridge, and the `tracing-opentelemetry` layer — plus an OpenTelemetry
+//! tracer and meter provider, all from one [`ExportConfig`] (the `[export]`
+//! section of the dftrace config, with the standard `OTEL_*` variables). It
+//! returns a [`TelemetryGuard`]: shutting it down (or dropping it) flushes
+//! every pending span and metric within `shutdown_timeout_ms`, and reports
+//! how many spans were dropped — never silently.
+//!
+//! ```
+//! use dftrace_bootstrap::{ExportConfig, Sink, init};
+//!
+//! let dir = std::env::temp_dir().join(format!("dftrace-doc-{}", std::process::id()));
+//! let config = ExportConfig {
+//!     sink: Sink::File,
+//!     file: dftrace_bootstrap::FileConfig { dir: dir.display().to_string(), path: None },
+//!     ..ExportConfig::default()
+//! };
+//! let guard = init(&config)?;
+//! tracing::info_span!("work", items = 3_i64).in_scope(|| {});
+//! let trace_file = guard.trace_file().map(|p| p.to_path_buf());
+//! let report = guard.shutdown();
+//! assert_eq!((report.ended, report.exported, report.dropped()), (1, 1, 0));
+//! let text = std::fs::read_to_string(trace_file.unwrap())?;
+//! assert!(text.contains("\"name\":\"work\""));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The default sink (`auto`) exports over OTLP when an endpoint is configured
+//! and otherwise writes OTLP-JSON lines to `dftrace-traces/` — any collector
+//! can ingest that file later.
+//!
+//! # Feature flags
+//!
+//! - `registry` (default): register `[export]` with `dftrace-registry` as a
+//!   config-only plugin (no DataFusion dependency).
+//! - `grpc`: OTLP over gRPC (tonic, on a small Tokio runtime of its own).
+//! - `http`: OTLP over HTTP, `http/protobuf` and `http/json` (blocking
+//!   reqwest client on the batch processor's thread).
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod config;
+mod policy;
+mod sinks;
+
+pub use config::{
+    BatchConfig, Compression, ExportConfig, FileConfig, LogFormat, OtlpConfig, Protocol,
+    SamplerKind, Sink,
+};
+pub use policy::{BootstrapError, ResolvedSink};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use sinks::{ConsoleSummary, CountingExporter, CountingProcessor, FileExporter, SpanCounters};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// What shutdown delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct ShutdownReport {
+    /// Sampled spans that ended.
+    pub ended: u64,
+    /// Spans the sink accepted.
+    pub exported: u64,
+    /// Spans in exports that failed (collector down, timeout).
+    pub failed: u64,
+    /// Whether shutdown gave up at `shutdown_timeout_ms`.
+    pub timed_out: bool,
+}
+
+impl ShutdownReport {
+    /// Spans that ended but never reached the sink: queue overflow, failed
+    /// exports, or still pending when shutdown timed out.
+    pub fn dropped(&self) -> u64 {
+        self.ended.saturating_sub(self.exported)
+    }
+}
+
+/// Keeps telemetry running; [`TelemetryGuard::shutdown`] (or drop) flushes it.
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+    counters: Arc<SpanCounters>,
+    shutdown_timeout: Duration,
+    trace_file: Option<PathBuf>,
+    sink: ResolvedSink,
+    #[cfg(feature = "grpc")]
+    runtime: Option<tokio::runtime::Runtime>,
+    done: bool,
+}
+
+impl TelemetryGuard {
+    /// The sink spans go to.
+    pub fn sink(&self) -> &ResolvedSink {
+        &self.sink
+    }
+
+    /// The trace file, for the file sink.
+    pub fn trace_file(&self) -> Option<&Path> {
+        self.trace_file.as_deref()
+    }
+
+    /// The meter provider (also installed as the global one), when metrics
+    /// are exported.
+    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+        self.meter_provider.as_ref()
+    }
+
+    /// Flushes and stops every provider within the configured timeout, on a
+    /// thread of its own (so it cannot deadlock a current-thread runtime),
+    /// and reports what was delivered.
+    pub fn shutdown(mut self) -> ShutdownReport {
+        self.shutdown_inner()
+    }
+
+    fn shutdown_inner(&mut self) -> ShutdownReport {
+        if self.done {
+            return self.report(false);
+        }
+        self.done = true;
+        let tracer = self.tracer_provider.take();
+        let meter = self.meter_provider.take();
+        let timeout = self.shutdown_timeout;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("dftrace-shutdown".into())
+            .spawn(move || {
+                if let Some(tracer) = tracer {
+                    let _ = tracer.shutdown_with_timeout(timeout);
+                }
+                if let Some(meter) = meter {
+                    let _ = meter.shutdown_with_timeout(timeout);
+                }
+                let _ = sender.send(());
+            });
+        // A little grace past the timeout for the providers' own bookkeeping.
+        let timed_out = spawned.is_err()
+            || receiver
+                .recv_timeout(timeout + Duration::from_millis(500))
+                .is_err();
+        #[cfg(feature = "grpc")]
+        if let Some(runtime) = self.runtime.take() {
+            // Never blocks, so it is safe inside an async context too.
+            runtime.shutdown_background();
+        }
+        let report = self.report(timed_out);
+        if report.dropped() > 0 {
+            eprintln!(
+                "dftrace: {} of {} spans were not exported ({} in failed exports{})",
+                report.dropped(),
+                report.ended,
+                report.failed,
+                if timed_out {
+                    ", shutdown timed out"
+                } else {
+                    ""
+                }
+            );
+        }
+        report
+    }
+
+    fn report(&self, timed_out: bool) -> ShutdownReport {
+        ShutdownReport {
+            ended: self.counters.ended.load(Ordering::Relaxed),
+            exported: self.counters.exported.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
+            timed_out,
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let _ = self.shutdown_inner();
+    }
+}
+
+/// Installs the global subscriber and the OpenTelemetry providers.
+///
+/// Fails with a clear error on a bad setting, and when called a second time
+/// in the process (the global subscriber can be set once).
+pub fn init(config: &ExportConfig) -> Result<TelemetryGuard, BootstrapError> {
+    let plan = policy::resolve(config)?;
+    if INITIALIZED.swap(true, Ordering::SeqCst) {
+        return Err(BootstrapError::AlreadyInitialized);
+    }
+    let result = install(config, plan);
+    if result.is_err() {
+        INITIALIZED.store(false, Ordering::SeqCst);
+    }
+    result
+}
+
+fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, BootstrapError> {
+    let counters = Arc::new(SpanCounters::default());
+    #[cfg(feature = "grpc")]
+    let mut runtime = None;
+    let mut trace_file = None;
+    let mut meter_provider = None;
+
+    let exporter: Option<policy::AnyExporter> = match &plan.sink {
+        ResolvedSink::None | ResolvedSink::Console => None,
+        ResolvedSink::File(path) => {
+            trace_file = Some(path.clone());
+            Some(policy::AnyExporter::File(
+                FileExporter::create(path).map_err(|source| BootstrapError::TraceFile {
+                    path: path.clone(),
+                    source,
+                })?,
+            ))
+        }
+        ResolvedSink::Otlp { .. } => {
+            let (exporter, meter, _runtime) = policy::otlp_exporter(config, &plan)?;
+            #[cfg(feature = "grpc")]
+            {
+                runtime = _runtime;
+            }
+            meter_provider = meter;
+            Some(exporter)
+        }
+    };
+
+    let console = plan.console_summary;
+    let tracer_provider = if exporter.is_some() || console {
+        let mut builder = SdkTracerProvider::builder()
+            .with_resource(plan.resource.clone())
+            .with_sampler(plan.sampler.clone());
+        if let Some(exporter) = exporter {
+            let batch = BatchConfigBuilder::default()
+                .with_max_queue_size(config.batch.max_queue_size)
+                .with_max_export_batch_size(config.batch.max_export_batch_size)
+                .with_scheduled_delay(Duration::from_millis(config.batch.schedule_delay_ms))
+                .build();
+            let processor = BatchSpanProcessor::builder(CountingExporter {
+                inner: exporter,
+                counters: Arc::clone(&counters),
+            })
+            .with_batch_config(batch)
+            .build();
+            builder = builder.with_span_processor(CountingProcessor {
+                inner: processor,
+                counters: Arc::clone(&counters),
+            });
+        }
+        if console {
+            builder = builder.with_span_processor(ConsoleSummary::default());
+        }
+        Some(builder.build())
+    } else {
+        None
+    };
+
+    if let Some(meter_provider) = &meter_provider {
+        opentelemetry::global::set_meter_provider(meter_provider.clone());
+    }
+
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .map_err(|error| BootstrapError::Filter {
+                origin: "RUST_LOG",
+                directives,
+                error: error.to_string(),
+            })?,
+        _ => EnvFilter::try_new(&config.filter).map_err(|error| BootstrapError::Filter {
+            origin: "export.filter",
+            directives: config.filter.clone(),
+            error: error.to_string(),
+        })?,
+    };
+    let log_layer = match config.log_format {
+        LogFormat::None => None,
+        LogFormat::Compact => Some(
+            tracing_subscriber::fmt::layer()
+                .compact()
+                .with_writer(std::io::stderr)
+                .boxed(),
+        ),
+        LogFormat::Json => Some(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .boxed(),
+        ),
+    };
+    let otel_layer = tracer_provider.as_ref().map(|provider| {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("dftrace"))
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(otel_layer)
+        .with(log_layer)
+        .try_init()
+        .map_err(|error| BootstrapError::SubscriberInstalled(error.to_string()))?;
+
+    Ok(TelemetryGuard {
+        tracer_provider,
+        meter_provider,
+        counters,
+        shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+        trace_file,
+        sink: plan.sink,
+        #[cfg(feature = "grpc")]
+        runtime,
+        done: false,
+    })
+}
+
+#[cfg(feature = "registry")]
+dftrace_registry::inventory::submit! {
+    dftrace_registry::Plugin::new::<ExportConfig>(dftrace_registry::Stage::Environment)
+}

@@ -1,0 +1,620 @@
+//! From an `ExportConfig` to what gets installed: the checked export policy,
+//! the sink, the sampler, the resource, and the OTLP exporters.
+
+use crate::config::{ExportConfig, Protocol, SamplerKind, Sink};
+use crate::sinks::FileExporter;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{Sampler, SpanData, SpanExporter};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A setting `init` cannot run with, or a failure installing telemetry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootstrapError {
+    /// A setting holds a value that is not accepted.
+    #[error("invalid value `{value}` for {field}: expected {expected}")]
+    Invalid {
+        /// The field (and its variable).
+        field: &'static str,
+        /// The value.
+        value: String,
+        /// What is accepted.
+        expected: String,
+    },
+    /// The protocol needs a cargo feature this build lacks.
+    #[error("OTLP protocol {protocol} needs the `{feature}` feature of dftrace-bootstrap")]
+    MissingFeature {
+        /// The protocol.
+        protocol: &'static str,
+        /// The feature.
+        feature: &'static str,
+    },
+    /// The OTLP exporter could not be built.
+    #[error("cannot build the OTLP exporter for {endpoint}: {message}")]
+    Exporter {
+        /// The endpoint.
+        endpoint: String,
+        /// What the exporter reported.
+        message: String,
+    },
+    /// The trace file could not be opened.
+    #[error("cannot open the trace file {}: {source}", path.display())]
+    TraceFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The filter directives do not parse.
+    #[error("invalid tracing filter `{directives}` in {origin}: {error}")]
+    Filter {
+        /// `RUST_LOG` or `export.filter`.
+        origin: &'static str,
+        /// The directives.
+        directives: String,
+        /// What the parser reported.
+        error: String,
+    },
+    /// `init` was already called in this process.
+    #[error(
+        "dftrace-bootstrap is already initialized in this process; call init once and keep its guard"
+    )]
+    AlreadyInitialized,
+    /// Another global `tracing` subscriber was installed first.
+    #[error("a global tracing subscriber is already installed: {0}")]
+    SubscriberInstalled(String),
+    /// The runtime for the gRPC exporter could not start.
+    #[error("cannot start the runtime for the gRPC exporter: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Where spans go, resolved from `sink`, `OTEL_TRACES_EXPORTER`,
+/// `OTEL_SDK_DISABLED` and the endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolvedSink {
+    /// Nothing is exported.
+    None,
+    /// Only the console summary.
+    Console,
+    /// OTLP-JSON lines in this file.
+    File(PathBuf),
+    /// OTLP to this traces endpoint.
+    Otlp {
+        /// The protocol name (`grpc`, `http/protobuf`, `http/json`).
+        protocol: &'static str,
+        /// The traces endpoint, as used.
+        endpoint: String,
+    },
+}
+
+pub(crate) struct Plan {
+    pub(crate) sink: ResolvedSink,
+    pub(crate) console_summary: bool,
+    pub(crate) sampler: Sampler,
+    pub(crate) resource: Resource,
+}
+
+fn invalid(
+    field: &'static str,
+    value: impl ToString,
+    expected: impl Into<String>,
+) -> BootstrapError {
+    BootstrapError::Invalid {
+        field,
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
+
+fn protocol_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Grpc => "grpc",
+        Protocol::HttpProtobuf => "http/protobuf",
+        Protocol::HttpJson => "http/json",
+    }
+}
+
+/// The endpoint for one signal, following the specification: the
+/// signal-specific variable is used as given; the base endpoint gets
+/// `/v1/<signal>` appended for HTTP and is used as given for gRPC.
+pub(crate) fn signal_endpoint(
+    protocol: Protocol,
+    base: Option<&str>,
+    specific: Option<&str>,
+    signal: &str,
+) -> String {
+    if let Some(specific) = specific {
+        return specific.to_owned();
+    }
+    match (protocol, base) {
+        (Protocol::Grpc, Some(base)) => base.to_owned(),
+        (Protocol::Grpc, None) => "http://localhost:4317".to_owned(),
+        (_, Some(base)) => format!("{}/v1/{signal}", base.trim_end_matches('/')),
+        (_, None) => format!("http://localhost:4318/v1/{signal}"),
+    }
+}
+
+fn check_endpoint(field: &'static str, value: &Option<String>) -> Result<(), BootstrapError> {
+    if let Some(value) = value {
+        let parsed = url::Url::parse(value).map_err(|error| {
+            invalid(
+                field,
+                value,
+                format!("an http:// or https:// URL ({error})"),
+            )
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(invalid(
+                field,
+                value,
+                "an http:// or https:// URL with a host",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every setting and decides what to install.
+pub(crate) fn resolve(config: &ExportConfig) -> Result<Plan, BootstrapError> {
+    let batch = &config.batch;
+    if !(1..=1_000_000).contains(&batch.max_queue_size) {
+        return Err(invalid(
+            "export.batch.max_queue_size (OTEL_BSP_MAX_QUEUE_SIZE)",
+            batch.max_queue_size,
+            "1 to 1000000",
+        ));
+    }
+    if batch.max_export_batch_size == 0 || batch.max_export_batch_size > batch.max_queue_size {
+        return Err(invalid(
+            "export.batch.max_export_batch_size (OTEL_BSP_MAX_EXPORT_BATCH_SIZE)",
+            batch.max_export_batch_size,
+            format!("1 to max_queue_size ({})", batch.max_queue_size),
+        ));
+    }
+    let millis = [
+        (
+            "export.batch.schedule_delay_ms (OTEL_BSP_SCHEDULE_DELAY)",
+            batch.schedule_delay_ms,
+        ),
+        (
+            "export.batch.export_timeout_ms (OTEL_BSP_EXPORT_TIMEOUT)",
+            batch.export_timeout_ms,
+        ),
+        (
+            "export.otlp.timeout_ms (OTEL_EXPORTER_OTLP_TIMEOUT)",
+            config.otlp.timeout_ms,
+        ),
+        ("export.shutdown_timeout_ms", config.shutdown_timeout_ms),
+        (
+            "export.metric_export_interval_ms (OTEL_METRIC_EXPORT_INTERVAL)",
+            config.metric_export_interval_ms,
+        ),
+    ];
+    for (field, value) in millis {
+        if !(1..=3_600_000).contains(&value) {
+            return Err(invalid(field, value, "1 to 3600000 milliseconds"));
+        }
+    }
+    check_endpoint(
+        "export.otlp.endpoint (OTEL_EXPORTER_OTLP_ENDPOINT)",
+        &config.otlp.endpoint,
+    )?;
+    check_endpoint(
+        "export.otlp.traces_endpoint (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)",
+        &config.otlp.traces_endpoint,
+    )?;
+    check_endpoint(
+        "export.otlp.metrics_endpoint (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)",
+        &config.otlp.metrics_endpoint,
+    )?;
+    if config.service_name.trim().is_empty() {
+        return Err(invalid(
+            "export.service_name (OTEL_SERVICE_NAME)",
+            "",
+            "a non-empty name",
+        ));
+    }
+
+    let ratio = || -> Result<f64, BootstrapError> {
+        let ratio = config.sampler_arg.unwrap_or(1.0);
+        if (0.0..=1.0).contains(&ratio) {
+            Ok(ratio)
+        } else {
+            Err(invalid(
+                "export.sampler_arg (OTEL_TRACES_SAMPLER_ARG)",
+                ratio,
+                "a ratio from 0 to 1",
+            ))
+        }
+    };
+    let sampler = match config.sampler {
+        SamplerKind::AlwaysOn => Sampler::AlwaysOn,
+        SamplerKind::AlwaysOff => Sampler::AlwaysOff,
+        SamplerKind::TraceIdRatio => Sampler::TraceIdRatioBased(ratio()?),
+        SamplerKind::ParentbasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerKind::ParentbasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerKind::ParentbasedTraceIdRatio => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
+        }
+    };
+
+    let mut sink = config.sink;
+    if let Some(exporter) = &config.traces_exporter {
+        sink = match exporter.trim().to_ascii_lowercase().as_str() {
+            "otlp" => Sink::Otlp,
+            "console" => Sink::Console,
+            "none" => Sink::None,
+            _ => {
+                return Err(invalid(
+                    "export.traces_exporter (OTEL_TRACES_EXPORTER)",
+                    exporter,
+                    "one of otlp, console, none",
+                ));
+            }
+        };
+    }
+    if config.sdk_disabled {
+        sink = Sink::None;
+    }
+    if sink == Sink::Auto {
+        let configured = config.otlp.endpoint.is_some() || config.otlp.traces_endpoint.is_some();
+        sink = if configured { Sink::Otlp } else { Sink::File };
+    }
+    let resolved = match sink {
+        Sink::None => ResolvedSink::None,
+        Sink::Console => ResolvedSink::Console,
+        Sink::File => ResolvedSink::File(match &config.file.path {
+            Some(path) => PathBuf::from(path),
+            None => {
+                let millis = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis();
+                PathBuf::from(&config.file.dir)
+                    .join(format!("trace-{millis}-{}.jsonl", std::process::id()))
+            }
+        }),
+        Sink::Otlp | Sink::Auto => ResolvedSink::Otlp {
+            protocol: protocol_name(config.otlp.protocol),
+            endpoint: signal_endpoint(
+                config.otlp.protocol,
+                config.otlp.endpoint.as_deref(),
+                config.otlp.traces_endpoint.as_deref(),
+                "traces",
+            ),
+        },
+    };
+
+    let mut attributes: Vec<KeyValue> = config
+        .resource_attributes
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    if let Some(version) = &config.service_version {
+        attributes.push(KeyValue::new("service.version", version.clone()));
+    }
+    // `builder_empty`: the config already holds OTEL_SERVICE_NAME and
+    // OTEL_RESOURCE_ATTRIBUTES at their documented precedence.
+    let resource = Resource::builder_empty()
+        .with_service_name(config.service_name.clone())
+        .with_attributes(attributes)
+        .build();
+
+    Ok(Plan {
+        console_summary: !config.sdk_disabled
+            && (config.console_summary || resolved == ResolvedSink::Console),
+        sink: resolved,
+        sampler,
+        resource,
+    })
+}
+
+/// The exporters the batch processor can own.
+#[derive(Debug)]
+pub(crate) enum AnyExporter {
+    File(FileExporter),
+    #[cfg(any(feature = "grpc", feature = "http"))]
+    Otlp(Box<opentelemetry_otlp::SpanExporter>),
+}
+
+impl SpanExporter for AnyExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        match self {
+            AnyExporter::File(exporter) => exporter.export(batch).await,
+            #[cfg(any(feature = "grpc", feature = "http"))]
+            AnyExporter::Otlp(exporter) => exporter.export(batch).await,
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match self {
+            AnyExporter::File(exporter) => exporter.shutdown_with_timeout(timeout),
+            #[cfg(any(feature = "grpc", feature = "http"))]
+            AnyExporter::Otlp(exporter) => exporter.shutdown_with_timeout(timeout),
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match self {
+            AnyExporter::File(exporter) => exporter.force_flush(),
+            #[cfg(any(feature = "grpc", feature = "http"))]
+            AnyExporter::Otlp(exporter) => exporter.force_flush(),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        match self {
+            AnyExporter::File(exporter) => exporter.set_resource(resource),
+            #[cfg(any(feature = "grpc", feature = "http"))]
+            AnyExporter::Otlp(exporter) => exporter.set_resource(resource),
+        }
+    }
+}
+
+/// The runtime the gRPC exporter's channel lives on, when gRPC is used.
+#[cfg(feature = "grpc")]
+pub(crate) type ExportRuntime = Option<tokio::runtime::Runtime>;
+#[cfg(not(feature = "grpc"))]
+pub(crate) type ExportRuntime = ();
+
+/// Without an OTLP feature there is no OTLP exporter to build.
+#[cfg(not(any(feature = "grpc", feature = "http")))]
+pub(crate) fn otlp_exporter(
+    config: &ExportConfig,
+    _plan: &Plan,
+) -> Result<(AnyExporter, Option<SdkMeterProvider>, ExportRuntime), BootstrapError> {
+    let feature = if config.otlp.protocol == Protocol::Grpc {
+        "grpc"
+    } else {
+        "http"
+    };
+    Err(BootstrapError::MissingFeature {
+        protocol: protocol_name(config.otlp.protocol),
+        feature,
+    })
+}
+
+/// The OTLP span exporter and meter provider for `plan`'s OTLP sink.
+#[cfg(any(feature = "grpc", feature = "http"))]
+pub(crate) fn otlp_exporter(
+    config: &ExportConfig,
+    plan: &Plan,
+) -> Result<(AnyExporter, Option<SdkMeterProvider>, ExportRuntime), BootstrapError> {
+    let ResolvedSink::Otlp { endpoint, .. } = &plan.sink else {
+        unreachable!("called for the OTLP sink only")
+    };
+    // The batch processor has no timeout of its own on the exporter thread:
+    // the exporter's is the one that holds.
+    let timeout = Duration::from_millis(config.otlp.timeout_ms.min(config.batch.export_timeout_ms));
+    let metrics_endpoint = signal_endpoint(
+        config.otlp.protocol,
+        config.otlp.endpoint.as_deref(),
+        config.otlp.metrics_endpoint.as_deref(),
+        "metrics",
+    );
+    let build_error = |message: String| BootstrapError::Exporter {
+        endpoint: endpoint.clone(),
+        message,
+    };
+    let interval = Duration::from_millis(config.metric_export_interval_ms);
+    let meter = |exporter: opentelemetry_otlp::MetricExporter| {
+        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+            .with_interval(interval)
+            .build();
+        SdkMeterProvider::builder()
+            .with_resource(plan.resource.clone())
+            .with_reader(reader)
+            .build()
+    };
+    match config.otlp.protocol {
+        #[cfg(feature = "grpc")]
+        Protocol::Grpc => {
+            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("dftrace-otlp")
+                .enable_all()
+                .build()
+                .map_err(BootstrapError::Runtime)?;
+            // tonic's channel spawns its connection task on the runtime that
+            // is current when it is built.
+            let _entered = runtime.enter();
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            for (key, value) in &config.otlp.headers {
+                let key = key
+                    .parse::<tonic::metadata::MetadataKey<tonic::metadata::Ascii>>()
+                    .map_err(|_| {
+                        invalid(
+                            "export.otlp.headers (OTEL_EXPORTER_OTLP_HEADERS)",
+                            key,
+                            "valid gRPC metadata keys",
+                        )
+                    })?;
+                let value = value.parse().map_err(|_| {
+                    invalid(
+                        "export.otlp.headers (OTEL_EXPORTER_OTLP_HEADERS)",
+                        value,
+                        "ASCII header values",
+                    )
+                })?;
+                metadata.insert(key, value);
+            }
+            let compression = match config.otlp.compression {
+                crate::config::Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
+                crate::config::Compression::None => None,
+            };
+            let mut spans = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(timeout)
+                .with_metadata(metadata.clone());
+            let mut metrics = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(metrics_endpoint)
+                .with_timeout(timeout)
+                .with_metadata(metadata);
+            if let Some(compression) = compression {
+                spans = spans.with_compression(compression);
+                metrics = metrics.with_compression(compression);
+            }
+            let spans = spans.build().map_err(|e| build_error(e.to_string()))?;
+            let metrics = metrics.build().map_err(|e| build_error(e.to_string()))?;
+            drop(_entered);
+            Ok((
+                AnyExporter::Otlp(Box::new(spans)),
+                Some(meter(metrics)),
+                Some(runtime),
+            ))
+        }
+        #[cfg(not(feature = "grpc"))]
+        Protocol::Grpc => Err(BootstrapError::MissingFeature {
+            protocol: "grpc",
+            feature: "grpc",
+        }),
+        #[cfg(feature = "http")]
+        Protocol::HttpProtobuf | Protocol::HttpJson => {
+            use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+            let protocol = if config.otlp.protocol == Protocol::HttpJson {
+                opentelemetry_otlp::Protocol::HttpJson
+            } else {
+                opentelemetry_otlp::Protocol::HttpBinary
+            };
+            let headers: std::collections::HashMap<String, String> = config
+                .otlp
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let compression = match config.otlp.compression {
+                crate::config::Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
+                crate::config::Compression::None => None,
+            };
+            let mut spans = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(protocol)
+                .with_endpoint(endpoint.clone())
+                .with_timeout(timeout)
+                .with_headers(headers.clone());
+            let mut metrics = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(protocol)
+                .with_endpoint(metrics_endpoint)
+                .with_timeout(timeout)
+                .with_headers(headers);
+            if let Some(compression) = compression {
+                spans = spans.with_compression(compression);
+                metrics = metrics.with_compression(compression);
+            }
+            let spans = spans.build().map_err(|e| build_error(e.to_string()))?;
+            let metrics = metrics.build().map_err(|e| build_error(e.to_string()))?;
+            #[cfg(feature = "grpc")]
+            let runtime = None;
+            #[cfg(not(feature = "grpc"))]
+            let runtime = ();
+            Ok((
+                AnyExporter::Otlp(Box::new(spans)),
+                Some(meter(metrics)),
+                runtime,
+            ))
+        }
+        #[cfg(not(feature = "http"))]
+        Protocol::HttpProtobuf | Protocol::HttpJson => Err(BootstrapError::MissingFeature {
+            protocol: protocol_name(config.otlp.protocol),
+            feature: "http",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_follow_the_specification() {
+        use Protocol::*;
+        let base = Some("http://collector:4318/");
+        assert_eq!(
+            signal_endpoint(HttpProtobuf, base, None, "traces"),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            signal_endpoint(HttpJson, base, None, "metrics"),
+            "http://collector:4318/v1/metrics"
+        );
+        assert_eq!(
+            signal_endpoint(HttpProtobuf, base, Some("http://x/custom"), "traces"),
+            "http://x/custom"
+        );
+        assert_eq!(
+            signal_endpoint(Grpc, Some("http://collector:4317"), None, "traces"),
+            "http://collector:4317"
+        );
+        assert_eq!(
+            signal_endpoint(Grpc, None, None, "traces"),
+            "http://localhost:4317"
+        );
+        assert_eq!(
+            signal_endpoint(HttpJson, None, None, "traces"),
+            "http://localhost:4318/v1/traces"
+        );
+    }
+
+    fn error(config: ExportConfig) -> String {
+        resolve(&config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_variable() {
+        let base = ExportConfig::default;
+        let mut c = base();
+        c.batch.max_queue_size = 0;
+        assert!(error(c).contains("export.batch.max_queue_size (OTEL_BSP_MAX_QUEUE_SIZE)"));
+        let mut c = base();
+        c.batch.max_export_batch_size = 5000;
+        assert!(error(c).contains("1 to max_queue_size (2048)"));
+        let mut c = base();
+        c.otlp.endpoint = Some("localhost:4317".into());
+        assert!(error(c).contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let mut c = base();
+        c.sampler = SamplerKind::TraceIdRatio;
+        c.sampler_arg = Some(1.5);
+        assert_eq!(
+            error(c),
+            "invalid value `1.5` for export.sampler_arg (OTEL_TRACES_SAMPLER_ARG): expected a ratio from 0 to 1"
+        );
+        let mut c = base();
+        c.traces_exporter = Some("zipkin".into());
+        assert!(error(c).contains("expected one of otlp, console, none"));
+    }
+
+    #[test]
+    fn sink_resolution() {
+        let mut c = ExportConfig::default();
+        assert!(matches!(
+            resolve(&c).map(|p| p.sink),
+            Ok(ResolvedSink::File(_))
+        ));
+        c.otlp.endpoint = Some("http://127.0.0.1:4318".into());
+        assert!(matches!(
+            resolve(&c).map(|p| p.sink),
+            Ok(ResolvedSink::Otlp { endpoint, .. }) if endpoint == "http://127.0.0.1:4318/v1/traces"
+        ));
+        c.traces_exporter = Some("console".into());
+        assert_eq!(
+            resolve(&c).map(|p| p.sink).ok(),
+            Some(ResolvedSink::Console)
+        );
+        c.sdk_disabled = true;
+        assert_eq!(
+            resolve(&c).map(|p| (p.sink, p.console_summary)).ok(),
+            Some((ResolvedSink::None, false))
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Span exporters and processors: the OTLP-JSON-lines file, drop counting,
+//! and the console summary.
+
+use opentelemetry::Value;
+use opentelemetry::trace::TraceId;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Writes each exported batch as one line: an `ExportTraceServiceRequest` in
+/// the OTLP JSON encoding (what OTLP/HTTP-JSON sends), so any collector can
+/// ingest the file later.
+#[derive(Debug)]
+pub(crate) struct FileExporter {
+    writer: Mutex<BufWriter<File>>,
+    resource: ResourceAttributesWithSchema,
+}
+
+impl FileExporter {
+    pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = File::options().create(true).append(true).open(path)?;
+        Ok(FileExporter {
+            writer: Mutex::new(BufWriter::new(file)),
+            resource: ResourceAttributesWithSchema::default(),
+        })
+    }
+}
+
+impl SpanExporter for FileExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let request = ExportTraceServiceRequest {
+            resource_spans: group_spans_by_resource_and_scope(batch, &self.resource),
+        };
+        let line = serde_json::to_string(&request).map_err(|error| {
+            OTelSdkError::InternalFailure(format!("OTLP JSON encoding: {error}"))
+        })?;
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        writeln!(writer, "{line}")
+            .and_then(|()| writer.flush())
+            .map_err(|error| {
+                OTelSdkError::InternalFailure(format!("writing the trace file: {error}"))
+            })
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush()
+            .map_err(|error| OTelSdkError::InternalFailure(error.to_string()))
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.into();
+    }
+}
+
+/// How many spans ended, were exported, or failed to export.
+#[derive(Debug, Default)]
+pub(crate) struct SpanCounters {
+    pub(crate) ended: AtomicU64,
+    pub(crate) exported: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
+/// Counts what its exporter delivered; a failed batch counts as failed.
+#[derive(Debug)]
+pub(crate) struct CountingExporter<E> {
+    pub(crate) inner: E,
+    pub(crate) counters: Arc<SpanCounters>,
+}
+
+impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let count = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        let counter = if result.is_ok() {
+            &self.counters.exported
+        } else {
+            &self.counters.failed
+        };
+        counter.fetch_add(count, Ordering::Relaxed);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Counts every span that ends before handing it to the batch processor,
+/// which drops spans silently when its queue is full: ended minus exported
+/// is what was lost.
+#[derive(Debug)]
+pub(crate) struct CountingProcessor<P> {
+    pub(crate) inner: P,
+    pub(crate) counters: Arc<SpanCounters>,
+}
+
+impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
+    fn on_start(&self, span: &mut Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.counters.ended.fetch_add(1, Ordering::Relaxed);
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The span names and attributes the summary reads.
+const QUERY_SPAN: &str = dftrace_registry::QUERY_SPAN_NAME;
+const OPERATOR_TARGET: &str = "dftrace::exec";
+/// A query's spans are kept until its root ends; traces with no root (spans
+/// outside queries) are forgotten past this many.
+const MAX_PENDING_TRACES: usize = 256;
+
+/// Prints one line per finished root query span on stderr: trace id,
+/// duration, rows and the slowest operators.
+#[derive(Debug, Default)]
+pub(crate) struct ConsoleSummary {
+    /// Per trace: (operator name, duration) of operator spans seen so far.
+    pending: Mutex<HashMap<TraceId, Vec<(String, Duration)>>>,
+}
+
+impl ConsoleSummary {
+    /// The line for a root span and its operators.
+    pub(crate) fn line(root: &SpanData, mut operators: Vec<(String, Duration)>) -> String {
+        let duration = root
+            .end_time
+            .duration_since(root.start_time)
+            .unwrap_or_default();
+        let rows = root
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "dftrace.rows")
+            .map(|kv| kv.value.as_str().into_owned())
+            .unwrap_or_else(|| "?".to_owned());
+        let status = match &root.status {
+            opentelemetry::trace::Status::Error { description } => {
+                format!(", error: {description}")
+            }
+            _ => String::new(),
+        };
+        operators.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+        let slowest: Vec<String> = operators
+            .iter()
+            .take(3)
+            .map(|(name, took)| format!("{name} {:.1} ms", took.as_secs_f64() * 1e3))
+            .collect();
+        let slowest = if slowest.is_empty() {
+            "-".to_owned()
+        } else {
+            slowest.join(", ")
+        };
+        format!(
+            "dftrace: trace {} {:.1} ms, {rows} rows{status}; slowest: {slowest}",
+            root.span_context.trace_id(),
+            duration.as_secs_f64() * 1e3,
+        )
+    }
+}
+
+impl SpanProcessor for ConsoleSummary {
+    fn on_start(&self, _span: &mut Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        let trace_id = span.span_context.trace_id();
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if span.name == QUERY_SPAN {
+            let operators = pending.remove(&trace_id).unwrap_or_default();
+            drop(pending);
+            eprintln!("{}", Self::line(&span, operators));
+            return;
+        }
+        let is_operator = span
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "target" && kv.value == Value::from(OPERATOR_TARGET));
+        if !is_operator {
+            return;
+        }
+        if pending.len() >= MAX_PENDING_TRACES && !pending.contains_key(&trace_id) {
+            pending.clear();
+        }
+        let took = span
+            .end_time
+            .duration_since(span.start_time)
+            .unwrap_or_default();
+        pending
+            .entry(trace_id)
+            .or_default()
+            .push((span.name.to_string(), took));
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
