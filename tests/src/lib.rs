@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 pub mod capture;
 pub mod moto;
+pub mod rotel;
 pub mod tpch;
 
 /// A real peer process a test talks to.

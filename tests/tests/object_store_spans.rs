@@ -2,6 +2,10 @@
 //! for a real S3 endpoint (moto), `file://` and `memory://`; errors pass
 //! through unchanged; stores are wrapped exactly once.
 
+// Helpers outside #[test] functions may panic too: in a test, a panic with
+// a message is the failure report.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::object_store::DefaultObjectStoreRegistry;
 use datafusion::prelude::SessionContext;
@@ -231,7 +235,7 @@ async fn a_missing_object_is_the_same_not_found_and_its_span_an_error() -> TestR
     let wrapped = registry.get_store(&url)?;
 
     let missing = Path::from("no/such/object");
-    let plain_error = raw.get(&missing).await.err().expect("missing");
+    let plain_error = raw.get(&missing).await.expect_err("missing");
     let query = QuerySpan::start(
         &datafusion::prelude::SessionConfig::new(),
         None,
@@ -241,8 +245,7 @@ async fn a_missing_object_is_the_same_not_found_and_its_span_an_error() -> TestR
         .get(&missing)
         .instrument(query.span().clone())
         .await
-        .err()
-        .expect("missing");
+        .expect_err("missing");
     assert!(
         matches!(traced_error, object_store::Error::NotFound { .. }),
         "{traced_error:?}"

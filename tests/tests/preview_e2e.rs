@@ -2,6 +2,10 @@
 //! only, as a host would do), the `maximal` preset's operator previews go
 //! through the redacting formatter.
 
+// Helpers outside #[test] functions may panic too: in a test, a panic with
+// a message is the failure report.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 // Link-time registration: this reference is all that makes the `preview`
 // plugin register itself.
 use dftrace_preview_redaction as _;

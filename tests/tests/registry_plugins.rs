@@ -2,6 +2,10 @@
 //! found, configured from its own section, and applied at both stages; the
 //! `Instrument` rule ends last even when the host adds a rule afterwards.
 
+// Helpers outside #[test] functions may panic too: in a test, a panic with
+// a message is the failure report.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use datafusion::config::ConfigOptions;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;

@@ -1,6 +1,10 @@
 //! dftrace-rules end to end: planner, operator and root query spans through a
 //! real OpenTelemetry pipeline (in-memory exporter).
 
+// Helpers outside #[test] functions may panic too: in a test, a panic with
+// a message is the failure report.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;

@@ -285,3 +285,188 @@ impl Default for ExportConfig {
         Self::for_preset(Preset::default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dftrace_registry::DftraceConfig;
+    use serde_json::{Value, json};
+
+    /// For every standard variable: the file overrides the preset, and the
+    /// variable overrides the file.
+    #[test]
+    fn each_variable_overrides_the_file_which_overrides_the_preset() {
+        // (variable, field path, file value as TOML, env value, expected JSON after env)
+        let cases: &[(&str, &str, &str, &str, Value)] = &[
+            (
+                "OTEL_TRACES_EXPORTER",
+                "traces_exporter",
+                "\"otlp\"",
+                "console",
+                json!("console"),
+            ),
+            (
+                "OTEL_SDK_DISABLED",
+                "sdk_disabled",
+                "true",
+                "false",
+                json!(false),
+            ),
+            (
+                "OTEL_SERVICE_NAME",
+                "service_name",
+                "\"from-file\"",
+                "from-env",
+                json!("from-env"),
+            ),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "resource_attributes",
+                "{ a = \"file\" }",
+                "a=env,b=2",
+                json!({"a": "env", "b": "2"}),
+            ),
+            (
+                "OTEL_TRACES_SAMPLER",
+                "sampler",
+                "\"always_off\"",
+                "parentbased_traceidratio",
+                json!("parentbased_traceidratio"),
+            ),
+            (
+                "OTEL_TRACES_SAMPLER_ARG",
+                "sampler_arg",
+                "0.25",
+                "0.75",
+                json!(0.75),
+            ),
+            (
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                "metric_export_interval_ms",
+                "1000",
+                "2000",
+                json!(2000),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "otlp.endpoint",
+                "\"http://file:4318\"",
+                "http://env:4318",
+                json!("http://env:4318"),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "otlp.traces_endpoint",
+                "\"http://file/t\"",
+                "http://env/t",
+                json!("http://env/t"),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "otlp.metrics_endpoint",
+                "\"http://file/m\"",
+                "http://env/m",
+                json!("http://env/m"),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "otlp.protocol",
+                "\"grpc\"",
+                "http/json",
+                json!("http/json"),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "otlp.headers",
+                "{ k = \"file\" }",
+                "k=env%20value",
+                json!({"k": "env value"}),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                "otlp.timeout_ms",
+                "1000",
+                "2500",
+                json!(2500),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                "otlp.compression",
+                "\"gzip\"",
+                "none",
+                json!("none"),
+            ),
+            (
+                "OTEL_BSP_MAX_QUEUE_SIZE",
+                "batch.max_queue_size",
+                "100",
+                "4096",
+                json!(4096),
+            ),
+            (
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                "batch.max_export_batch_size",
+                "10",
+                "64",
+                json!(64),
+            ),
+            (
+                "OTEL_BSP_SCHEDULE_DELAY",
+                "batch.schedule_delay_ms",
+                "100",
+                "250",
+                json!(250),
+            ),
+            (
+                "OTEL_BSP_EXPORT_TIMEOUT",
+                "batch.export_timeout_ms",
+                "100",
+                "900",
+                json!(900),
+            ),
+        ];
+        assert_eq!(
+            cases.len(),
+            ExportConfig::ENV_ALIASES.len(),
+            "every alias has a case"
+        );
+        let get = |config: &ExportConfig, path: &str| {
+            let mut value = serde_json::to_value(config).unwrap_or_default();
+            for segment in path.split('.') {
+                value = value[segment].take();
+            }
+            value
+        };
+        for (var, field, file_value, env_value, expected) in cases {
+            assert!(
+                ExportConfig::ENV_ALIASES
+                    .iter()
+                    .any(|a| a.var == *var && a.field == *field),
+                "{var}"
+            );
+            let (table, key) = match field.split_once('.') {
+                Some((table, key)) => (format!("[export.{table}]"), key.to_owned()),
+                None => ("[export]".to_owned(), (*field).to_owned()),
+            };
+            let file = format!("{table}\n{key} = {file_value}\n");
+            let preset = ExportConfig::default();
+            let from_file = DftraceConfig::builder()
+                .toml_str(file.clone())
+                .build()
+                .and_then(|c| c.section::<ExportConfig>());
+            let from_file = from_file.unwrap_or_else(|e| panic!("{var}: {e}"));
+            assert_ne!(
+                get(&from_file, field),
+                get(&preset, field),
+                "{var}: the file changes the preset value"
+            );
+            let from_env = DftraceConfig::builder()
+                .toml_str(file)
+                .env([(*var, *env_value)])
+                .build()
+                .and_then(|c| c.section::<ExportConfig>())
+                .unwrap_or_else(|e| panic!("{var}: {e}"));
+            assert_eq!(&get(&from_env, field), expected, "{var} overrides the file");
+        }
+    }
+}

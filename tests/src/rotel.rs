@@ -1,0 +1,149 @@
+//! A real OTLP collector: `rotel` on free loopback ports, printing every
+//! span it receives (with typed attributes) to a log the tests read.
+
+use crate::moto::free_port;
+use crate::{Peer, peer_binary};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `rotel-agent`, killed on drop.
+#[derive(Debug)]
+pub struct Rotel {
+    child: Child,
+    grpc_port: u16,
+    http_port: u16,
+    log: PathBuf,
+}
+
+impl Rotel {
+    /// Starts rotel with OTLP gRPC and HTTP receivers, the blackhole exporter
+    /// and detailed debug logging of traces, and waits until both listen.
+    ///
+    /// # Panics
+    ///
+    /// When `rotel-agent` is missing (with how to install it) or does not
+    /// come up within 30 seconds.
+    pub fn start() -> Rotel {
+        let binary = peer_binary(Peer::Rotel);
+        let (grpc_port, http_port) = (free_port(), free_port());
+        let log = std::env::temp_dir().join(format!(
+            "dftrace-rotel-{}-{grpc_port}.log",
+            std::process::id()
+        ));
+        let output = std::fs::File::create(&log).unwrap_or_else(|e| panic!("rotel log: {e}"));
+        let child = Command::new(&binary)
+            .args([
+                "start",
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{grpc_port}"),
+                "--otlp-http-endpoint",
+                &format!("127.0.0.1:{http_port}"),
+                "--exporter",
+                "blackhole",
+                "--debug-log",
+                "traces",
+                "--debug-log-verbosity",
+                "detailed",
+            ])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(
+                output.try_clone().unwrap_or_else(|e| panic!("{e}")),
+            ))
+            .stderr(Stdio::from(output))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
+        let rotel = Rotel {
+            child,
+            grpc_port,
+            http_port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in [grpc_port, http_port] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "rotel did not listen on port {port} within 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        rotel
+    }
+
+    /// The OTLP/gRPC endpoint.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// The OTLP/HTTP base endpoint (`/v1/traces` is appended by exporters).
+    pub fn http_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The HTTP port, for raw requests.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// Everything rotel printed so far, with terminal colour codes removed.
+    pub fn output(&self) -> String {
+        let raw = std::fs::read(&self.log).unwrap_or_default();
+        strip_ansi(&String::from_utf8_lossy(&raw))
+    }
+
+    /// How many received spans are named `name`.
+    pub fn spans_named(&self, name: &str) -> usize {
+        self.output()
+            .lines()
+            .filter(|line| {
+                line.trim_start()
+                    .strip_prefix("Name")
+                    .map(|rest| rest.trim_start().trim_start_matches(':').trim())
+                    == Some(name)
+            })
+            .count()
+    }
+
+    /// Waits until at least `count` spans named `name` arrived (at most
+    /// `timeout`), and returns how many did.
+    pub fn wait_for_spans(&self, name: &str, count: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.spans_named(name);
+            if seen >= count || Instant::now() > deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
