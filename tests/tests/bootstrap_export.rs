@@ -179,7 +179,7 @@ fn collector_down_loses_nothing_silently_and_queries_still_work() {
         );
         let rows = report["rows"].as_str().unwrap_or_default();
         assert!(
-            rows.contains("| 0 | 100 |") && rows.contains("| 2 | 100 |"),
+            rows.contains("| 0 | 80 |") && rows.contains("| 2 | 80 |"),
             "{protocol}: wrong results: {rows}"
         );
         let ended = count(&report, "ended");

@@ -78,7 +78,7 @@ async fn traced(
     let batches = async { ctx.sql(sql).await?.collect().await }
         .instrument(query.span().clone())
         .await?;
-    query.record_success(batches.iter().map(|b| b.num_rows()).sum());
+    query.record_success(batches.iter().map(|b| b.num_rows()).sum(), None);
     let totals = query_storage_totals(query.span()).unwrap_or_default();
     let trace_id = query.trace_id();
     drop(query);

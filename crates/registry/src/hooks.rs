@@ -97,3 +97,48 @@ impl fmt::Debug for PreviewFormatter {
         f.write_str("PreviewFormatter(..)")
     }
 }
+
+/// What a [`QueryObserver`] sees when a query ends, while its root span is
+/// still open (so attributes recorded on it are exported).
+#[derive(Debug)]
+pub struct QueryEnd<'a> {
+    /// The root query span.
+    pub span: &'a tracing::Span,
+    /// The executed physical plan, with its metrics, when the host has it.
+    pub plan: Option<&'a Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+    /// Time from the root span's start to the end of the query.
+    pub elapsed: std::time::Duration,
+    /// Rows returned, on success.
+    pub rows: Option<usize>,
+    /// The error message, on failure.
+    pub error: Option<String>,
+}
+
+/// Something that wants to know when each query ends (e.g. the metrics
+/// summary). Plugins add observers with [`Services::add_query_observer`].
+pub trait QueryObserver: Send + Sync + fmt::Debug {
+    /// Called once per query, before its root span closes.
+    fn on_query_end(&self, end: &QueryEnd<'_>);
+}
+
+#[derive(Debug, Clone, Default)]
+struct QueryObservers(Vec<Arc<dyn QueryObserver>>);
+
+impl Services {
+    /// Adds an observer called at the end of every root query span.
+    pub fn add_query_observer(&mut self, observer: Arc<dyn QueryObserver>) {
+        let mut observers = self
+            .get::<QueryObservers>()
+            .map(|o| (*o).clone())
+            .unwrap_or_default();
+        observers.0.push(observer);
+        self.insert(Arc::new(observers));
+    }
+
+    /// The observers plugins added, in plugin order.
+    pub fn query_observers(&self) -> Vec<Arc<dyn QueryObserver>> {
+        self.get::<QueryObservers>()
+            .map(|o| o.0.clone())
+            .unwrap_or_default()
+    }
+}

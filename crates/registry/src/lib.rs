@@ -75,7 +75,10 @@ pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLe
 pub use error::RegistryError;
 pub use error::{ConfigError, Result};
 #[cfg(feature = "session")]
-pub use hooks::{BuilderHook, PluginContext, PreviewFn, PreviewFormatter, Services, StateHook};
+pub use hooks::{
+    BuilderHook, PluginContext, PreviewFn, PreviewFormatter, QueryEnd, QueryObserver, Services,
+    StateHook,
+};
 pub use plugin::{Plugin, Stage, linked_plugins};
 #[cfg(feature = "session")]
 pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};

@@ -10,7 +10,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-use dftrace_registry::{DftraceSession, SpanLevel};
+use dftrace_registry::{DftraceSession, QueryEnd, QueryObserver, SpanLevel};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,6 +89,7 @@ pub struct QuerySpan {
     span: Span,
     run_id: String,
     started: Instant,
+    observers: Vec<Arc<dyn QueryObserver>>,
 }
 
 impl QuerySpan {
@@ -132,10 +133,15 @@ impl QuerySpan {
         {
             span.set_attribute(key.clone(), value.clone());
         }
+        let observers = session
+            .get_extension::<DftraceSession>()
+            .map(|s| s.services().query_observers())
+            .unwrap_or_default();
         Ok(QuerySpan {
             span,
             run_id,
             started: Instant::now(),
+            observers,
         })
     }
 
@@ -165,18 +171,44 @@ impl QuerySpan {
         self.started.elapsed()
     }
 
-    /// Records a successful outcome.
-    pub fn record_success(&self, rows: usize) {
+    /// Records a successful outcome, and hands the executed plan (when the
+    /// host has it) to the session's query observers, such as the metrics
+    /// summary.
+    pub fn record_success(&self, rows: usize, plan: Option<&Arc<dyn ExecutionPlan>>) {
         self.span
             .record("dftrace.rows", i64::try_from(rows).unwrap_or(i64::MAX));
         self.span.record("otel.status_code", "OK");
+        self.notify(plan, Some(rows), None);
     }
 
-    /// Records a failed outcome with its message.
+    /// Records a failed outcome with its message, and tells the observers.
     pub fn record_error(&self, error: &dyn std::fmt::Display) {
+        let message = error.to_string();
         self.span.record("otel.status_code", "ERROR");
         self.span
-            .record("otel.status_description", error.to_string().as_str());
+            .record("otel.status_description", message.as_str());
+        self.notify(None, None, Some(message));
+    }
+
+    fn notify(
+        &self,
+        plan: Option<&Arc<dyn ExecutionPlan>>,
+        rows: Option<usize>,
+        error: Option<String>,
+    ) {
+        if self.observers.is_empty() {
+            return;
+        }
+        let end = QueryEnd {
+            span: &self.span,
+            plan,
+            elapsed: self.elapsed(),
+            rows,
+            error,
+        };
+        for observer in &self.observers {
+            observer.on_query_end(&end);
+        }
     }
 }
 
@@ -231,7 +263,7 @@ async fn finish(
 ) -> Result<TracedQuery> {
     match work.instrument(query.span.clone()).await {
         Ok((plan, batches)) => {
-            query.record_success(batches.iter().map(RecordBatch::num_rows).sum());
+            query.record_success(batches.iter().map(RecordBatch::num_rows).sum(), Some(&plan));
             Ok(TracedQuery {
                 batches,
                 plan,

@@ -11,7 +11,11 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use dftrace_registry::SessionStateBuilderExt;
 
-const QUERY: &str = "SELECT v % 3 AS k, count(*) AS c FROM (SELECT * FROM unnest(range(0, 300)) AS t(v)) GROUP BY v % 3 ORDER BY k";
+// Linked so their plugins register: the query gets the metrics summary's
+// typed attributes on its root span.
+use dftrace_metrics_summary as _;
+
+const QUERY: &str = "SELECT v % 3 AS k, count(*) AS c FROM (SELECT * FROM unnest(range(0, 300)) AS t(v)) WHERE v % 5 <> 0 GROUP BY v % 3 ORDER BY k";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let argument = std::env::args().nth(1).unwrap_or_else(|| "10".to_owned());
