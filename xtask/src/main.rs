@@ -4,8 +4,10 @@
 //! - `cargo xtask test`: every check CI runs (formatting, lints, tests,
 //!   doctests, docs), after installing the test peers (the `rotel` collector
 //!   and the `moto` S3 server) into `target/tools/venv` when missing.
+//! - `cargo xtask cli`: build `datafusion-cli` patched with dftrace, and run it.
 //! - `cargo xtask peers`: only install the test peers and print their paths.
 
+mod cli;
 mod peers;
 mod process;
 mod test;
@@ -19,6 +21,9 @@ usage: cargo xtask <command>
 commands:
   test     run every check CI runs: fmt, clippy, tests, doctests, docs
            (installs the rotel and moto test peers under target/tools first)
+  cli      build datafusion-cli patched with dftrace and run it:
+           cargo xtask cli [--release] [--build-only] [-- <datafusion-cli args>]
+           (binary: target/debug/datafusion-cli, or target/release/ with --release)
   peers    install the test peers under target/tools and print their paths
 ";
 
@@ -26,6 +31,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
+        Some("cli") => cli::run_cli(&args[1..]),
         Some("peers") => peers::ensure().map(|peers| {
             for (var, path) in peers.env() {
                 println!("{var}={}", path.display());

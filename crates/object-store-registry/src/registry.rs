@@ -67,33 +67,40 @@ pub fn instrument_registry(
 struct InstrumentedRegistry {
     inner: Arc<dyn ObjectStoreRegistry>,
     config: ObjectStoreConfig,
-    /// The stores this registry made, to never wrap one twice. Weak, so a
-    /// dropped store's address can never be mistaken for a live one.
-    wrapped: Mutex<Vec<Weak<dyn ObjectStore>>>,
+    /// Each inner store this registry has handed out, with its wrapper, so
+    /// a store is wrapped once however often it is asked for. Wrappers are
+    /// never registered back into the inner registry: an inner registry that
+    /// wraps what it is given (as `datafusion-cli`'s profiling registry does)
+    /// would otherwise grow a chain of wrappers.
+    wrapped: Mutex<Vec<Wrapped>>,
 }
 
-impl InstrumentedRegistry {
-    fn is_wrapped(&self, store: &Arc<dyn ObjectStore>) -> bool {
-        let mut wrapped = self.wrapped.lock().unwrap_or_else(PoisonError::into_inner);
-        wrapped.retain(|weak| weak.strong_count() > 0);
-        wrapped
-            .iter()
-            .any(|weak| weak.upgrade().is_some_and(|w| Arc::ptr_eq(&w, store)))
-    }
+/// An inner store (weakly, so a dropped store's address is never mistaken
+/// for a live one) and the wrapper handed out for it.
+type Wrapped = (Weak<dyn ObjectStore>, Arc<dyn ObjectStore>);
 
+impl InstrumentedRegistry {
+    /// `store` wrapped exactly once: a store this registry made is returned
+    /// as it is; an inner store seen before gets the same wrapper again.
     fn wrap(&self, scheme: &str, store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
-        if self.is_wrapped(&store) {
-            return store;
+        let mut wrapped = self.wrapped.lock().unwrap_or_else(PoisonError::into_inner);
+        for (inner, wrapper) in wrapped.iter() {
+            if Arc::ptr_eq(wrapper, &store) {
+                return store;
+            }
+            if inner
+                .upgrade()
+                .is_some_and(|inner| Arc::ptr_eq(&inner, &store))
+            {
+                return Arc::clone(wrapper);
+            }
         }
-        let counted: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(store));
+        let counted: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(Arc::clone(&store)));
         let traced = instrumented_object_store::instrument_object_store(
             counted,
             &self.config.prefix_for(scheme),
         );
-        self.wrapped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(&traced));
+        wrapped.push((Arc::downgrade(&store), Arc::clone(&traced)));
         traced
     }
 
@@ -149,38 +156,35 @@ fn external(error: StoreError) -> DataFusionError {
 }
 
 impl ObjectStoreRegistry for InstrumentedRegistry {
-    /// Wraps `store` (unless this registry made it) and registers the wrapper.
+    /// Registers `store` as it is; it is wrapped when handed out.
     fn register_store(
         &self,
         url: &Url,
         store: Arc<dyn ObjectStore>,
     ) -> Option<Arc<dyn ObjectStore>> {
-        let wrapped = self.wrap(url.scheme(), store);
-        self.inner.register_store(url, wrapped)
+        self.inner.register_store(url, store)
     }
 
     fn deregister_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
         self.inner.deregister_store(url)
     }
 
-    /// The wrapped store for `url`. A store registered in the inner registry
-    /// before this one was installed (DataFusion pre-registers `file://`) is
-    /// wrapped on first use and registered back, wrapped; with `auto_build`,
-    /// a URL nobody registered gets a store built for it.
+    /// The wrapped store for `url`: whatever the inner registry holds
+    /// (registered before or after this registry was installed; DataFusion
+    /// pre-registers `file://`), wrapped once; with `auto_build`, a URL
+    /// nobody registered gets a store built and registered for it.
     fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
         self.check_scheme(url).map_err(external)?;
         match self.inner.get_store(url) {
-            Ok(store) if self.is_wrapped(&store) => Ok(store),
-            Ok(store) => {
-                let wrapped = self.wrap(url.scheme(), store);
-                self.inner.register_store(url, Arc::clone(&wrapped));
-                Ok(wrapped)
-            }
+            Ok(store) => Ok(self.wrap(url.scheme(), store)),
             Err(error) if !self.config.auto_build => Err(error),
             Err(_) => {
-                let store = self.wrap(url.scheme(), self.build(url).map_err(external)?);
-                self.inner.register_store(url, Arc::clone(&store));
-                Ok(store)
+                let built = self.build(url).map_err(external)?;
+                self.inner.register_store(url, Arc::clone(&built));
+                // Hand out what the inner registry now holds (it may have
+                // wrapped the built store itself).
+                let store = self.inner.get_store(url).unwrap_or(built);
+                Ok(self.wrap(url.scheme(), store))
             }
         }
     }

@@ -1,0 +1,153 @@
+//! `dftrace-cli-hooks`: what the patched `datafusion-cli` calls (see
+//! `cargo xtask cli`). The patch itself is a handful of one-line hooks; the
+//! work is here and in the dftrace crates.
+//!
+//! - [`init`]: reads the dftrace config from the environment
+//!   (`DFTRACE_CONFIG`, `DFTRACE_PRESET`, `DFTRACE_*`, `OTEL_*`) and starts
+//!   `dftrace-bootstrap`. With no preset chosen the CLI uses `maximal`; with
+//!   no OTLP endpoint it writes OTLP-JSON lines under `dftrace-traces/` and
+//!   prints one summary line per query on stderr.
+//! - [`session_context`]: the CLI's session, built through the dftrace
+//!   registry with every plugin.
+//! - [`traced_statement`] and [`note_plan`]: one root query span per SQL
+//!   statement, with the executed plan handed to the metrics summary.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+// Linked so their plugins register (link-time registration).
+use dftrace_metrics_summary as _;
+use dftrace_object_store_registry as _;
+use dftrace_preview_redaction as _;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use dftrace_bootstrap::{ExportConfig, ResolvedSink, Sink, TelemetryGuard};
+use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+use dftrace_rules::{QueryOptions, QuerySpan};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use tracing::Instrument;
+
+static CONFIG: OnceLock<DftraceConfig> = OnceLock::new();
+
+/// The environment variable a caller sets to run every statement inside its
+/// trace (the W3C `traceparent` of the parent span).
+pub const TRACEPARENT_VAR: &str = "TRACEPARENT";
+
+fn external(error: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+/// Telemetry for the CLI's lifetime; dropping it flushes every span and says
+/// where the traces went.
+#[derive(Debug)]
+pub struct CliTelemetry {
+    guard: Option<TelemetryGuard>,
+}
+
+impl Drop for CliTelemetry {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            let file = guard.trace_file().map(|path| path.display().to_string());
+            let report = guard.shutdown();
+            if let Some(file) = file
+                && report.exported > 0
+            {
+                eprintln!("dftrace: {} spans written to {file}", report.exported);
+            }
+        }
+    }
+}
+
+/// Reads the config and starts telemetry. Errors name the bad setting.
+pub fn init() -> Result<CliTelemetry> {
+    let mut config = DftraceConfig::from_env().map_err(external)?;
+    if config.preset_origin() == "default" {
+        // The CLI is for seeing everything; a host library defaults lower.
+        config = DftraceConfig::builder()
+            .preset(Preset::Maximal)
+            .env(std::env::vars())
+            .build()
+            .map_err(external)?;
+    }
+    let mut export: ExportConfig = config.section().map_err(external)?;
+    let has_endpoint = export.otlp.endpoint.is_some() || export.otlp.traces_endpoint.is_some();
+    if export.sink == Sink::File || (export.sink == Sink::Auto && !has_endpoint) {
+        // The embedded default: a file to keep plus a line per query to read.
+        export.console_summary = true;
+    }
+    let guard = dftrace_bootstrap::init(&export).map_err(external)?;
+    if let ResolvedSink::Otlp { endpoint, protocol } = guard.sink() {
+        tracing::debug!(endpoint, protocol, "dftrace exports over OTLP");
+    }
+    let _ = CONFIG.set(config);
+    Ok(CliTelemetry { guard: Some(guard) })
+}
+
+/// The CLI's session context: what `SessionContext::new_with_config_rt`
+/// builds, with every linked dftrace plugin applied.
+pub fn session_context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionContext> {
+    let dftrace = match CONFIG.get() {
+        Some(config) => config.clone(),
+        None => DftraceConfig::from_env().map_err(external)?,
+    };
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_dftrace(&dftrace)?
+        .build_dftrace()?;
+    Ok(SessionContext::new_with_state(state))
+}
+
+tokio::task_local! {
+    /// Where the statement running in this task leaves its physical plan.
+    static PLAN: Arc<Mutex<Option<Arc<dyn ExecutionPlan>>>>;
+}
+
+/// Records the physical plan of the statement running now, so its metrics
+/// can be summarized when it ends. Outside [`traced_statement`], a no-op.
+pub fn note_plan(plan: &Arc<dyn ExecutionPlan>) {
+    let _ = PLAN.try_with(|slot| {
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(plan));
+    });
+}
+
+/// Runs one statement's planning, execution and printing under a root query
+/// span, and records its outcome.
+pub async fn traced_statement<F>(session: &SessionConfig, sql: &str, statement: F) -> Result<()>
+where
+    F: Future<Output = Result<()>>,
+{
+    let mut options = QueryOptions::new();
+    if let Ok(traceparent) = std::env::var(TRACEPARENT_VAR) {
+        options = options.traceparent(traceparent);
+    }
+    let query = QuerySpan::start(session, Some(sql), &options)?;
+    let slot = Arc::new(Mutex::new(None));
+    let result = PLAN
+        .scope(
+            Arc::clone(&slot),
+            statement.instrument(query.span().clone()),
+        )
+        .await;
+    let plan = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    match &result {
+        Ok(()) => {
+            let rows = plan
+                .as_ref()
+                .and_then(|plan| plan.metrics())
+                .and_then(|metrics| metrics.output_rows())
+                .unwrap_or(0);
+            query.record_success(rows, plan.as_ref());
+        }
+        Err(error) => query.record_error(error),
+    }
+    // The plan holds the operator spans open: end them before the root.
+    drop(plan);
+    drop(query);
+    result
+}
