@@ -37,7 +37,7 @@ const HOOKS: &[Hook] = &[
     Hook {
         file: "src/main.rs",
         expected: "    let ctx = SessionContext::new_with_config_rt(session_config, runtime_env)\n",
-        replacement: "    let ctx = dftrace_cli_hooks::session_context(session_config, runtime_env)?\n",
+        replacement: "    let ctx = SessionContext::from(dftrace_cli_hooks::session_state(session_config, runtime_env)?)\n",
     },
     // One root query span per statement: planning, execution and printing.
     Hook {

@@ -5,9 +5,11 @@
 //!   doctests, docs), after installing the test peers (the `rotel` collector
 //!   and the `moto` S3 server) into `target/tools/venv` when missing.
 //! - `cargo xtask cli`: build `datafusion-cli` patched with dftrace, and run it.
+//! - `cargo xtask demo`: TPC-H Q1 through the traced CLI.
 //! - `cargo xtask peers`: only install the test peers and print their paths.
 
 mod cli;
+mod demo;
 mod peers;
 mod process;
 mod test;
@@ -24,6 +26,7 @@ commands:
   cli      build datafusion-cli patched with dftrace and run it:
            cargo xtask cli [--release] [--build-only] [-- <datafusion-cli args>]
            (binary: target/debug/datafusion-cli, or target/release/ with --release)
+  demo     generate small TPC-H data and run Q1 through the traced CLI
   peers    install the test peers under target/tools and print their paths
 ";
 
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
         Some("cli") => cli::run_cli(&args[1..]),
+        Some("demo") => demo::run_demo(&args[1..]),
         Some("peers") => peers::ensure().map(|peers| {
             for (var, path) in peers.env() {
                 println!("{var}={}", path.display());

@@ -20,7 +20,14 @@ pub(crate) fn run_all(peers: &peers::Peers) -> Result<(), String> {
         "-D",
         "warnings",
     ]))?;
-    run_command(with_peers(cargo()).args(["test", "--locked", "--workspace", "--all-targets"]))?;
+    // The CLI tests drive the patched datafusion-cli as a process.
+    let cli = crate::cli::build(false)?;
+    run_command(with_peers(cargo()).env("DFTRACE_CLI_BIN", &cli).args([
+        "test",
+        "--locked",
+        "--workspace",
+        "--all-targets",
+    ]))?;
     // `--all-targets` skips doctests, so they run on their own.
     run_command(with_peers(cargo()).args(["test", "--locked", "--workspace", "--doc"]))?;
     run_command(

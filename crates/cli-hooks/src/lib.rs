@@ -7,7 +7,7 @@
 //!   `dftrace-bootstrap`. With no preset chosen the CLI uses `maximal`; with
 //!   no OTLP endpoint it writes OTLP-JSON lines under `dftrace-traces/` and
 //!   prints one summary line per query on stderr.
-//! - [`session_context`]: the CLI's session, built through the dftrace
+//! - [`session_state`]: the CLI's session state, built through the dftrace
 //!   registry with every plugin.
 //! - [`traced_statement`] and [`note_plan`]: one root query span per SQL
 //!   statement, with the executed plan handed to the metrics summary.
@@ -22,8 +22,9 @@ use dftrace_preview_redaction as _;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionState;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionConfig;
 use dftrace_bootstrap::{ExportConfig, ResolvedSink, Sink, TelemetryGuard};
 use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
 use dftrace_rules::{QueryOptions, QuerySpan};
@@ -87,9 +88,9 @@ pub fn init() -> Result<CliTelemetry> {
     Ok(CliTelemetry { guard: Some(guard) })
 }
 
-/// The CLI's session context: what `SessionContext::new_with_config_rt`
+/// The CLI's session state: what `SessionContext::new_with_config_rt`
 /// builds, with every linked dftrace plugin applied.
-pub fn session_context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionContext> {
+pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Result<SessionState> {
     let dftrace = match CONFIG.get() {
         Some(config) => config.clone(),
         None => DftraceConfig::from_env().map_err(external)?,
@@ -100,7 +101,7 @@ pub fn session_context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Resul
         .with_default_features()
         .with_dftrace(&dftrace)?
         .build_dftrace()?;
-    Ok(SessionContext::new_with_state(state))
+    Ok(state)
 }
 
 tokio::task_local! {

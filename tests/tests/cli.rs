@@ -1,0 +1,227 @@
+//! The traced `datafusion-cli` (`cargo xtask cli`), driven as a process: its
+//! trace file, its OTLP export to a real collector, byte-identical query
+//! output, and error handling.
+
+// Helpers outside #[test] functions may panic too: in a test, a panic with
+// a message is the failure report.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use dftrace_tests::rotel::Rotel;
+use dftrace_tests::tpch::{Table, write_tables};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// The patched CLI: `$DFTRACE_CLI_BIN` (set by `cargo xtask test`), else the
+/// debug build `cargo xtask cli --build-only` leaves in `target/`.
+fn cli_binary() -> PathBuf {
+    let path = std::env::var_os("DFTRACE_CLI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dftrace_tests::workspace_root().join("target/debug/datafusion-cli"));
+    assert!(
+        path.is_file(),
+        "the traced datafusion-cli is not built at {}: run `cargo xtask test` (it builds it first), \
+         or `cargo xtask cli --build-only`",
+        path.display()
+    );
+    path
+}
+
+/// A fresh working directory (traces land in its `dftrace-traces/`).
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dftrace-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run_cli(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(cli_binary());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DFTRACE_") || key.starts_with("OTEL_") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    command
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("the CLI runs")
+}
+
+/// Every span in the trace files under `dir`.
+fn spans_in(dir: &Path) -> Vec<Value> {
+    let mut spans = Vec::new();
+    for entry in std::fs::read_dir(dir.join("dftrace-traces"))
+        .expect("a trace folder")
+        .flatten()
+    {
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            let request: Value = serde_json::from_str(line).expect("each line is JSON");
+            for resource in request["resourceSpans"].as_array().unwrap() {
+                for scope in resource["scopeSpans"].as_array().unwrap() {
+                    spans.extend(scope["spans"].as_array().unwrap().iter().cloned());
+                }
+            }
+        }
+    }
+    spans
+}
+
+fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+/// The TPC-H data, written once per process (the tests run in parallel).
+fn tpch_dir() -> (PathBuf, Vec<String>) {
+    static DATA: std::sync::OnceLock<(PathBuf, Vec<String>)> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("dftrace-cli-tpch-{}", std::process::id()));
+        let creates = write_tables(&dir, 0.01, &[Table::Lineitem, Table::Nation]);
+        (dir, creates)
+    })
+    .clone()
+}
+
+const SELECT: &str = "SELECT l_returnflag, count(*) AS n, sum(l_quantity) AS q FROM lineitem WHERE l_discount > 0.02 GROUP BY l_returnflag ORDER BY l_returnflag";
+
+#[test]
+fn local_parquet_query_writes_one_trace_with_every_kind_of_span() {
+    let (_data, creates) = tpch_dir();
+    let dir = workdir("file");
+    let output = run_cli(&dir, &[], &["-q", "-c", &creates[0], "-c", SELECT]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("dftrace: trace ") && stderr.contains("spans written to"),
+        "{stderr}"
+    );
+
+    let spans = spans_in(&dir);
+    let select_root = spans
+        .iter()
+        .find(|s| {
+            s["name"] == "dftrace.query"
+                && attribute(s, "dftrace.rows").is_some_and(|rows| rows["intValue"] == "3")
+        })
+        .expect("the SELECT's root span, with its 3 rows");
+    let trace = select_root["traceId"].as_str().unwrap();
+    let names: BTreeSet<&str> = spans
+        .iter()
+        .filter(|s| s["traceId"] == trace)
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "dftrace.query",
+        "analyze_logical_plan",
+        "optimize_logical_plan",
+        "optimize_physical_plan",
+        "AggregateExec",
+        "FilterExec",
+        "DataSourceExec",
+    ] {
+        assert!(
+            names.contains(expected),
+            "`{expected}` missing from the SELECT's trace: {names:?}"
+        );
+    }
+    assert!(
+        names.iter().any(|n| n.starts_with("file.")),
+        "file storage spans: {names:?}"
+    );
+    // The metrics summary's typed attributes are on the root.
+    assert_eq!(
+        attribute(select_root, "dftrace.metrics.output_rows").map(|v| &v["intValue"]),
+        Some(&Value::from("3"))
+    );
+}
+
+#[test]
+fn with_an_endpoint_spans_go_to_the_collector() {
+    let (_data, creates) = tpch_dir();
+    let rotel = Rotel::start();
+    let dir = workdir("otlp");
+    let endpoint = rotel.grpc_endpoint();
+    let output = run_cli(
+        &dir,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ],
+        &["-q", "-c", &creates[0], "-c", SELECT],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        rotel.wait_for_spans("dftrace.query", 2, Duration::from_secs(20)),
+        2
+    );
+    let log = rotel.output();
+    assert!(
+        log.contains("Name           : AggregateExec"),
+        "operator spans reach rotel"
+    );
+    assert!(
+        !dir.join("dftrace-traces").exists(),
+        "no trace file when exporting over OTLP"
+    );
+}
+
+#[test]
+fn json_output_is_byte_identical_with_telemetry_off_and_stdout_is_clean() {
+    let (_data, creates) = tpch_dir();
+    let args = ["-q", "--format", "json", "-c", &creates[0], "-c", SELECT];
+    let traced = run_cli(&workdir("json-on"), &[], &args);
+    let plain = run_cli(
+        &workdir("json-off"),
+        &[("OTEL_SDK_DISABLED", "true")],
+        &args,
+    );
+    assert!(traced.status.success() && plain.status.success());
+    assert!(!traced.stdout.is_empty());
+    assert_eq!(
+        traced.stdout, plain.stdout,
+        "stdout carries only query output"
+    );
+    assert!(!String::from_utf8_lossy(&traced.stdout).contains("dftrace"));
+}
+
+#[test]
+fn a_failing_statement_keeps_the_cli_behaviour_and_marks_its_span() {
+    let bad = "SELECT missing_column FROM (VALUES (1)) AS t(x)";
+    let dir = workdir("error");
+    let traced = run_cli(&dir, &[], &["-q", "-c", bad]);
+    let plain = run_cli(
+        &workdir("error-off"),
+        &[("OTEL_SDK_DISABLED", "true")],
+        &["-q", "-c", bad],
+    );
+    assert_eq!(traced.status.code(), plain.status.code());
+    assert!(!traced.status.success());
+    assert_eq!(traced.stdout, plain.stdout, "the CLI's usual error output");
+    let root = spans_in(&dir)
+        .into_iter()
+        .find(|s| s["name"] == "dftrace.query")
+        .expect("a root span");
+    assert_eq!(root["status"]["code"], 2, "ERROR status: {root}");
+    assert!(
+        root["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing_column")
+    );
+}
