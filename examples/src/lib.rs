@@ -1,1 +1,2 @@
-//! placeholder
+//! Runnable examples of dftrace; see `examples/` (`cargo run -p
+//! dftrace-examples --example <name>`).

@@ -268,7 +268,13 @@ fn bad_settings_fail_init_naming_the_variable() {
         ),
         ("OTEL_TRACES_EXPORTER", "zipkin", "OTEL_TRACES_EXPORTER"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_emit_spans"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_emit_spans"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("DFTRACE_") || key.starts_with("OTEL_") {
+                command.env_remove(key);
+            }
+        }
+        let output = command
             .arg("1")
             .env(var, value)
             .output()

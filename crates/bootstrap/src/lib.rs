@@ -328,3 +328,24 @@ fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, 
 dftrace_registry::inventory::submit! {
     dftrace_registry::Plugin::new::<ExportConfig>(dftrace_registry::Stage::Environment)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only test in this binary that installs the global subscriber.
+    #[test]
+    fn a_second_init_is_a_clear_error() {
+        let config = ExportConfig {
+            sink: Sink::None,
+            ..ExportConfig::default()
+        };
+        let first = init(&config).expect("the first init succeeds");
+        let second = init(&config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(second.contains("already initialized"), "{second}");
+        drop(first);
+    }
+}

@@ -32,6 +32,9 @@ use std::str::FromStr;
 pub const ENV_PRESET: &str = "DFTRACE_PRESET";
 /// Environment variable naming a TOML (or `.json`) config file to load.
 pub const ENV_CONFIG: &str = "DFTRACE_CONFIG";
+/// Variables of dftrace's own tooling (`cargo xtask test` sets them for the
+/// tests); the config loader accepts and ignores them.
+pub const TOOLING_VARS: &[&str] = &["DFTRACE_ROTEL_BIN", "DFTRACE_MOTO_BIN", "DFTRACE_CLI_BIN"];
 const ENV_PREFIX: &str = "DFTRACE_";
 const ENV_NESTING: &str = "__";
 
@@ -366,6 +369,7 @@ impl ConfigBuilder {
             .unwrap_or_default()
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) || k.starts_with("OTEL_"))
+            .filter(|(k, _)| !TOOLING_VARS.contains(&k.as_str()))
             .collect();
         for var in env.keys() {
             let known = var == ENV_PRESET

@@ -70,7 +70,9 @@ mod plugin;
 #[cfg(feature = "session")]
 mod session;
 
-pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel};
+pub use config::{
+    ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel, TOOLING_VARS,
+};
 #[cfg(feature = "session")]
 pub use error::RegistryError;
 pub use error::{ConfigError, Result};

@@ -208,6 +208,7 @@ fn env_values_are_read_as_the_field_type() {
         ("DFTRACE_DEMO__NESTED__DEPTH", "3"),
         ("DFTRACE_DEMO__ENDPOINT", "http://127.0.0.1:4317"),
         ("UNRELATED", "ignored"),
+        ("DFTRACE_CLI_BIN", "/tooling/variables/are/ignored"),
     ]));
     assert_eq!(value.level, SpanLevel::Debug);
     assert_eq!(value.limit, 7);
