@@ -28,7 +28,7 @@ pub(crate) struct StorageCounters {
     requests: AtomicU64,
 }
 
-/// A snapshot of [`StorageCounters`].
+/// A snapshot of one query's storage counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StorageTotals {
     /// Bytes returned by `get_opts` (ranges or whole objects) and `get_ranges`.

@@ -14,7 +14,7 @@ pub enum Stage {
     /// Config-only plugins (e.g. the `[export]` section of the bootstrap), and
     /// changes to the runtime environment such as object store registries.
     Environment,
-    /// Plugins that provide services to later plugins through [`Services`]
+    /// Plugins that provide services to later plugins through [`Services`](crate::Services)
     /// (e.g. the redacting preview formatter).
     Services,
     /// Plugins that install instrumentation (optimizer rules, planner wrappers).
