@@ -21,6 +21,22 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|error| panic!("cannot find a free port: {error}"))
 }
 
+/// Waits until something accepts connections on `port` on loopback.
+///
+/// # Panics
+///
+/// After 30 seconds, naming `what` did not come up.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl MotoServer {
     /// Starts the server and waits until it accepts connections.
     ///
@@ -38,14 +54,7 @@ impl MotoServer {
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
         let server = MotoServer { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on port {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(port, "moto_server");
         server
     }
 

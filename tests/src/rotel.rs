@@ -1,9 +1,8 @@
 //! A real OTLP collector: `rotel` on free loopback ports, printing every
 //! span it receives (with typed attributes) to a log the tests read.
 
-use crate::moto::free_port;
+use crate::moto::{free_port, wait_for_port};
 use crate::{Peer, peer_binary};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,16 +60,8 @@ impl Rotel {
             http_port,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for port in [grpc_port, http_port] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "rotel did not listen on port {port} within 30 s"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        wait_for_port(grpc_port, "rotel (OTLP gRPC)");
+        wait_for_port(http_port, "rotel (OTLP HTTP)");
         rotel
     }
 

@@ -232,28 +232,10 @@ impl Masker {
 
     fn mask_leaf(&self, array: &ArrayRef) -> ArrayRef {
         let mask = self.mask.as_str();
+        if let Some(masked) = map_strings(array, |_| mask) {
+            return masked;
+        }
         match array.data_type() {
-            DataType::Utf8 => Arc::new(
-                array
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| v.map(|_| mask))
-                    .collect::<StringArray>(),
-            ),
-            DataType::LargeUtf8 => Arc::new(
-                array
-                    .as_string::<i64>()
-                    .iter()
-                    .map(|v| v.map(|_| mask))
-                    .collect::<LargeStringArray>(),
-            ),
-            DataType::Utf8View => Arc::new(
-                array
-                    .as_string_view()
-                    .iter()
-                    .map(|v| v.map(|_| mask))
-                    .collect::<StringViewArray>(),
-            ),
             DataType::Binary => Arc::new(
                 array
                     .as_binary::<i32>()
@@ -284,35 +266,44 @@ impl Masker {
             return Arc::clone(array);
         }
         let mask = self.mask.as_str();
-        fn check<'a>(detectors: &ValueDetectors, mask: &'a str, value: &'a str) -> &'a str {
-            if detectors.flags(value) { mask } else { value }
-        }
-        let detectors = &self.detectors;
-        match array.data_type() {
-            DataType::Utf8 => Arc::new(
-                array
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| v.map(|value| check(detectors, mask, value)))
-                    .collect::<StringArray>(),
-            ),
-            DataType::LargeUtf8 => Arc::new(
-                array
-                    .as_string::<i64>()
-                    .iter()
-                    .map(|v| v.map(|value| check(detectors, mask, value)))
-                    .collect::<LargeStringArray>(),
-            ),
-            DataType::Utf8View => Arc::new(
-                array
-                    .as_string_view()
-                    .iter()
-                    .map(|v| v.map(|value| check(detectors, mask, value)))
-                    .collect::<StringViewArray>(),
-            ),
-            _ => Arc::clone(array),
-        }
+        map_strings(array, |value| {
+            if self.detectors.flags(value) {
+                mask
+            } else {
+                value
+            }
+        })
+        .unwrap_or_else(|| Arc::clone(array))
     }
+}
+
+/// `array` with each string replaced by `f(string)` (nulls stay null), for
+/// the three string types; `None` for any other type.
+fn map_strings<'a>(array: &'a ArrayRef, f: impl Fn(&'a str) -> &'a str) -> Option<ArrayRef> {
+    Some(match array.data_type() {
+        DataType::Utf8 => Arc::new(
+            array
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(&f))
+                .collect::<StringArray>(),
+        ),
+        DataType::LargeUtf8 => Arc::new(
+            array
+                .as_string::<i64>()
+                .iter()
+                .map(|v| v.map(&f))
+                .collect::<LargeStringArray>(),
+        ),
+        DataType::Utf8View => Arc::new(
+            array
+                .as_string_view()
+                .iter()
+                .map(|v| v.map(&f))
+                .collect::<StringViewArray>(),
+        ),
+        _ => return None,
+    })
 }
 
 /// The values of a string array of any string type, by row.
