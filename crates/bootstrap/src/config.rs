@@ -82,19 +82,25 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Base endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`): used as given for gRPC;
-    /// `/v1/traces` (and `/v1/metrics`) is appended for HTTP.
+    /// `/v1/traces` (and `/v1/metrics`) is appended for HTTP. Default: unset
+    /// (`http://localhost:4317` for gRPC, `http://localhost:4318` for HTTP).
     pub endpoint: Option<String>,
     /// Traces endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), used as given.
+    /// Default: unset.
     pub traces_endpoint: Option<String>,
     /// Metrics endpoint (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`), used as given.
+    /// Default: unset.
     pub metrics_endpoint: Option<String>,
-    /// Transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+    /// Transport (`OTEL_EXPORTER_OTLP_PROTOCOL`). Default: `http/protobuf`.
     pub protocol: Protocol,
-    /// Extra headers / gRPC metadata (`OTEL_EXPORTER_OTLP_HEADERS`).
+    /// Extra headers / gRPC metadata (`OTEL_EXPORTER_OTLP_HEADERS`, as
+    /// `k=v,k2=v2`). Default: none.
     pub headers: BTreeMap<String, String>,
     /// Per-export timeout in milliseconds (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+    /// Default: 10000.
     pub timeout_ms: u64,
-    /// Compression (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+    /// Compression (`OTEL_EXPORTER_OTLP_COMPRESSION`): `none` or `gzip`.
+    /// Default: `none`.
     pub compression: Compression,
 }
 
@@ -102,14 +108,17 @@ pub struct OtlpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
-    /// Spans held before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`).
+    /// Spans held before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`),
+    /// 1 to 1000000. Default: 2048.
     pub max_queue_size: usize,
-    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`), at most the queue size.
+    /// Spans per export (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`), at most the queue
+    /// size. Default: 512.
     pub max_export_batch_size: usize,
     /// Delay between exports in milliseconds (`OTEL_BSP_SCHEDULE_DELAY`).
+    /// Default: 5000.
     pub schedule_delay_ms: u64,
     /// Longest one export may take in milliseconds (`OTEL_BSP_EXPORT_TIMEOUT`);
-    /// bounds the OTLP exporter's own timeout.
+    /// bounds the OTLP exporter's own timeout. Default: 30000.
     pub export_timeout_ms: u64,
 }
 
@@ -118,8 +127,10 @@ pub struct BatchConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Folder for `trace-<time>-<pid>.jsonl` files (created if missing).
+    /// Variable: `DFTRACE_EXPORT__FILE__DIR`. Default: `dftrace-traces`.
     pub dir: String,
-    /// A fixed file path instead (appended to).
+    /// A fixed file path instead (appended to). Variable:
+    /// `DFTRACE_EXPORT__FILE__PATH`. Default: unset.
     pub path: Option<String>,
 }
 
@@ -127,33 +138,41 @@ pub struct FileConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
-    /// Where spans go.
+    /// Where spans go (`DFTRACE_EXPORT__SINK`). Default: `auto`.
     pub sink: Sink,
     /// `OTEL_TRACES_EXPORTER`: `otlp`, `console` or `none`; overrides `sink`.
+    /// Default: unset.
     pub traces_exporter: Option<String>,
-    /// `OTEL_SDK_DISABLED`: turns all telemetry off.
+    /// `OTEL_SDK_DISABLED`: turns all telemetry off. Default: `false`.
     pub sdk_disabled: bool,
-    /// `service.name` (`OTEL_SERVICE_NAME`).
+    /// `service.name` (`OTEL_SERVICE_NAME`). Default: `dftrace`.
     pub service_name: String,
-    /// `service.version`.
+    /// `service.version` (`DFTRACE_EXPORT__SERVICE_VERSION`). Default: unset.
     pub service_version: Option<String>,
-    /// Resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
+    /// Resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, as `k=v,k2=v2`).
+    /// Default: none.
     pub resource_attributes: BTreeMap<String, String>,
-    /// The `tracing` filter directives when `RUST_LOG` is unset.
+    /// The `tracing` filter directives when `RUST_LOG` is unset
+    /// (`DFTRACE_EXPORT__FILTER`). Default: `info`.
     pub filter: String,
-    /// Human log output on stderr.
+    /// Human log output on stderr (`DFTRACE_EXPORT__LOG_FORMAT`): `none`,
+    /// `compact` or `json`. Default: `none`.
     pub log_format: LogFormat,
-    /// Print one summary line per finished query on stderr.
+    /// Print one summary line per finished query on stderr
+    /// (`DFTRACE_EXPORT__CONSOLE_SUMMARY`). Default: `false`.
     pub console_summary: bool,
-    /// Head sampler (`OTEL_TRACES_SAMPLER`).
+    /// Head sampler (`OTEL_TRACES_SAMPLER`). Default: `parentbased_always_on`.
     pub sampler: SamplerKind,
     /// Sampler argument (`OTEL_TRACES_SAMPLER_ARG`): the ratio, 0 to 1.
+    /// Default: unset (1.0 for the ratio samplers).
     pub sampler_arg: Option<f64>,
     /// Longest shutdown may take, in milliseconds; spans not exported by
-    /// then are counted as dropped.
+    /// then are counted as dropped (`DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS`).
+    /// Default: 5000.
     pub shutdown_timeout_ms: u64,
     /// Export OpenTelemetry metrics (OTLP sink only) every this many
-    /// milliseconds (`OTEL_METRIC_EXPORT_INTERVAL`); shutdown exports the rest.
+    /// milliseconds (`OTEL_METRIC_EXPORT_INTERVAL`); shutdown exports the
+    /// rest. Default: 60000.
     pub metric_export_interval_ms: u64,
     /// OTLP settings.
     pub otlp: OtlpConfig,
