@@ -224,8 +224,8 @@ fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, 
                 })?,
             ))
         }
-        ResolvedSink::Otlp { .. } => {
-            let (exporter, meter, _runtime) = policy::otlp_exporter(config, &plan)?;
+        ResolvedSink::Otlp { endpoint, .. } => {
+            let (exporter, meter, _runtime) = policy::otlp_exporter(config, &plan, endpoint)?;
             #[cfg(feature = "grpc")]
             {
                 runtime = _runtime;

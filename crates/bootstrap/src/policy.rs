@@ -366,6 +366,7 @@ pub(crate) type ExportRuntime = ();
 pub(crate) fn otlp_exporter(
     config: &ExportConfig,
     _plan: &Plan,
+    _endpoint: &str,
 ) -> Result<(AnyExporter, Option<SdkMeterProvider>, ExportRuntime), BootstrapError> {
     let feature = if config.otlp.protocol == Protocol::Grpc {
         "grpc"
@@ -383,10 +384,8 @@ pub(crate) fn otlp_exporter(
 pub(crate) fn otlp_exporter(
     config: &ExportConfig,
     plan: &Plan,
+    endpoint: &str,
 ) -> Result<(AnyExporter, Option<SdkMeterProvider>, ExportRuntime), BootstrapError> {
-    let ResolvedSink::Otlp { endpoint, .. } = &plan.sink else {
-        unreachable!("called for the OTLP sink only")
-    };
     // The batch processor has no timeout of its own on the exporter thread:
     // the exporter's is the one that holds.
     let timeout = Duration::from_millis(config.otlp.timeout_ms.min(config.batch.export_timeout_ms));
@@ -397,7 +396,7 @@ pub(crate) fn otlp_exporter(
         "metrics",
     );
     let build_error = |message: String| BootstrapError::Exporter {
-        endpoint: endpoint.clone(),
+        endpoint: endpoint.to_owned(),
         message,
     };
     let interval = Duration::from_millis(config.metric_export_interval_ms);
@@ -449,7 +448,7 @@ pub(crate) fn otlp_exporter(
             };
             let mut spans = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint(endpoint.clone())
+                .with_endpoint(endpoint)
                 .with_timeout(timeout)
                 .with_metadata(metadata.clone());
             let mut metrics = opentelemetry_otlp::MetricExporter::builder()
@@ -496,7 +495,7 @@ pub(crate) fn otlp_exporter(
             let mut spans = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(protocol)
-                .with_endpoint(endpoint.clone())
+                .with_endpoint(endpoint)
                 .with_timeout(timeout)
                 .with_headers(headers.clone());
             let mut metrics = opentelemetry_otlp::MetricExporter::builder()
