@@ -25,13 +25,28 @@ static CAPTURE: OnceLock<SpanCapture> = OnceLock::new();
 ///
 /// If another global subscriber was installed first.
 pub fn span_capture() -> &'static SpanCapture {
+    install(None)
+}
+
+/// Like [`span_capture`], but only spans `directives` (an `EnvFilter`, e.g.
+/// the bootstrap's default `info`) let through: what a host exports. The
+/// first call in a process decides the filter.
+pub fn span_capture_filtered(directives: &str) -> &'static SpanCapture {
+    install(Some(directives))
+}
+
+fn install(directives: Option<&str>) -> &'static SpanCapture {
     CAPTURE.get_or_init(|| {
         let exporter = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
             .build();
-        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("dftrace-tests"));
-        let subscriber = tracing_subscriber::registry().with(layer);
+        let layer = dftrace_bootstrap::otel_layer(provider.tracer("dftrace-tests"));
+        let filter = directives.map(|directives| {
+            tracing_subscriber::EnvFilter::try_new(directives)
+                .unwrap_or_else(|error| panic!("bad filter `{directives}`: {error}"))
+        });
+        let subscriber = tracing_subscriber::registry().with(filter).with(layer);
         tracing::subscriber::set_global_default(subscriber)
             .unwrap_or_else(|error| panic!("another global subscriber is installed: {error}"));
         SpanCapture {

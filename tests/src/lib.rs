@@ -9,8 +9,10 @@
 use std::path::PathBuf;
 
 pub mod capture;
+pub mod config_doc;
 pub mod moto;
 pub mod rotel;
+pub mod span_schema;
 pub mod tpch;
 
 /// A real peer process a test talks to.

@@ -6,12 +6,15 @@
 //!   and the `moto` S3 server) into `target/tools/venv` when missing.
 //! - `cargo xtask cli`: build `datafusion-cli` patched with dftrace, and run it.
 //! - `cargo xtask demo`: TPC-H Q1 through the traced CLI.
+//! - `cargo xtask schema [--update]`: check (or regenerate) the span schema
+//!   and configuration reference in `docs/`.
 //! - `cargo xtask peers`: only install the test peers and print their paths.
 
 mod cli;
 mod demo;
 mod peers;
 mod process;
+mod schema;
 mod test;
 
 use std::path::PathBuf;
@@ -27,6 +30,8 @@ commands:
            cargo xtask cli [--release] [--build-only] [-- <datafusion-cli args>]
            (binary: target/debug/datafusion-cli, or target/release/ with --release)
   demo     generate small TPC-H data and run Q1 through the traced CLI
+  schema   check the span schema and configuration docs against the code;
+           cargo xtask schema --update regenerates them (review the diff)
   peers    install the test peers under target/tools and print their paths
 ";
 
@@ -36,6 +41,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("cli") => cli::run_cli(&args[1..]),
         Some("demo") => demo::run_demo(&args[1..]),
+        Some("schema") => schema::run_schema(&args[1..]),
         Some("peers") => peers::ensure().map(|peers| {
             for (var, path) in peers.env() {
                 println!("{var}={}", path.display());

@@ -22,6 +22,9 @@ pub(crate) fn run_all(peers: &peers::Peers) -> Result<(), String> {
     ]))?;
     // The CLI tests drive the patched datafusion-cli as a process.
     let cli = crate::cli::build(false)?;
+    // The `examples` test runs the example binaries (target/debug/examples/);
+    // `--workspace` keeps the features those of the test build (no rebuild).
+    run_command(cargo().args(["build", "--locked", "--workspace", "--examples"]))?;
     run_command(with_peers(cargo()).env("DFTRACE_CLI_BIN", &cli).args([
         "test",
         "--locked",

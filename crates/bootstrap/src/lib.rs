@@ -190,6 +190,18 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// The `tracing-opentelemetry` layer exactly as [`init`] configures it, for
+/// hosts that assemble their own subscriber (and for dftrace's tests, so the
+/// spans they check carry the attributes a host exports).
+pub fn otel_layer<S>(
+    tracer: opentelemetry_sdk::trace::Tracer,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer().with_tracer(tracer)
+}
+
 /// Installs the global subscriber and the OpenTelemetry providers.
 ///
 /// Fails with a clear error on a bad setting, and when called a second time
@@ -302,7 +314,7 @@ fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, 
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("dftrace"))
+        otel_layer(provider.tracer("dftrace"))
     });
     tracing_subscriber::registry()
         .with(filter)

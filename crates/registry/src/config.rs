@@ -34,7 +34,12 @@ pub const ENV_PRESET: &str = "DFTRACE_PRESET";
 pub const ENV_CONFIG: &str = "DFTRACE_CONFIG";
 /// Variables of dftrace's own tooling (`cargo xtask test` sets them for the
 /// tests); the config loader accepts and ignores them.
-pub const TOOLING_VARS: &[&str] = &["DFTRACE_ROTEL_BIN", "DFTRACE_MOTO_BIN", "DFTRACE_CLI_BIN"];
+pub const TOOLING_VARS: &[&str] = &[
+    "DFTRACE_ROTEL_BIN",
+    "DFTRACE_MOTO_BIN",
+    "DFTRACE_CLI_BIN",
+    "DFTRACE_UPDATE_DOCS",
+];
 const ENV_PREFIX: &str = "DFTRACE_";
 const ENV_NESTING: &str = "__";
 

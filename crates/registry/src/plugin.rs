@@ -1,6 +1,6 @@
 //! The plugin type that component crates register through `inventory`.
 
-use crate::config::{DftraceConfig, Section};
+use crate::config::{DftraceConfig, EnvAlias, Preset, Section};
 use crate::error::Result;
 #[cfg(feature = "session")]
 use crate::hooks::{BuilderHook, StateHook};
@@ -48,6 +48,8 @@ pub struct Plugin {
     name: &'static str,
     stage: Stage,
     check: fn(&DftraceConfig) -> Result<()>,
+    defaults: fn(Preset) -> serde_json::Value,
+    env_aliases: &'static [EnvAlias],
     #[cfg(feature = "session")]
     builder_hook: Option<BuilderHook>,
     #[cfg(feature = "session")]
@@ -61,6 +63,8 @@ impl Plugin {
             name: S::NAME,
             stage,
             check: check_section::<S>,
+            defaults: section_defaults::<S>,
+            env_aliases: S::ENV_ALIASES,
             #[cfg(feature = "session")]
             builder_hook: None,
             #[cfg(feature = "session")]
@@ -99,6 +103,17 @@ impl Plugin {
         (self.check)(config)
     }
 
+    /// The section's values under `preset`, serialized (the configuration
+    /// reference is generated from this, so it cannot drift from the types).
+    pub fn defaults(&self, preset: Preset) -> serde_json::Value {
+        (self.defaults)(preset)
+    }
+
+    /// The standard variables that also set fields of this section.
+    pub fn env_aliases(&self) -> &'static [EnvAlias] {
+        self.env_aliases
+    }
+
     #[cfg(feature = "session")]
     pub(crate) fn builder_hook(&self) -> Option<BuilderHook> {
         self.builder_hook
@@ -121,6 +136,13 @@ impl fmt::Debug for Plugin {
 
 fn check_section<S: Section>(config: &DftraceConfig) -> Result<()> {
     config.section::<S>().map(drop)
+}
+
+fn section_defaults<S: Section>(preset: Preset) -> serde_json::Value {
+    // A section that cannot serialize its own defaults is a bug in that
+    // section; show it in the reference instead of panicking.
+    serde_json::to_value(S::for_preset(preset))
+        .unwrap_or_else(|error| serde_json::Value::String(format!("<unserializable: {error}>")))
 }
 
 inventory::collect!(Plugin);

@@ -1,0 +1,53 @@
+//! What the examples share: an in-memory OpenTelemetry pipeline so each
+//! example can print the spans it produced.
+
+use opentelemetry::trace::{SpanId, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Installs a global subscriber that exports every span, when it ends, to the
+/// returned in-memory exporter.
+pub(crate) fn capture_spans() -> Result<InMemorySpanExporter, Box<dyn std::error::Error>> {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("example"));
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
+    Ok(exporter)
+}
+
+/// The spans recorded so far, once the tasks a query spawned have ended
+/// theirs (they may close a moment after the results arrive).
+pub(crate) async fn finished_spans(
+    exporter: &InMemorySpanExporter,
+) -> Result<Vec<SpanData>, Box<dyn std::error::Error>> {
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    Ok(exporter.get_finished_spans()?)
+}
+
+/// Prints `spans` as an indented tree with durations.
+pub(crate) fn print_tree(spans: &[SpanData]) {
+    print_children(spans, SpanId::INVALID, 0);
+}
+
+fn print_children(spans: &[SpanData], parent: SpanId, depth: usize) {
+    let mut children: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.parent_span_id == parent)
+        .collect();
+    children.sort_by_key(|s| s.start_time);
+    for span in children {
+        let took = span
+            .end_time
+            .duration_since(span.start_time)
+            .unwrap_or_default();
+        println!(
+            "{}{} ({:.2} ms)",
+            "  ".repeat(depth),
+            span.name,
+            took.as_secs_f64() * 1e3
+        );
+        print_children(spans, span.span_context.span_id(), depth + 1);
+    }
+}

@@ -1,0 +1,44 @@
+//! `cargo xtask schema [--update]`: the span schema and configuration
+//! reference checks; with `--update`, regenerate `docs/span-schema.json`,
+//! `docs/span-schema.md` and the tables of `docs/configuration.md` from what
+//! the code produces (a deliberate change, reviewed in the diff).
+
+use crate::peers;
+use crate::process::{cargo, run as run_command};
+
+pub(crate) fn run_schema(args: &[String]) -> Result<(), String> {
+    let update = match args {
+        [] => false,
+        [flag] if flag == "--update" => true,
+        [other, ..] => {
+            return Err(format!(
+                "`cargo xtask schema` takes only `--update`, got `{other}`"
+            ));
+        }
+    };
+    let peers = peers::ensure()?;
+    let mut command = cargo();
+    command.args([
+        "test",
+        "--locked",
+        "-p",
+        "dftrace-tests",
+        "--test",
+        "span_schema",
+        "--test",
+        "docs",
+    ]);
+    for (var, path) in peers.env() {
+        command.env(var, path);
+    }
+    if update {
+        command.env("DFTRACE_UPDATE_DOCS", "1");
+    }
+    run_command(&mut command)?;
+    if update {
+        eprintln!(
+            "\nxtask schema: docs regenerated; review `git diff docs/` and document any TODO entries"
+        );
+    }
+    Ok(())
+}
