@@ -6,10 +6,12 @@
 //!   and the `moto` S3 server) into `target/tools/venv` when missing.
 //! - `cargo xtask cli`: build `datafusion-cli` patched with dftrace, and run it.
 //! - `cargo xtask demo`: TPC-H Q1 through the traced CLI.
+//! - `cargo xtask bench`: the overhead of each preset, as ratios (release).
 //! - `cargo xtask schema [--update]`: check (or regenerate) the span schema
 //!   and configuration reference in `docs/`.
 //! - `cargo xtask peers`: only install the test peers and print their paths.
 
+mod bench;
 mod cli;
 mod demo;
 mod peers;
@@ -29,6 +31,10 @@ commands:
   cli      build datafusion-cli patched with dftrace and run it:
            cargo xtask cli [--release] [--build-only] [-- <datafusion-cli args>]
            (binary: target/debug/datafusion-cli, or target/release/ with --release)
+  bench    the overhead of each preset against uninstrumented DataFusion and raw
+           datafusion-tracing, in one process (release build):
+           cargo xtask bench [--quick] [--scale 1] [--queries 1,3,5] [--rounds 30]
+           [--short-runs 300] [--warmup 1]; writes target/bench/latest.{json,md}
   demo     generate small TPC-H data and run Q1 through the traced CLI
   schema   check the span schema and configuration docs against the code;
            cargo xtask schema --update regenerates them (review the diff)
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("cli") => cli::run_cli(&args[1..]),
         Some("demo") => demo::run_demo(&args[1..]),
+        Some("bench") => bench::run_bench(&args[1..]),
         Some("schema") => schema::run_schema(&args[1..]),
         Some("peers") => peers::ensure().map(|peers| {
             for (var, path) in peers.env() {

@@ -1,0 +1,326 @@
+//! `cargo xtask bench`: what each dftrace preset costs, measured as ratios
+//! against uninstrumented DataFusion and against `datafusion-tracing` used
+//! raw, all in one process.
+//!
+//! Every configuration ([`Variant`]) has its own `SessionContext`, built once;
+//! all share one global subscriber and one batch span pipeline exporting to a
+//! counting, discarding exporter ([`pipeline`]). After a warm-up that also
+//! checks every configuration returns the same rows as `baseline`, each round
+//! runs every (query, configuration) pair in a fresh random order, plus the
+//! short-query loop per configuration. A configuration's round ratio is its
+//! total time over `baseline`'s (or `raw`'s) in that round; the report gives
+//! the median round ratio with a bootstrap 95% interval.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod pipeline;
+pub mod report;
+pub mod stats;
+pub mod workload;
+
+use pipeline::{Pipeline, SpanCounts, peak_rss_bytes, reset_peak_rss};
+use stats::{Rng, bootstrap_median, median};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+pub use workload::Variant;
+use workload::{SHORT_QUERY, Session, canonical_rows, tpch_data};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// TPC-H scale factor.
+    pub scale: f64,
+    /// TPC-H query numbers (1 to 22).
+    pub queries: Vec<usize>,
+    /// Measured rounds.
+    pub rounds: usize,
+    /// Warm-up rounds (the first also checks results).
+    pub warmup: usize,
+    /// Short queries per configuration per round.
+    pub short_runs: usize,
+    /// Where generated TPC-H data is cached.
+    pub data_root: PathBuf,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Options {
+    /// The full benchmark: scale 1, all 22 queries, 30 rounds.
+    pub fn full(data_root: PathBuf) -> Options {
+        Options {
+            scale: 1.0,
+            queries: (1..=22).collect(),
+            rounds: 30,
+            warmup: 1,
+            short_runs: 300,
+            data_root,
+            progress: true,
+        }
+    }
+
+    /// The CI smoke test: scale 0.1, three queries, three rounds.
+    pub fn quick(data_root: PathBuf) -> Options {
+        Options {
+            scale: 0.1,
+            queries: vec![1, 3, 6],
+            rounds: 3,
+            warmup: 1,
+            short_runs: 10,
+            data_root,
+            progress: false,
+        }
+    }
+}
+
+/// One configuration's results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VariantResult {
+    /// The configuration.
+    pub name: &'static str,
+    /// Median per-round ratio to `baseline` over the TPC-H queries.
+    pub vs_baseline: stats::Estimate,
+    /// The same, to `raw`.
+    pub vs_raw: stats::Estimate,
+    /// Median per-round ratio to `baseline` of the short-query loop.
+    pub short_vs_baseline: stats::Estimate,
+    /// The same, to `raw`.
+    pub short_vs_raw: stats::Estimate,
+    /// The query with the highest median ratio to `baseline`, and that ratio.
+    pub worst_query: (usize, f64),
+    /// Median seconds of one pass over the queries.
+    pub pass_seconds: f64,
+    /// Spans ended / exported / dropped in one pass over the queries.
+    pub spans: (u64, u64, u64),
+    /// Attribute bytes exported per query.
+    pub attribute_bytes_per_query: u64,
+    /// Peak RSS during one pass over the queries, in bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// Scale factor.
+    pub scale: f64,
+    /// Queries run.
+    pub queries: Vec<usize>,
+    /// Measured rounds.
+    pub rounds: usize,
+    /// Short queries per configuration per round.
+    pub short_runs: usize,
+    /// Cores the process may use.
+    pub cores: usize,
+    /// Total memory of the machine in bytes (0 when unknown).
+    pub memory_bytes: u64,
+    /// Per configuration, in [`Variant::ALL`] order.
+    pub variants: Vec<VariantResult>,
+    /// Result mismatches against `baseline` (empty when all agree).
+    pub mismatches: Vec<String>,
+}
+
+/// Timings: variant → query → one duration per round.
+type Timings = BTreeMap<Variant, BTreeMap<usize, Vec<f64>>>;
+
+/// A unit of work in a round.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Query(Variant, usize),
+    ShortLoop(Variant),
+}
+
+fn progress(done: usize, total: usize, label: &str) {
+    let width = 30;
+    let filled = done * width / total.max(1);
+    eprint!(
+        "\r[{}{}] {done}/{total} {label:<40}",
+        "=".repeat(filled),
+        " ".repeat(width - filled)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+/// Runs the benchmark.
+pub async fn run(options: &Options) -> Result<Report, String> {
+    let dir = tpch_data(&options.data_root, options.scale)?;
+    let pipeline = Pipeline::install()?;
+    let mut sessions = Vec::new();
+    for variant in Variant::ALL {
+        let session = Session::new(variant)?;
+        session.register_tpch(&dir).await?;
+        sessions.push(session);
+    }
+    let sql = |q: usize| dftrace_tests::tpch::QUERIES[q - 1];
+    for q in &options.queries {
+        if !(1..=22).contains(q) {
+            return Err(format!("no TPC-H query {q}: accepted are 1 to 22"));
+        }
+    }
+
+    // Warm-up; the first pass checks every configuration against baseline.
+    let mut mismatches = Vec::new();
+    for pass in 0..options.warmup.max(1) {
+        for &q in &options.queries {
+            let mut expected = None;
+            for session in &sessions {
+                let rows = canonical_rows(&session.run(sql(q)).await?)?;
+                if pass > 0 {
+                    continue;
+                }
+                match &expected {
+                    None => expected = Some(rows),
+                    Some(expected) if *expected != rows => mismatches.push(format!(
+                        "Q{q}: {} returned {} rows differing from baseline's {}",
+                        session.variant.name(),
+                        rows.len(),
+                        expected.len()
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        let mut expected = None;
+        for session in &sessions {
+            let rows = canonical_rows(&session.run(SHORT_QUERY).await?)?;
+            match &expected {
+                None => expected = Some(rows),
+                Some(expected) if *expected != rows && pass == 0 => mismatches.push(format!(
+                    "short query: {} differs from baseline",
+                    session.variant.name()
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+
+    // Measured rounds, each in a fresh random order.
+    let mut rng = Rng::new(0xdf7_2ace);
+    let mut timings: Timings = BTreeMap::new();
+    let mut short: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
+    let mut jobs: Vec<Job> = Vec::new();
+    for variant in Variant::ALL {
+        jobs.extend(options.queries.iter().map(|&q| Job::Query(variant, q)));
+        jobs.push(Job::ShortLoop(variant));
+    }
+    let total = jobs.len() * options.rounds;
+    for round in 0..options.rounds {
+        rng.shuffle(&mut jobs);
+        for (i, job) in jobs.iter().enumerate() {
+            if options.progress {
+                progress(
+                    round * jobs.len() + i,
+                    total,
+                    &format!("round {}/{}", round + 1, options.rounds),
+                );
+            }
+            match *job {
+                Job::Query(variant, q) => {
+                    let session = &sessions[variant as usize];
+                    let start = Instant::now();
+                    session.run(sql(q)).await?;
+                    timings
+                        .entry(variant)
+                        .or_default()
+                        .entry(q)
+                        .or_default()
+                        .push(start.elapsed().as_secs_f64());
+                }
+                Job::ShortLoop(variant) => {
+                    let session = &sessions[variant as usize];
+                    let start = Instant::now();
+                    for _ in 0..options.short_runs {
+                        session.run(SHORT_QUERY).await?;
+                    }
+                    short
+                        .entry(variant)
+                        .or_default()
+                        .push(start.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+    if options.progress {
+        progress(total, total, "done");
+        eprintln!();
+    }
+
+    // One pass per configuration for spans and memory (not timed).
+    let mut passes: BTreeMap<Variant, (SpanCounts, u64)> = BTreeMap::new();
+    for session in &sessions {
+        // Let the previous pass's spans leave the queue first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = pipeline.flushed_counts();
+        reset_peak_rss();
+        for &q in &options.queries {
+            session.run(sql(q)).await?;
+        }
+        let rss = peak_rss_bytes();
+        passes.insert(
+            session.variant,
+            (pipeline.flushed_counts().since(before), rss),
+        );
+    }
+
+    let round_totals = |variant: Variant| -> Vec<f64> {
+        (0..options.rounds)
+            .map(|r| {
+                timings
+                    .get(&variant)
+                    .map_or(0.0, |per_query| per_query.values().map(|t| t[r]).sum())
+            })
+            .collect()
+    };
+    let ratios =
+        |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
+    let base = round_totals(Variant::Baseline);
+    let raw = round_totals(Variant::Raw);
+    let short_base = short.get(&Variant::Baseline).cloned().unwrap_or_default();
+    let short_raw = short.get(&Variant::Raw).cloned().unwrap_or_default();
+    let queries_run = options.queries.len().max(1) as u64;
+    let variants = Variant::ALL
+        .iter()
+        .map(|&variant| {
+            let totals = round_totals(variant);
+            let short_times = short.get(&variant).cloned().unwrap_or_default();
+            let worst_query = options
+                .queries
+                .iter()
+                .map(|&q| {
+                    let mine = &timings[&variant][&q];
+                    let theirs = &timings[&Variant::Baseline][&q];
+                    (q, median(&ratios(mine, theirs)))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or((0, f64::NAN));
+            let (counts, rss) = passes.get(&variant).copied().unwrap_or_default();
+            VariantResult {
+                name: variant.name(),
+                vs_baseline: bootstrap_median(&ratios(&totals, &base), 2000, &mut rng),
+                vs_raw: bootstrap_median(&ratios(&totals, &raw), 2000, &mut rng),
+                short_vs_baseline: bootstrap_median(
+                    &ratios(&short_times, &short_base),
+                    2000,
+                    &mut rng,
+                ),
+                short_vs_raw: bootstrap_median(&ratios(&short_times, &short_raw), 2000, &mut rng),
+                worst_query,
+                pass_seconds: median(&totals),
+                spans: (counts.ended, counts.exported, counts.dropped()),
+                attribute_bytes_per_query: counts.attribute_bytes / queries_run,
+                peak_rss_bytes: rss,
+            }
+        })
+        .collect();
+
+    Ok(Report {
+        scale: options.scale,
+        queries: options.queries.clone(),
+        rounds: options.rounds,
+        short_runs: options.short_runs,
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        memory_bytes: report::machine_memory_bytes(),
+        variants,
+        mismatches,
+    })
+}

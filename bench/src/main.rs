@@ -1,0 +1,84 @@
+//! `dftrace-bench [--quick] [--scale F] [--queries 1,3,5] [--rounds R]
+//! [--short-runs N] [--warmup W]`: runs the benchmark, prints the table, and
+//! writes `target/bench/latest.json` and `target/bench/latest.md`.
+//! `cargo xtask bench` runs it in release mode.
+
+use dftrace_bench::{Options, report, run};
+use std::path::PathBuf;
+
+const USAGE: &str = "usage: dftrace-bench [--quick] [--scale F] [--queries 1,3,5] [--rounds R] \
+                     [--short-runs N] [--warmup W]";
+
+fn value<T: std::str::FromStr>(flag: &str, text: Option<&String>) -> Result<T, String> {
+    let text = text.ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+    text.parse()
+        .map_err(|_| format!("invalid value `{text}` for {flag}\n{USAGE}"))
+}
+
+fn parse(args: &[String], target: PathBuf) -> Result<Options, String> {
+    let data_root = target.join("tpch");
+    let mut options = if args.iter().any(|a| a == "--quick") {
+        Options::quick(data_root)
+    } else {
+        Options::full(data_root)
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--quick" => {}
+            "--scale" => options.scale = value(flag, args.next())?,
+            "--rounds" => options.rounds = value(flag, args.next())?,
+            "--warmup" => options.warmup = value(flag, args.next())?,
+            "--short-runs" => options.short_runs = value(flag, args.next())?,
+            "--queries" => {
+                let list: String = value(flag, args.next())?;
+                options.queries = list
+                    .split(',')
+                    .map(|q| value(flag, Some(&q.trim().to_owned())))
+                    .collect::<Result<_, _>>()?;
+            }
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if options.rounds == 0 {
+        return Err(format!("--rounds must be at least 1\n{USAGE}"));
+    }
+    Ok(options)
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let result = parse(&args, target.clone()).and_then(|options| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let report = runtime.block_on(run(&options))?;
+        let table = report::markdown_table(&report);
+        println!("{table}");
+        let out = target.join("bench");
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        for (name, text) in [("latest.json", report::json(&report)), ("latest.md", table)] {
+            std::fs::write(out.join(name), text).map_err(|e| format!("{name}: {e}"))?;
+        }
+        eprintln!("wrote {}/latest.json and latest.md", out.display());
+        if report.mismatches.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "configurations returned different rows:\n{}",
+                report.mismatches.join("\n")
+            ))
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("dftrace-bench: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

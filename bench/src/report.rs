@@ -1,0 +1,83 @@
+//! The benchmark's table (stdout and `docs/benchmarks.md`) and JSON.
+
+use crate::Report;
+use crate::stats::Estimate;
+use std::fmt::Write as _;
+
+/// Total memory of the machine (Linux `MemTotal`), 0 when unknown.
+pub fn machine_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn estimate(e: &Estimate) -> String {
+    if e.median.is_nan() {
+        return "n/a".to_owned();
+    }
+    format!("{:.3} [{:.3}–{:.3}]", e.median, e.low, e.high)
+}
+
+/// The results as a Markdown table (also readable on a terminal).
+pub fn markdown_table(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "TPC-H scale factor {}, queries {:?}, {} rounds; short loop: {} queries per round; \
+         {} cores, {:.1} GiB.\n",
+        report.scale,
+        report.queries,
+        report.rounds,
+        report.short_runs,
+        report.cores,
+        report.memory_bytes as f64 / (1u64 << 30) as f64
+    );
+    out.push_str(
+        "| configuration | TPC-H vs baseline | TPC-H vs raw | short loop vs baseline | short loop vs raw | worst query | pass (s) | spans ended / exported / dropped | attribute bytes per query | peak RSS (MiB) |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for v in &report.variants {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | Q{} ({:.3}) | {:.2} | {} / {} / {} | {} | {:.0} |",
+            v.name,
+            estimate(&v.vs_baseline),
+            estimate(&v.vs_raw),
+            estimate(&v.short_vs_baseline),
+            estimate(&v.short_vs_raw),
+            v.worst_query.0,
+            v.worst_query.1,
+            v.pass_seconds,
+            v.spans.0,
+            v.spans.1,
+            v.spans.2,
+            v.attribute_bytes_per_query,
+            v.peak_rss_bytes as f64 / (1u64 << 20) as f64
+        );
+    }
+    if report.mismatches.is_empty() {
+        out.push_str("\nEvery configuration returned the same rows as `baseline`.\n");
+    } else {
+        out.push_str("\nResult mismatches:\n");
+        for mismatch in &report.mismatches {
+            let _ = writeln!(out, "- {mismatch}");
+        }
+    }
+    out
+}
+
+/// The report as pretty JSON.
+pub fn json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

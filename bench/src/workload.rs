@@ -1,0 +1,265 @@
+//! The configurations compared and the queries they run.
+
+use datafusion::arrow::array::{Array, Float32Array, Float64Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion_tracing::{
+    InstrumentationOptions, RuleInstrumentationOptions, instrument_rules_with_info_spans,
+    instrument_with_info_spans, pretty_format_compact_batch,
+};
+use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+use dftrace_rules::{QueryOptions, run_sql};
+use dftrace_tests::tpch::Table;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::Instrument;
+
+// Plugins register at link time: the bench links them as a host would.
+use dftrace_metrics_summary as _;
+use dftrace_object_store_registry as _;
+use dftrace_preview_redaction as _;
+
+/// One configuration under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Variant {
+    /// No instrumentation.
+    Baseline,
+    /// `datafusion-tracing` used directly with `maximal`'s options.
+    Raw,
+    /// dftrace, `production-lean`.
+    ProductionLean,
+    /// dftrace, `maximal-no-data`.
+    MaximalNoData,
+    /// dftrace, `maximal`.
+    Maximal,
+    /// dftrace, `maximal` under a parent that is not sampled.
+    MaximalUnsampled,
+}
+
+impl Variant {
+    /// Every configuration, in report order.
+    pub const ALL: [Variant; 6] = [
+        Variant::Baseline,
+        Variant::Raw,
+        Variant::ProductionLean,
+        Variant::MaximalNoData,
+        Variant::Maximal,
+        Variant::MaximalUnsampled,
+    ];
+
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Baseline => "baseline",
+            Variant::Raw => "raw",
+            Variant::ProductionLean => "production-lean",
+            Variant::MaximalNoData => "maximal-no-data",
+            Variant::Maximal => "maximal",
+            Variant::MaximalUnsampled => "maximal-unsampled",
+        }
+    }
+}
+
+/// A sampled and an unsampled W3C parent (the default sampler is
+/// parent-based, so the second switches a whole query's tracing off).
+const UNSAMPLED_PARENT: &str = "00-5ab1e5ab1e5ab1e5ab1e5ab1e5ab1e5a-00f067aa0ba902b7-00";
+
+/// The same row preview `maximal` keeps, through upstream's own formatter.
+fn raw_options() -> InstrumentationOptions {
+    let preview = dftrace_preview_redaction::PreviewConfig::default();
+    InstrumentationOptions::builder()
+        .record_metrics(true)
+        .preview_limit(5)
+        .preview_fn(Arc::new(move |batch: &RecordBatch| {
+            pretty_format_compact_batch(
+                batch,
+                preview.max_width,
+                preview.max_row_height,
+                preview.min_compacted_col_width,
+            )
+            .map(|table| table.to_string())
+        }))
+        .build()
+}
+
+/// A configuration's session.
+pub struct Session {
+    /// Which configuration.
+    pub variant: Variant,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("variant", &self.variant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Builds the session for `variant` the way its user would.
+    pub fn new(variant: Variant) -> Result<Session, String> {
+        let builder = SessionStateBuilder::new().with_default_features();
+        let state = match variant {
+            Variant::Baseline => builder.build(),
+            Variant::Raw => {
+                let rule = instrument_with_info_spans!(options: raw_options());
+                let state = builder.with_physical_optimizer_rule(rule).build();
+                instrument_rules_with_info_spans!(
+                    options: RuleInstrumentationOptions::full().with_plan_diff(),
+                    state: state
+                )
+            }
+            Variant::ProductionLean
+            | Variant::MaximalNoData
+            | Variant::Maximal
+            | Variant::MaximalUnsampled => {
+                let preset = match variant {
+                    Variant::ProductionLean => Preset::ProductionLean,
+                    Variant::MaximalNoData => Preset::MaximalNoData,
+                    _ => Preset::Maximal,
+                };
+                let config = DftraceConfig::builder()
+                    .preset(preset)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                builder
+                    .with_dftrace(&config)
+                    .and_then(|b| b.build_dftrace())
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        Ok(Session {
+            variant,
+            ctx: SessionContext::new_with_state(state),
+        })
+    }
+
+    /// Registers the TPC-H tables in `dir`.
+    pub async fn register_tpch(&self, dir: &Path) -> Result<(), String> {
+        for table in Table::ALL {
+            let path = dir.join(format!("{}.parquet", table.name()));
+            self.ctx
+                .register_parquet(
+                    table.name(),
+                    path.display().to_string(),
+                    ParquetReadOptions::default(),
+                )
+                .await
+                .map_err(|e| format!("register {}: {e}", table.name()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `sql` as this configuration's user would, returning the rows.
+    pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>, String> {
+        let result = match self.variant {
+            Variant::Baseline => self.collect(sql).await,
+            // Upstream gives no root span; a host would open one per query.
+            Variant::Raw => {
+                self.collect(sql)
+                    .instrument(tracing::info_span!("query"))
+                    .await
+            }
+            Variant::MaximalUnsampled => {
+                let options = QueryOptions::new().traceparent(UNSAMPLED_PARENT);
+                run_sql(&self.ctx, sql, &options)
+                    .await
+                    .map(|query| query.batches)
+                    .map_err(|e| e.to_string())
+            }
+            _ => run_sql(&self.ctx, sql, &QueryOptions::new())
+                .await
+                .map(|query| query.batches)
+                .map_err(|e| e.to_string()),
+        };
+        result.map_err(|e| format!("{}: {e}", self.variant.name()))
+    }
+
+    async fn collect(&self, sql: &str) -> Result<Vec<RecordBatch>, String> {
+        match self.ctx.sql(sql).await {
+            Ok(df) => df.collect().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The rows of `batches` as sorted strings: equal for equal results whatever
+/// the order of ties, with floats to 9 significant digits (partial sums can
+/// differ in the last bits between runs).
+pub fn canonical_rows(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
+    let mut rows = Vec::new();
+    let options = FormatOptions::default().with_null("NULL");
+    for batch in batches {
+        let columns: Vec<Box<dyn Fn(usize) -> String>> = batch
+            .columns()
+            .iter()
+            .map(|column| -> Result<Box<dyn Fn(usize) -> String>, String> {
+                let column = Arc::clone(column);
+                let float = |value: f64| format!("{value:.8e}");
+                Ok(match column.data_type() {
+                    DataType::Float64 => Box::new(move |row| {
+                        let array = column.as_any().downcast_ref::<Float64Array>();
+                        match array {
+                            Some(a) if a.is_valid(row) => float(a.value(row)),
+                            _ => "NULL".to_owned(),
+                        }
+                    }),
+                    DataType::Float32 => Box::new(move |row| {
+                        let array = column.as_any().downcast_ref::<Float32Array>();
+                        match array {
+                            Some(a) if a.is_valid(row) => float(f64::from(a.value(row))),
+                            _ => "NULL".to_owned(),
+                        }
+                    }),
+                    _ => {
+                        let text: Vec<String> = {
+                            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)
+                                .map_err(|e| e.to_string())?;
+                            (0..column.len())
+                                .map(|row| formatter.value(row).to_string())
+                                .collect()
+                        };
+                        Box::new(move |row| text[row].clone())
+                    }
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        for row in 0..batch.num_rows() {
+            rows.push(
+                columns
+                    .iter()
+                    .map(|column| column(row))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    rows.sort();
+    Ok(rows)
+}
+
+/// The TPC-H tables at `scale` under `root`, generated once and cached.
+pub fn tpch_data(root: &Path, scale: f64) -> Result<PathBuf, String> {
+    let dir = root.join(format!("sf{scale}"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for table in Table::ALL {
+        let path = dir.join(format!("{}.parquet", table.name()));
+        if !path.is_file() {
+            eprintln!("generating TPC-H {} at scale {scale}", table.name());
+            table
+                .write_parquet(scale, &path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// The short query: about ten operators over the two tiny tables.
+pub const SHORT_QUERY: &str = "select n_name, r_name, count(*) as c from nation join region \
+     on n_regionkey = r_regionkey where n_nationkey % 2 = 0 group by n_name, r_name \
+     order by n_name";
