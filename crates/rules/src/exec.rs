@@ -159,8 +159,45 @@ pub fn exec_rule(
         }
         span
     });
-    Ok(datafusion_tracing::new_instrument_rule(
-        span_create_fn,
-        options.build(),
-    ))
+    Ok(Arc::new(SampledOnly {
+        inner: datafusion_tracing::new_instrument_rule(span_create_fn, options.build()),
+    }))
+}
+
+/// Upstream's `Instrument` rule, standing aside when the query's trace is
+/// known not to be sampled: then no operator span would be exported, so the
+/// plan runs unwrapped and pays nothing (no spans, metrics or previews).
+/// Without an OpenTelemetry layer the sampling decision is unknown and the
+/// plan is wrapped as usual.
+#[derive(Debug)]
+struct SampledOnly {
+    inner: Arc<dyn PhysicalOptimizerRule + Send + Sync>,
+}
+
+fn current_trace_unsampled() -> bool {
+    let context = Span::current().context();
+    let span = opentelemetry::trace::TraceContextExt::span(&context);
+    let span_context = span.span_context();
+    span_context.is_valid() && !span_context.is_sampled()
+}
+
+impl PhysicalOptimizerRule for SampledOnly {
+    fn optimize(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        config: &datafusion::config::ConfigOptions,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        if current_trace_unsampled() {
+            return Ok(plan);
+        }
+        self.inner.optimize(plan, config)
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn schema_check(&self) -> bool {
+        self.inner.schema_check()
+    }
 }

@@ -68,6 +68,10 @@ mod plugin {
         context: &mut PluginContext<'_>,
     ) -> datafusion::error::Result<SessionStateBuilder> {
         let config: RulesConfig = context.section()?;
+        // Resolved once here, so each query's root span reads it for free.
+        context
+            .services()
+            .insert(std::sync::Arc::new(config.clone()));
         if !config.exec_spans {
             return Ok(builder);
         }

@@ -102,7 +102,13 @@ impl QuerySpan {
         sql: Option<&str>,
         options: &QueryOptions,
     ) -> std::result::Result<Self, RulesError> {
-        let config = rules_config(session);
+        let services = session
+            .get_extension::<DftraceSession>()
+            .map(|s| s.services())
+            .unwrap_or_default();
+        let config = services
+            .get::<RulesConfig>()
+            .unwrap_or_else(|| Arc::new(rules_config(session)));
         let parent = options
             .traceparent
             .as_deref()
@@ -133,10 +139,7 @@ impl QuerySpan {
         {
             span.set_attribute(key.clone(), value.clone());
         }
-        let observers = session
-            .get_extension::<DftraceSession>()
-            .map(|s| s.services().query_observers())
-            .unwrap_or_default();
+        let observers = services.query_observers();
         Ok(QuerySpan {
             span,
             run_id,
@@ -280,6 +283,7 @@ async fn finish(
 }
 
 /// The `[rules]` section dftrace applied to this session, or the defaults.
+/// The `[rules]` section of a session the rules plugin did not set up.
 fn rules_config(config: &SessionConfig) -> RulesConfig {
     config
         .get_extension::<DftraceSession>()
