@@ -25,11 +25,22 @@ impl Rotel {
     /// When `rotel-agent` is missing (with how to install it) or does not
     /// come up within 30 seconds.
     pub fn start() -> Rotel {
+        Rotel::start_on(free_port(), free_port())
+    }
+
+    /// Like [`Rotel::start`], on given ports (to restart a collector where
+    /// its clients expect it).
+    ///
+    /// # Panics
+    ///
+    /// As [`Rotel::start`].
+    pub fn start_on(grpc_port: u16, http_port: u16) -> Rotel {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let binary = peer_binary(Peer::Rotel);
-        let (grpc_port, http_port) = (free_port(), free_port());
         let log = std::env::temp_dir().join(format!(
-            "dftrace-rotel-{}-{grpc_port}.log",
-            std::process::id()
+            "dftrace-rotel-{}-{grpc_port}-{}.log",
+            std::process::id(),
+            STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let output = std::fs::File::create(&log).unwrap_or_else(|e| panic!("rotel log: {e}"));
         let child = Command::new(&binary)
@@ -75,6 +86,11 @@ impl Rotel {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
+    /// The gRPC port.
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
     /// The HTTP port, for raw requests.
     pub fn http_port(&self) -> u16 {
         self.http_port
@@ -95,6 +111,17 @@ impl Rotel {
                     .strip_prefix("Name")
                     .map(|rest| rest.trim_start().trim_start_matches(':').trim())
                     == Some(name)
+            })
+            .count()
+    }
+
+    /// How many spans arrived, whatever their names.
+    pub fn span_count(&self) -> usize {
+        self.output()
+            .lines()
+            .filter(|line| {
+                line.strip_prefix("Span #")
+                    .is_some_and(|rest| rest.trim().chars().all(|c| c.is_ascii_digit()))
             })
             .count()
     }

@@ -170,6 +170,13 @@ pub struct ExportConfig {
     /// then are counted as dropped (`DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS`).
     /// Default: 5000.
     pub shutdown_timeout_ms: u64,
+    /// Longest string attribute value exported, in bytes
+    /// (`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`); a longer value is cut on a
+    /// character boundary and ends with `…[truncated N bytes]`. Plans with
+    /// large literals make plan attributes megabytes long, and collectors
+    /// reject oversized requests (a whole batch lost for one span), so the
+    /// default is bounded: 16384. 0 = no limit.
+    pub attribute_value_length_limit: usize,
     /// Export OpenTelemetry metrics (OTLP sink only) every this many
     /// milliseconds (`OTEL_METRIC_EXPORT_INTERVAL`); shutdown exports the
     /// rest. Default: 60000.
@@ -208,6 +215,10 @@ impl Section for ExportConfig {
         EnvAlias {
             var: "OTEL_TRACES_SAMPLER_ARG",
             field: "sampler_arg",
+        },
+        EnvAlias {
+            var: "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+            field: "attribute_value_length_limit",
         },
         EnvAlias {
             var: "OTEL_METRIC_EXPORT_INTERVAL",
@@ -275,6 +286,7 @@ impl Section for ExportConfig {
             sampler: SamplerKind::ParentbasedAlwaysOn,
             sampler_arg: None,
             shutdown_timeout_ms: 5_000,
+            attribute_value_length_limit: 16_384,
             metric_export_interval_ms: 60_000,
             otlp: OtlpConfig {
                 endpoint: None,
@@ -358,6 +370,13 @@ mod tests {
                 "0.25",
                 "0.75",
                 json!(0.75),
+            ),
+            (
+                "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                "attribute_value_length_limit",
+                "100",
+                "4096",
+                json!(4096),
             ),
             (
                 "OTEL_METRIC_EXPORT_INTERVAL",

@@ -267,6 +267,7 @@ fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, 
             builder = builder.with_span_processor(CountingProcessor {
                 inner: processor,
                 counters: Arc::clone(&counters),
+                value_limit: config.attribute_value_length_limit,
             });
         }
         if console {

@@ -116,6 +116,29 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 pub(crate) struct CountingProcessor<P> {
     pub(crate) inner: P,
     pub(crate) counters: Arc<SpanCounters>,
+    /// `export.attribute_value_length_limit` (0 = none).
+    pub(crate) value_limit: usize,
+}
+
+/// Cuts string attribute values longer than `limit` bytes (0 = no limit) on
+/// a character boundary, with a marker saying how much was cut.
+pub(crate) fn limit_attribute_values(span: &mut SpanData, limit: usize) {
+    if limit == 0 {
+        return;
+    }
+    for kv in &mut span.attributes {
+        if let opentelemetry::Value::String(text) = &kv.value {
+            let text = text.as_str();
+            if text.len() > limit {
+                let mut end = limit;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let cut = format!("{}…[truncated {} bytes]", &text[..end], text.len() - end);
+                kv.value = opentelemetry::Value::String(cut.into());
+            }
+        }
+    }
 }
 
 impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
@@ -123,8 +146,9 @@ impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
         self.inner.on_start(span, cx);
     }
 
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, mut span: SpanData) {
         self.counters.ended.fetch_add(1, Ordering::Relaxed);
+        limit_attribute_values(&mut span, self.value_limit);
         self.inner.on_end(span);
     }
 
@@ -232,5 +256,58 @@ impl SpanProcessor for ConsoleSummary {
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::limit_attribute_values;
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+    use opentelemetry::{InstrumentationScope, KeyValue};
+    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+    use std::time::SystemTime;
+
+    fn span(attributes: Vec<KeyValue>) -> SpanData {
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: "s".into(),
+            start_time: SystemTime::UNIX_EPOCH,
+            end_time: SystemTime::UNIX_EPOCH,
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("t").build(),
+        }
+    }
+
+    #[test]
+    fn long_strings_are_cut_on_a_char_boundary_with_a_marker() {
+        let long = "é".repeat(100); // 200 bytes
+        let mut data = span(vec![
+            KeyValue::new("plan", long),
+            KeyValue::new("short", "ok"),
+            KeyValue::new("rows", 7_i64),
+        ]);
+        limit_attribute_values(&mut data, 11);
+        let values: Vec<String> = data
+            .attributes
+            .iter()
+            .map(|kv| kv.value.as_str().into_owned())
+            .collect();
+        assert_eq!(
+            values[0],
+            format!("{}…[truncated 190 bytes]", "é".repeat(5))
+        );
+        assert_eq!(values[1], "ok");
+        assert_eq!(values[2], "7");
+
+        let mut unlimited = span(vec![KeyValue::new("plan", "x".repeat(50_000))]);
+        limit_attribute_values(&mut unlimited, 0);
+        assert_eq!(unlimited.attributes[0].value.as_str().len(), 50_000);
     }
 }

@@ -1,0 +1,355 @@
+//! Observability must never break its host: collector faults (absent, killed
+//! and restarted, accepting but never answering), a normal exit, and a burst
+//! of concurrent queries — against the real `rotel` collector, with a traced
+//! host process (`scripted_host`) driven query by query.
+//!
+//! Every case checks that queries return the right rows, that no span is
+//! lost silently (the guard's dropped count equals what the collector did
+//! not receive), and where it matters that query latency does not wait on
+//! export. The cases run one at a time: latency ratios need a quiet machine.
+
+// Helpers outside #[test] functions may panic too: in a test, a panic with
+// a message is the failure report.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use dftrace_tests::moto::free_port;
+use dftrace_tests::rotel::Rotel;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+/// One case at a time (see the module docs).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How long one command may take before the host counts as hung.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Host {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl Host {
+    /// Starts the host with `env` (nothing inherited from DFTRACE_/OTEL_).
+    fn start(env: &[(&str, String)]) -> Host {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scripted_host"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("DFTRACE_") || key.starts_with("OTEL_") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("DFTRACE_PRESET", "maximal-no-data")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start scripted_host");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        let mut host = Host {
+            child,
+            stdin,
+            lines,
+        };
+        assert_eq!(host.answer()["ready"], true);
+        host
+    }
+
+    fn answer(&mut self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(COMMAND_TIMEOUT)
+            .unwrap_or_else(|_| {
+                let _ = self.child.kill();
+                panic!("the host did not answer within {COMMAND_TIMEOUT:?}: hung or crashed")
+            });
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer `{line}`: {e}"))
+    }
+
+    fn send(&mut self, command: &str) -> Value {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        self.answer()
+    }
+
+    /// Runs `n` queries; asserts their rows; returns their durations.
+    fn run(&mut self, n: usize, label: &str) -> Vec<f64> {
+        let answer = self.send(&format!("run {n} {label}"));
+        assert_eq!(answer["all_right"], true, "{label}: wrong rows: {answer}");
+        answer["durations_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_f64().unwrap())
+            .collect()
+    }
+
+    fn peak_rss_kib(&mut self) -> u64 {
+        self.send("rss")["peak_rss_kib"].as_u64().unwrap()
+    }
+
+    /// Exits normally; returns the shutdown report.
+    fn exit(mut self) -> Value {
+        let report = self.send("exit");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "host exited with {status}");
+        report
+    }
+}
+
+fn count(report: &Value, key: &str) -> u64 {
+    report[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no `{key}` in {report}"))
+}
+
+fn slowest(durations: &[f64]) -> f64 {
+    durations.iter().copied().fold(0.0, f64::max)
+}
+
+/// The slowest of `n` queries with telemetry switched off.
+fn slowest_without_telemetry(n: usize) -> f64 {
+    let mut host = Host::start(&[("OTEL_SDK_DISABLED", "true".to_owned())]);
+    host.run(2, "warmup");
+    let slowest = slowest(&host.run(n, "measured"));
+    host.exit();
+    slowest
+}
+
+/// A collector that accepts connections and then never says a word.
+fn silent_collector() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn collector_absent_at_start_costs_dropped_spans_not_latency() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let quiet = slowest_without_telemetry(8);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut host = Host::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", dead),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", "3000".to_owned()),
+    ]);
+    host.run(2, "warmup");
+    let traced = slowest(&host.run(8, "measured"));
+    let report = host.exit();
+    let ratio = traced / quiet;
+    println!(
+        "slowest query, dead collector / no telemetry: {traced:.1} / {quiet:.1} ms = {ratio:.2}"
+    );
+    assert!(ratio < 1.5, "queries waited on export: {ratio:.2}");
+    assert!(count(&report, "ended") > 50, "{report}");
+    assert_eq!(count(&report, "exported"), 0, "{report}");
+    assert_eq!(
+        count(&report, "dropped"),
+        count(&report, "ended"),
+        "{report}"
+    );
+    assert!(count(&report, "shutdown_ms") <= 4_000, "{report}");
+}
+
+#[test]
+fn collector_killed_and_restarted_receives_what_came_after() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let first = Rotel::start();
+    let (grpc_port, http_port) = (first.grpc_port(), first.http_port());
+    let mut host = Host::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", first.grpc_endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ]);
+    host.run(3, "before");
+    assert_eq!(
+        first.wait_for_spans("dftrace.query", 3, Duration::from_secs(20)),
+        3
+    );
+    // Let the exporter drain, then count what the first collector got.
+    std::thread::sleep(Duration::from_millis(500));
+    let received_first = first.span_count();
+    drop(first);
+
+    host.run(3, "down");
+    // The exporter tries (and fails) to send those while nobody listens.
+    std::thread::sleep(Duration::from_secs(2));
+    let second = Rotel::start_on(grpc_port, http_port);
+    host.run(3, "after");
+    let report = host.exit();
+    assert!(
+        second.wait_for_spans("dftrace.query", 3, Duration::from_secs(20)) >= 3,
+        "the queries after the restart arrive"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let received = (received_first + second.span_count()) as u64;
+    let ended = count(&report, "ended");
+    assert!(
+        count(&report, "dropped") > 0,
+        "the down phase lost spans: {report}"
+    );
+    assert_eq!(
+        count(&report, "dropped"),
+        ended - received,
+        "dropped is exactly what did not arrive ({received} of {ended} arrived): {report}"
+    );
+}
+
+#[test]
+fn collector_that_never_answers_bounds_memory_and_shutdown() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let quiet = slowest_without_telemetry(10);
+    let port = silent_collector();
+    for protocol in ["grpc", "http/protobuf"] {
+        let mut host = Host::start(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "500".to_owned()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "256".to_owned()),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64".to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+            ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", "2000".to_owned()),
+        ]);
+        host.run(2, "warmup");
+        let first = slowest(&host.run(10, "measured"));
+        let after_first = host.peak_rss_kib();
+        let second = slowest(&host.run(10, "more"));
+        let after_second = host.peak_rss_kib();
+        let report = host.exit();
+        let ratio = first.max(second) / quiet;
+        println!(
+            "{protocol}: slowest {ratio:.2}x of no telemetry; peak RSS {after_first} -> \
+             {after_second} KiB; {report}"
+        );
+        assert!(
+            ratio < 1.5,
+            "{protocol}: queries waited on export: {ratio:.2}"
+        );
+        assert!(
+            after_second.saturating_sub(after_first) < 16 * 1024,
+            "{protocol}: memory grew with unexported spans: {after_first} -> {after_second} KiB"
+        );
+        let ended = count(&report, "ended");
+        assert!(
+            ended > 256,
+            "{protocol}: more spans than the queue holds: {report}"
+        );
+        assert_eq!(count(&report, "exported"), 0, "{protocol}: {report}");
+        assert_eq!(count(&report, "dropped"), ended, "{protocol}: {report}");
+        assert!(
+            count(&report, "shutdown_ms") <= 3_000,
+            "{protocol}: the shutdown timeout holds: {report}"
+        );
+    }
+}
+
+#[test]
+fn a_normal_exit_delivers_every_span() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rotel = Rotel::start();
+    let mut host = Host::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
+        // The default 5 s delay: everything still queued at exit.
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+    ]);
+    host.run(12, "exit");
+    let report = host.exit();
+    let ended = count(&report, "ended");
+    assert_eq!(count(&report, "dropped"), 0, "{report}");
+    assert_eq!(count(&report, "exported"), ended, "{report}");
+    assert_eq!(
+        rotel.wait_for_spans("dftrace.query", 12, Duration::from_secs(20)),
+        12
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        rotel.span_count() as u64,
+        ended,
+        "the collector got them all"
+    );
+}
+
+#[test]
+fn plans_with_huge_literals_are_capped_and_still_delivered() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rotel = Rotel::start();
+    for (limit, delivered) in [("16384", true), ("0", false)] {
+        let before = rotel.spans_named("dftrace.query");
+        let mut host = Host::start(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
+            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", limit.to_owned()),
+        ]);
+        let answer = host.send("huge");
+        assert_eq!(answer["all_right"], true, "{answer}");
+        let report = host.exit();
+        let ended = count(&report, "ended");
+        if delivered {
+            // Capped: every span arrives, the query span among them.
+            assert_eq!(count(&report, "dropped"), 0, "limit {limit}: {report}");
+            assert_eq!(
+                rotel.wait_for_spans("dftrace.query", before + 1, Duration::from_secs(20)),
+                before + 1
+            );
+            assert!(
+                rotel.output().contains("…[truncated "),
+                "the cut is visible"
+            );
+        } else {
+            // Uncapped, the collector refuses the oversized request; the loss
+            // is counted, never silent.
+            assert_eq!(count(&report, "dropped"), ended, "limit {limit}: {report}");
+        }
+    }
+}
+
+#[test]
+fn thirty_two_concurrent_queries_with_an_overflowing_queue_report_their_losses() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rotel = Rotel::start();
+    let mut host = Host::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        // A queue far smaller than a burst of 32 traced queries.
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "64".to_owned()),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "32".to_owned()),
+    ]);
+    let answer = host.send("concurrent 32 3");
+    assert_eq!(answer["all_right"], true, "{answer}");
+    let report = host.exit();
+    std::thread::sleep(Duration::from_millis(500));
+    let received = rotel.span_count() as u64;
+    let ended = count(&report, "ended");
+    println!("{ended} spans ended, {received} received: {report}");
+    assert!(
+        count(&report, "dropped") > 0,
+        "the burst overflowed the queue: {report}"
+    );
+    assert_eq!(count(&report, "dropped"), ended - received, "{report}");
+}
