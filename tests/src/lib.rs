@@ -12,6 +12,7 @@ pub mod capture;
 pub mod config_doc;
 pub mod moto;
 pub mod rotel;
+pub mod rows;
 pub mod span_schema;
 pub mod tpch;
 

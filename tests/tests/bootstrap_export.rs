@@ -267,6 +267,23 @@ fn bad_settings_fail_init_naming_the_variable() {
             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
         ),
         ("OTEL_TRACES_EXPORTER", "zipkin", "OTEL_TRACES_EXPORTER"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "5000000000", "1 to 1000000"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "-3", "OTEL_BSP_SCHEDULE_DELAY"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://:99999/",
+            "empty host",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "ftp://host:4317",
+            "http:// or https://",
+        ),
+        (
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+            "-1",
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        ),
     ] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_emit_spans"));
         for (key, _) in std::env::vars() {
@@ -287,4 +304,20 @@ fn bad_settings_fail_init_naming_the_variable() {
             "{var}={value} panicked: {stderr}"
         );
     }
+}
+
+#[test]
+fn a_ratio_outside_zero_to_one_fails_init() {
+    let output = Command::new(env!("CARGO_BIN_EXE_emit_spans"))
+        .arg("1")
+        .env("OTEL_TRACES_SAMPLER", "traceidratio")
+        .env("OTEL_TRACES_SAMPLER_ARG", "1.5")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("OTEL_TRACES_SAMPLER_ARG") && stderr.contains("a ratio from 0 to 1"),
+        "{stderr}"
+    );
 }

@@ -142,7 +142,7 @@ pub fn exec_rule(
         .record_metrics(config.record_metrics)
         .preview_limit(config.preview_limit);
     if let Some(preview) = preview {
-        options = options.preview_fn(preview);
+        options = options.preview_fn(guarded(preview));
     }
     let level = config.span_level;
     let custom_fields: Vec<(String, String)> = config
@@ -162,6 +162,22 @@ pub fn exec_rule(
     Ok(Arc::new(SampledOnly {
         inner: datafusion_tracing::new_instrument_rule(span_create_fn, options.build()),
     }))
+}
+
+/// What a preview shows when its formatter fails or panics. The failure's
+/// own message is left out: it could quote the values being formatted.
+pub const PREVIEW_FAILED: &str = "<preview unavailable: the formatter failed>";
+
+/// `preview` such that a failure or a panic becomes [`PREVIEW_FAILED`]
+/// instead of a missing attribute or a panicked query: formatters run while
+/// the operator's stream is dropped, where a panic would fail the query.
+fn guarded(preview: Arc<PreviewFn>) -> Arc<PreviewFn> {
+    Arc::new(move |batch| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| preview(batch))) {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(_)) | Err(_) => Ok(PREVIEW_FAILED.to_owned()),
+        }
+    })
 }
 
 /// Upstream's `Instrument` rule, standing aside when the query's trace is

@@ -49,7 +49,7 @@ mod query;
 
 pub use config::{RuleMode, RulesConfig};
 pub use error::RulesError;
-pub use exec::{EXEC_TARGET, exec_rule};
+pub use exec::{EXEC_TARGET, PREVIEW_FAILED, exec_rule};
 pub use planner::{PLANNER_TARGET, instrument_planner};
 pub use query::{
     QUERY_SPAN_NAME, QUERY_TARGET, QueryOptions, QuerySpan, TracedQuery, parse_traceparent,
