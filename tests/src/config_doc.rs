@@ -29,7 +29,7 @@ pub struct FieldRow {
     pub path: String,
     /// Hand-written: the field's type as a user writes it.
     pub ty: String,
-    /// The value under each preset of [`COLUMNS`].
+    /// The value under each preset: production-lean, maximal-no-data, maximal.
     pub values: [String; 3],
     /// `DFTRACE_…` variable plus any standard alias.
     pub env: String,
