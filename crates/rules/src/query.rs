@@ -282,8 +282,8 @@ async fn finish(
     }
 }
 
-/// The `[rules]` section dftrace applied to this session, or the defaults.
-/// The `[rules]` section of a session the rules plugin did not set up.
+/// The `[rules]` section of a session the rules plugin did not set up (read
+/// from its dftrace config when there is one), or the defaults.
 fn rules_config(config: &SessionConfig) -> RulesConfig {
     config
         .get_extension::<DftraceSession>()
