@@ -18,6 +18,7 @@ pub mod report;
 pub mod stats;
 pub mod workload;
 
+use dftrace_tests::rows::canonical_rows;
 use pipeline::{Pipeline, SpanCounts, peak_rss_bytes, reset_peak_rss};
 use stats::{Rng, bootstrap_median, median};
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 pub use workload::Variant;
-use workload::{SHORT_QUERY, Session, canonical_rows, tpch_data};
+use workload::{SHORT_QUERY, Session, tpch_data};
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -154,19 +154,5 @@ pub fn reset_peak_rss() {
 
 /// Peak resident set size since the last reset, in bytes (0 when unknown).
 pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-        })
-        .map_or(0, |kib| kib * 1024)
+    dftrace_tests::proc_kib("/proc/self/status", "VmHWM").map_or(0, |kib| kib * 1024)
 }

@@ -6,20 +6,7 @@ use std::fmt::Write as _;
 
 /// Total memory of the machine (Linux `MemTotal`), 0 when unknown.
 pub fn machine_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("MemTotal:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-        })
-        .map_or(0, |kib| kib * 1024)
+    dftrace_tests::proc_kib("/proc/meminfo", "MemTotal").map_or(0, |kib| kib * 1024)
 }
 
 fn estimate(e: &Estimate) -> String {

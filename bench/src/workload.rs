@@ -9,7 +9,6 @@ use datafusion_tracing::{
 };
 use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
-pub use dftrace_tests::rows::canonical_rows;
 use dftrace_tests::tpch::Table;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

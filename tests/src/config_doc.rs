@@ -10,7 +10,7 @@
 
 use dftrace_registry::{Plugin, Preset};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The placeholder a new field gets until someone documents it.
 pub const TODO: &str = "TODO";
@@ -49,16 +49,11 @@ fn end_marker(section: &str) -> String {
 /// structs and are descended into; objects empty under every preset are
 /// free-form maps (`resource_attributes`, `custom_fields`) and are one field.
 fn leaf_paths(values: &[Value], prefix: &str, out: &mut Vec<String>) {
-    let keys: Vec<String> = values
+    let keys: BTreeSet<String> = values
         .iter()
         .filter_map(Value::as_object)
         .flat_map(|object| object.keys().cloned())
-        .fold(Vec::new(), |mut keys, key| {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-            keys
-        });
+        .collect();
     if keys.is_empty() {
         out.push(prefix.to_owned());
         return;
@@ -88,13 +83,25 @@ fn render_value(value: Option<&Value>) -> String {
     }
 }
 
-fn env_column(plugin: &Plugin, path: &str) -> String {
-    let var = format!(
+/// Every field of `plugin`'s section, as dotted paths (`otlp.endpoint`).
+pub fn field_paths(plugin: &Plugin) -> Vec<String> {
+    let defaults: Vec<Value> = COLUMNS.iter().map(|p| plugin.defaults(*p)).collect();
+    let mut paths = Vec::new();
+    leaf_paths(&defaults, "", &mut paths);
+    paths
+}
+
+/// The `DFTRACE_<SECTION>__<FIELD>` variable that sets `path`.
+pub fn env_var(plugin: &Plugin, path: &str) -> String {
+    format!(
         "DFTRACE_{}__{}",
         plugin.name().to_uppercase(),
         path.replace('.', "__").to_uppercase()
-    );
-    let mut column = format!("`{var}`");
+    )
+}
+
+fn env_column(plugin: &Plugin, path: &str) -> String {
+    let mut column = format!("`{}`", env_var(plugin, path));
     for alias in plugin.env_aliases() {
         if alias.field == path {
             column.push_str(&format!(", `{}`", alias.var));
@@ -107,9 +114,7 @@ fn env_column(plugin: &Plugin, path: &str) -> String {
 /// taken from `existing` (by path) or set to [`TODO`].
 pub fn section_rows(plugin: &Plugin, existing: &BTreeMap<String, FieldRow>) -> Vec<FieldRow> {
     let defaults: Vec<Value> = COLUMNS.iter().map(|p| plugin.defaults(*p)).collect();
-    let mut paths = Vec::new();
-    leaf_paths(&defaults, "", &mut paths);
-    paths
+    field_paths(plugin)
         .into_iter()
         .map(|path| {
             let written = existing.get(&path);

@@ -86,3 +86,44 @@ pub fn workspace_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or(manifest_dir)
 }
+
+/// A field of a Linux `/proc` file in KiB, e.g. `proc_kib("/proc/self/status",
+/// "VmHWM")` for the peak resident set size (`None` off Linux).
+pub fn proc_kib(file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let rest = text
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?;
+    rest.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// A command for `program` that inherits nothing from the `DFTRACE_*` /
+/// `OTEL_*` / `RUST_LOG` variables of the test's own environment, so each
+/// case sets exactly the configuration it means.
+pub fn isolated_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DFTRACE_") || key.starts_with("OTEL_") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// A session with every linked dftrace plugin applied under `config`, as a
+/// host builds it.
+///
+/// # Panics
+///
+/// When a plugin refuses the config.
+pub fn dftrace_context(
+    config: &dftrace_registry::DftraceConfig,
+) -> datafusion::prelude::SessionContext {
+    use dftrace_registry::SessionStateBuilderExt;
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_default_features()
+        .with_dftrace(config)
+        .and_then(|builder| builder.build_dftrace())
+        .unwrap_or_else(|error| panic!("dftrace session: {error}"));
+    datafusion::prelude::SessionContext::new_with_state(state)
+}

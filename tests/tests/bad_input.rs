@@ -6,30 +6,23 @@
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
-use dftrace_registry::{DftraceConfig, Preset, linked_plugins};
+use dftrace_registry::{DftraceConfig, linked_plugins};
 use dftrace_rules::parse_traceparent;
+use dftrace_tests::config_doc::{env_var, field_paths};
 use proptest::prelude::*;
 
 const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// Every `DFTRACE_<SECTION>__<FIELD>` variable of the linked sections.
 fn config_variables() -> Vec<String> {
-    fn leaves(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
-        match value.as_object() {
-            Some(object) if !object.is_empty() => {
-                for (key, child) in object {
-                    leaves(child, &format!("{prefix}__{}", key.to_uppercase()), out);
-                }
-            }
-            _ => out.push(prefix.to_owned()),
-        }
-    }
-    let mut vars = Vec::new();
-    for plugin in linked_plugins() {
-        let prefix = format!("DFTRACE_{}", plugin.name().to_uppercase());
-        leaves(&plugin.defaults(Preset::Maximal), &prefix, &mut vars);
-    }
-    vars
+    linked_plugins()
+        .into_iter()
+        .flat_map(|plugin| {
+            field_paths(plugin)
+                .into_iter()
+                .map(move |path| env_var(plugin, &path))
+        })
+        .collect()
 }
 
 proptest! {

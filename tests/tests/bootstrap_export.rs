@@ -9,21 +9,16 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use dftrace_tests::isolated_command;
 use dftrace_tests::rotel::Rotel;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 /// Runs the emitter with `env` (and nothing inherited from DFTRACE_/OTEL_).
 fn emit(argument: &str, env: &[(&str, String)]) -> Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_emit_spans"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DFTRACE_") || key.starts_with("OTEL_") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
+    let mut command = isolated_command(env!("CARGO_BIN_EXE_emit_spans"));
     let dir = std::env::temp_dir().join(format!("dftrace-emit-{}", std::process::id()));
     command.arg(argument).current_dir(
         std::fs::create_dir_all(&dir)
@@ -285,12 +280,7 @@ fn bad_settings_fail_init_naming_the_variable() {
             "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
         ),
     ] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_emit_spans"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("DFTRACE_") || key.starts_with("OTEL_") {
-                command.env_remove(key);
-            }
-        }
+        let mut command = isolated_command(env!("CARGO_BIN_EXE_emit_spans"));
         let output = command
             .arg("1")
             .env(var, value)
@@ -308,7 +298,7 @@ fn bad_settings_fail_init_naming_the_variable() {
 
 #[test]
 fn a_ratio_outside_zero_to_one_fails_init() {
-    let output = Command::new(env!("CARGO_BIN_EXE_emit_spans"))
+    let output = isolated_command(env!("CARGO_BIN_EXE_emit_spans"))
         .arg("1")
         .env("OTEL_TRACES_SAMPLER", "traceidratio")
         .env("OTEL_TRACES_SAMPLER_ARG", "1.5")

@@ -6,12 +6,13 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use dftrace_tests::isolated_command;
 use dftrace_tests::rotel::Rotel;
 use dftrace_tests::tpch::{Table, write_tables};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 /// The patched CLI: `$DFTRACE_CLI_BIN` (set by `cargo xtask test`), else the
@@ -38,12 +39,7 @@ fn workdir(name: &str) -> PathBuf {
 }
 
 fn run_cli(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut command = Command::new(cli_binary());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DFTRACE_") || key.starts_with("OTEL_") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
+    let mut command = isolated_command(cli_binary());
     command
         .current_dir(dir)
         .envs(env.iter().copied())

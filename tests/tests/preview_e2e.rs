@@ -14,11 +14,10 @@ use datafusion::arrow::array::{Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::SessionContext;
-use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt, linked_plugins};
+use dftrace_registry::{DftraceConfig, Preset, linked_plugins};
 use dftrace_rules::{EXEC_TARGET, QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute_string, has_target, span_capture};
+use dftrace_tests::dftrace_context;
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,11 +31,7 @@ async fn maximal_previews_show_the_mask_never_the_password()
     );
 
     let config = DftraceConfig::builder().preset(Preset::Maximal).build()?;
-    let state = SessionStateBuilder::new()
-        .with_default_features()
-        .with_dftrace(&config)?
-        .build_dftrace()?;
-    let ctx = SessionContext::new_with_state(state);
+    let ctx = dftrace_context(&config);
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("login", DataType::Utf8, false),
@@ -121,11 +116,7 @@ async fn exotic_types_never_leak_through_previews() -> Result<(), Box<dyn std::e
     use datafusion::arrow::datatypes::Int32Type;
 
     let config = DftraceConfig::builder().preset(Preset::Maximal).build()?;
-    let state = SessionStateBuilder::new()
-        .with_default_features()
-        .with_dftrace(&config)?
-        .build_dftrace()?;
-    let ctx = SessionContext::new_with_state(state);
+    let ctx = dftrace_context(&config);
 
     let rows = 4;
     let secret = |kind: &str, i: usize| format!("topsecret-{kind}-{i}");

@@ -14,13 +14,12 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::SessionContext;
 use dftrace_registry::{
-    DftraceConfig, Plugin, PluginContext, Preset, PreviewFormatter, Section,
-    SessionStateBuilderExt, Stage,
+    DftraceConfig, Plugin, PluginContext, Preset, PreviewFormatter, Section, Stage,
 };
 use dftrace_rules::{EXEC_TARGET, PREVIEW_FAILED, QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute_string, has_target, span_capture};
+use dftrace_tests::dftrace_context;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -66,13 +65,7 @@ async fn failing_and_panicking_formatters_leave_queries_and_secrets_alone() {
         .preset(Preset::Maximal)
         .build()
         .unwrap();
-    let state = SessionStateBuilder::new()
-        .with_default_features()
-        .with_dftrace(&config)
-        .unwrap()
-        .build_dftrace()
-        .unwrap();
-    let ctx = SessionContext::new_with_state(state);
+    let ctx = dftrace_context(&config);
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("note", DataType::Utf8, false),

@@ -12,12 +12,13 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use dftrace_tests::isolated_command;
 use dftrace_tests::moto::free_port;
 use dftrace_tests::rotel::Rotel;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
@@ -37,12 +38,7 @@ struct Host {
 impl Host {
     /// Starts the host with `env` (nothing inherited from DFTRACE_/OTEL_).
     fn start(env: &[(&str, String)]) -> Host {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_scripted_host"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("DFTRACE_") || key.starts_with("OTEL_") || key == "RUST_LOG" {
-                command.env_remove(key);
-            }
-        }
+        let mut command = isolated_command(env!("CARGO_BIN_EXE_scripted_host"));
         command
             .env("DFTRACE_PRESET", "maximal-no-data")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

@@ -14,14 +14,14 @@ use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
-use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::span_capture_filtered;
+use dftrace_tests::dftrace_context;
 use dftrace_tests::moto::MotoServer;
 use dftrace_tests::span_schema::{Observation, SpanSchema, render_markdown};
 use dftrace_tests::tpch::Table;
@@ -162,13 +162,7 @@ async fn produce_spans() -> Vec<(String, Vec<SpanData>)> {
         for (path, value) in settings {
             config = config.set(path, value);
         }
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_dftrace(&config.build().unwrap())
-            .unwrap()
-            .build_dftrace()
-            .unwrap();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = dftrace_context(&config.build().unwrap());
         memory_tables(&ctx).unwrap();
         for statement in &orders {
             ctx.sql(statement).await.unwrap().collect().await.unwrap();

@@ -7,14 +7,14 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
-use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::span_capture;
+use dftrace_tests::dftrace_context;
 use dftrace_tests::rows::canonical_rows;
 use dftrace_tests::tpch::{QUERIES, Table};
 use opentelemetry::trace::SpanId;
@@ -42,13 +42,7 @@ async fn context(preset: Option<Preset>, dir: &Path) -> SessionContext {
         None => SessionContext::new(),
         Some(preset) => {
             let config = DftraceConfig::builder().preset(preset).build().unwrap();
-            let state = SessionStateBuilder::new()
-                .with_default_features()
-                .with_dftrace(&config)
-                .unwrap()
-                .build_dftrace()
-                .unwrap();
-            SessionContext::new_with_state(state)
+            dftrace_context(&config)
         }
     };
     register(&ctx, dir).await;

@@ -7,11 +7,10 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::SessionContext;
 use dftrace_preview_redaction as _;
-use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, Preset};
 use dftrace_rules::{EXEC_TARGET, QueryOptions, run_sql};
+use dftrace_tests::dftrace_context;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
 use std::sync::Arc;
@@ -52,13 +51,7 @@ async fn an_unsampled_query_runs_its_plan_unwrapped() {
         .preset(Preset::Maximal)
         .build()
         .unwrap();
-    let state = SessionStateBuilder::new()
-        .with_default_features()
-        .with_dftrace(&config)
-        .unwrap()
-        .build_dftrace()
-        .unwrap();
-    let ctx = SessionContext::new_with_state(state);
+    let ctx = dftrace_context(&config);
     let sql =
         "SELECT v % 3 AS k, count(*) FROM unnest(range(0, 100)) AS t(v) GROUP BY k ORDER BY k";
 

@@ -52,18 +52,6 @@ fn register_t(ctx: &SessionContext) -> datafusion::error::Result<()> {
     Ok(())
 }
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = dftrace_registry::DftraceConfig::from_env()?;
     let export: dftrace_bootstrap::ExportConfig = config.section()?;
@@ -149,7 +137,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     json!({ "all_right": count.to_string().contains("200000") })
                 );
             }
-            ["rss"] => println!("{}", json!({ "peak_rss_kib": peak_rss_kib() })),
+            ["rss"] => println!(
+                "{}",
+                json!({ "peak_rss_kib": dftrace_tests::proc_kib("/proc/self/status", "VmHWM") })
+            ),
             ["exit"] => break,
             _ => return Err(format!("unknown command `{line}`").into()),
         }
