@@ -78,6 +78,25 @@ pub fn peer_binary(peer: Peer) -> PathBuf {
     })
 }
 
+/// The patched CLI: `$DFTRACE_CLI_BIN` (set by `cargo xtask test`), else the
+/// debug build `cargo xtask cli --build-only` leaves in `target/`.
+///
+/// # Panics
+///
+/// When it is not built, saying how to build it.
+pub fn cli_binary() -> PathBuf {
+    let path = std::env::var_os("DFTRACE_CLI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/datafusion-cli"));
+    assert!(
+        path.is_file(),
+        "the traced datafusion-cli is not built at {}: run `cargo xtask test` (it builds it first), \
+         or `cargo xtask cli --build-only`",
+        path.display()
+    );
+    path
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -6,29 +6,14 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use dftrace_tests::isolated_command;
 use dftrace_tests::rotel::Rotel;
 use dftrace_tests::tpch::{Table, write_tables};
+use dftrace_tests::{cli_binary, isolated_command};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-
-/// The patched CLI: `$DFTRACE_CLI_BIN` (set by `cargo xtask test`), else the
-/// debug build `cargo xtask cli --build-only` leaves in `target/`.
-fn cli_binary() -> PathBuf {
-    let path = std::env::var_os("DFTRACE_CLI_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dftrace_tests::workspace_root().join("target/debug/datafusion-cli"));
-    assert!(
-        path.is_file(),
-        "the traced datafusion-cli is not built at {}: run `cargo xtask test` (it builds it first), \
-         or `cargo xtask cli --build-only`",
-        path.display()
-    );
-    path
-}
 
 /// A fresh working directory (traces land in its `dftrace-traces/`).
 fn workdir(name: &str) -> PathBuf {
@@ -80,7 +65,16 @@ fn tpch_dir() -> (PathBuf, Vec<String>) {
     static DATA: std::sync::OnceLock<(PathBuf, Vec<String>)> = std::sync::OnceLock::new();
     DATA.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("dftrace-cli-tpch-{}", std::process::id()));
-        let creates = write_tables(&dir, 0.01, &[Table::Lineitem, Table::Nation]);
+        let creates = write_tables(
+            &dir,
+            0.01,
+            &[
+                Table::Lineitem,
+                Table::Nation,
+                Table::Customer,
+                Table::Orders,
+            ],
+        );
         (dir, creates)
     })
     .clone()
@@ -220,4 +214,52 @@ fn a_failing_statement_keeps_the_cli_behaviour_and_marks_its_span() {
             .unwrap_or_default()
             .contains("missing_column")
     );
+}
+
+/// TPC-H Q3 stops early (`LIMIT` over a merge): the merge's input tasks are
+/// aborted and only dropped when the runtime shuts down, holding operator
+/// spans (and so the root) open until then. Telemetry must end after the
+/// runtime, or the last query's root is lost (seen: 4 runs in 12 when the
+/// flush came first).
+#[test]
+fn an_early_stopping_last_query_keeps_its_root_span() {
+    let (_data, creates) = tpch_dir();
+    for run in 0..8 {
+        let dir = workdir(&format!("early-stop-{run}"));
+        let mut args = vec!["-q"];
+        for statement in [&creates[0], &creates[2], &creates[3]] {
+            args.extend(["-c", statement.as_str()]);
+        }
+        args.extend(["-c", dftrace_tests::tpch::Q3]);
+        let output = run_cli(&dir, &[], &args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let spans = spans_in(&dir);
+        let roots = spans
+            .iter()
+            .filter(|s| s["name"] == "dftrace.query")
+            .count();
+        assert_eq!(
+            roots, 4,
+            "run {run}: every statement's root span is in the file"
+        );
+        let ids: BTreeSet<&str> = spans
+            .iter()
+            .map(|s| s["spanId"].as_str().unwrap())
+            .collect();
+        let orphans: Vec<_> = spans
+            .iter()
+            .filter(|s| {
+                s["parentSpanId"] != "" && !ids.contains(s["parentSpanId"].as_str().unwrap())
+            })
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            orphans.is_empty(),
+            "run {run}: spans whose parent was lost: {orphans:?}"
+        );
+    }
 }

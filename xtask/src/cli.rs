@@ -21,11 +21,13 @@ struct Hook {
 
 /// Every change made to the upstream source.
 const HOOKS: &[Hook] = &[
-    // Start telemetry first; the guard flushes every span when main returns.
+    // Telemetry starts before the Tokio runtime and ends after it: tasks the
+    // runtime only drops at shutdown (aborted merge inputs, say) still end
+    // their spans before the final flush.
     Hook {
         file: "src/main.rs",
-        expected: "pub async fn main() -> ExitCode {\n    if let Err(e) = main_inner().await {",
-        replacement: "pub async fn main() -> ExitCode {\n    let _dftrace = match dftrace_cli_hooks::init() {\n        Ok(telemetry) => telemetry,\n        Err(e) => {\n            eprintln!(\"dftrace: {e}\");\n            return ExitCode::FAILURE;\n        }\n    };\n    if let Err(e) = main_inner().await {",
+        expected: "#[tokio::main]\n/// Calls [`main_inner`], then handles printing errors and returning the correct exit code\npub async fn main() -> ExitCode {\n",
+        replacement: "/// Calls [`main_inner`] on a Tokio runtime inside dftrace's telemetry\npub fn main() -> ExitCode {\n    dftrace_cli_hooks::run_main(cli_main())\n}\n\n/// Calls [`main_inner`], then handles printing errors and returning the correct exit code\nasync fn cli_main() -> ExitCode {\n",
     },
     // dftrace's `log` bridge already owns the global logger.
     Hook {

@@ -6,6 +6,8 @@
 //!   and the `moto` S3 server) into `target/tools/venv` when missing.
 //! - `cargo xtask cli`: build `datafusion-cli` patched with dftrace, and run it.
 //! - `cargo xtask demo`: TPC-H Q1 through the traced CLI.
+//! - `cargo xtask view`: a query of a trace file as a flame graph, a Chrome
+//!   trace and an HTML page.
 //! - `cargo xtask bench`: the overhead of each preset, as ratios (release).
 //! - `cargo xtask schema [--update]`: check (or regenerate) the span schema
 //!   and configuration reference in `docs/`.
@@ -18,6 +20,7 @@ mod peers;
 mod process;
 mod schema;
 mod test;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +30,9 @@ usage: cargo xtask <command>
 
 commands:
   test     run every check CI runs: fmt, clippy, tests, doctests, docs
-           (installs the rotel and moto test peers under target/tools first)
+           (installs the rotel and moto test peers under target/tools first);
+           cargo xtask test --browser runs the headless-Chromium checks
+           (installs Debian's chromium with apt-get when missing)
   cli      build datafusion-cli patched with dftrace and run it:
            cargo xtask cli [--release] [--build-only] [-- <datafusion-cli args>]
            (binary: target/debug/datafusion-cli, or target/release/ with --release)
@@ -36,6 +41,9 @@ commands:
            cargo xtask bench [--quick] [--scale 1] [--queries 1,3,5] [--rounds 30]
            [--short-runs 300] [--warmup 1]; writes target/bench/latest.{json,md}
   demo     generate small TPC-H data and run Q1 through the traced CLI
+  view     draw one query of a trace file: cargo xtask view <trace-file.jsonl>
+           [--trace-id ID] [--out DIR] writes <trace id>.svg (flame graph),
+           .html (page with the operator table) and .trace.json (Perfetto)
   schema   check the span schema and configuration docs against the code;
            cargo xtask schema --update regenerates them (review the diff)
   peers    install the test peers under target/tools and print their paths
@@ -48,6 +56,7 @@ fn main() -> ExitCode {
         Some("cli") => cli::run_cli(&args[1..]),
         Some("demo") => demo::run_demo(&args[1..]),
         Some("bench") => bench::run_bench(&args[1..]),
+        Some("view") => view::run_view(&args[1..]),
         Some("schema") => schema::run_schema(&args[1..]),
         Some("peers") => peers::ensure().map(|peers| {
             for (var, path) in peers.env() {

@@ -67,3 +67,54 @@ fn find(venv: &Path) -> Option<Peers> {
         .find(|path| path.is_file())?;
     moto.is_file().then_some(Peers { rotel, moto })
 }
+
+/// Debian's Chromium for the browser checks: `$DFTRACE_CHROMIUM_BIN`, else
+/// `/usr/bin/chromium`, installed with apt-get (as root, or through sudo)
+/// when missing.
+pub(crate) fn ensure_chromium() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("DFTRACE_CHROMIUM_BIN").map(PathBuf::from) {
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "DFTRACE_CHROMIUM_BIN points at {}, which does not exist",
+                path.display()
+            ))
+        };
+    }
+    let path = PathBuf::from("/usr/bin/chromium");
+    if !path.is_file() {
+        eprintln!("Chromium is missing: installing Debian's `chromium` package with apt-get");
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+        let apt = |args: &[&str]| {
+            let mut command = if is_root {
+                Command::new("apt-get")
+            } else {
+                let mut sudo = Command::new("sudo");
+                sudo.arg("apt-get");
+                sudo
+            };
+            command.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+            command
+        };
+        run(&mut apt(&["update", "-qq"]))
+            .and_then(|()| run(&mut apt(&["install", "-y", "-qq", "chromium"])))
+            .map_err(|error| {
+                format!(
+                    "{error}\nthe browser checks need Chromium: install Debian's `chromium` \
+                     package (apt-get install chromium) or set DFTRACE_CHROMIUM_BIN"
+                )
+            })?;
+    }
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "apt-get ran but {} is still missing; set DFTRACE_CHROMIUM_BIN",
+            path.display()
+        ))
+    }
+}

@@ -41,11 +41,41 @@ pub(crate) fn run_all(peers: &peers::Peers) -> Result<(), String> {
     Ok(())
 }
 
+/// `cargo xtask test --browser`: the checks that need headless Chromium.
+fn run_browser() -> Result<(), String> {
+    let chromium = peers::ensure_chromium()?;
+    let cli = crate::cli::build(false)?;
+    // `--workspace` keeps the features of the main test build (no rebuild);
+    // the browser checks are the `view` tests marked `#[ignore]`.
+    run_command(
+        cargo()
+            .env("DFTRACE_CLI_BIN", &cli)
+            .env("DFTRACE_CHROMIUM_BIN", &chromium)
+            .args([
+                "test",
+                "--locked",
+                "--workspace",
+                "--test",
+                "view",
+                "--",
+                "--ignored",
+            ]),
+    )
+}
+
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
-    if let Some(extra) = args.first() {
-        return Err(format!(
-            "`cargo xtask test` takes no arguments, got `{extra}`"
-        ));
+    match args {
+        [] => {}
+        [flag] if flag == "--browser" => {
+            run_browser()?;
+            eprintln!("\nxtask test --browser: the browser checks passed");
+            return Ok(());
+        }
+        [extra, ..] => {
+            return Err(format!(
+                "`cargo xtask test` takes no arguments but `--browser`, got `{extra}`"
+            ));
+        }
     }
     let peers = peers::ensure()?;
     run_all(&peers)?;

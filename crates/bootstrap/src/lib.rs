@@ -40,12 +40,16 @@
 //! - `grpc`: OTLP over gRPC (tonic, on a small Tokio runtime of its own).
 //! - `http`: OTLP over HTTP, `http/protobuf` and `http/json` (blocking
 //!   reqwest client on the batch processor's thread).
+//! - `view`: the `view` module draws one query of a trace file as a flame graph,
+//!   a Chrome trace and an HTML page (and builds the `dftrace-view` binary).
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod config;
 mod policy;
 mod sinks;
+#[cfg(feature = "view")]
+pub mod view;
 
 pub use config::{
     BatchConfig, Compression, ExportConfig, FileConfig, LogFormat, OtlpConfig, Protocol,

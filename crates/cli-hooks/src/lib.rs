@@ -2,6 +2,7 @@
 //! `cargo xtask cli`). The patch itself is a handful of one-line hooks; the
 //! work is here and in the dftrace crates.
 //!
+//! - [`run_main`]: the CLI's `main`: telemetry around a Tokio runtime.
 //! - [`init`]: reads the dftrace config from the environment
 //!   (`DFTRACE_CONFIG`, `DFTRACE_PRESET`, `DFTRACE_*`, `OTEL_*`) and starts
 //!   `dftrace-bootstrap`. With no preset chosen the CLI uses `maximal`; with
@@ -34,6 +35,9 @@ use tracing::Instrument;
 
 static CONFIG: OnceLock<DftraceConfig> = OnceLock::new();
 
+/// The trace id of the last statement, for the view command printed at exit.
+static LAST_TRACE: Mutex<Option<String>> = Mutex::new(None);
+
 /// The environment variable a caller sets to run every statement inside its
 /// trace (the W3C `traceparent` of the parent span).
 pub const TRACEPARENT_VAR: &str = "TRACEPARENT";
@@ -58,9 +62,49 @@ impl Drop for CliTelemetry {
                 && report.exported > 0
             {
                 eprintln!("dftrace: {} spans written to {file}", report.exported);
+                let last = LAST_TRACE.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(trace_id) = last.as_deref() {
+                    eprintln!(
+                        "dftrace: see the last query: cargo xtask view {file} --trace-id {trace_id}"
+                    );
+                }
             }
         }
     }
+}
+
+/// Runs the CLI's async `main` on a multi-threaded Tokio runtime (what
+/// `#[tokio::main]` builds) with telemetry started before the runtime and
+/// shut down after it. The order matters: a query that stops early (a
+/// `LIMIT` over a merge) aborts tasks that still hold operator spans, and
+/// the runtime drops them only when it shuts down; flushing before that
+/// would lose those spans and their query's root span.
+pub fn run_main<F>(main: F) -> std::process::ExitCode
+where
+    F: Future<Output = std::process::ExitCode>,
+{
+    let telemetry = match init() {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("dftrace: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("dftrace: cannot start the Tokio runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(main);
+    // Drops every task still alive, ending the spans they hold.
+    drop(runtime);
+    drop(telemetry);
+    code
 }
 
 /// Reads the config and starts telemetry. Errors name the bad setting.
@@ -128,6 +172,10 @@ where
         options = options.traceparent(traceparent);
     }
     let query = QuerySpan::start(session, Some(sql), &options)?;
+    // An unsampled trace is not exported: nothing to view.
+    if query.is_sampled() {
+        *LAST_TRACE.lock().unwrap_or_else(PoisonError::into_inner) = Some(query.trace_id());
+    }
     let slot = Arc::new(Mutex::new(None));
     let result = PLAN
         .scope(

@@ -39,6 +39,7 @@ pub const TOOLING_VARS: &[&str] = &[
     "DFTRACE_MOTO_BIN",
     "DFTRACE_CLI_BIN",
     "DFTRACE_UPDATE_DOCS",
+    "DFTRACE_CHROMIUM_BIN",
 ];
 const ENV_PREFIX: &str = "DFTRACE_";
 const ENV_NESTING: &str = "__";

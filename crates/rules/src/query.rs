@@ -169,6 +169,11 @@ impl QuerySpan {
             .to_string()
     }
 
+    /// Whether the trace is sampled, i.e. its spans will be exported.
+    pub fn is_sampled(&self) -> bool {
+        self.span.context().span().span_context().is_sampled()
+    }
+
     /// Time since the span started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
