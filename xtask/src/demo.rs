@@ -44,7 +44,8 @@ pub(crate) fn run_demo(args: &[String]) -> Result<(), String> {
     eprintln!(
         "\nThe trace file above holds every span of both statements as OTLP JSON lines \
          (POST a line to any collector's /v1/traces, or set OTEL_EXPORTER_OTLP_ENDPOINT to \
-         export directly)."
+         export directly). The `cargo xtask view` command above draws the query: a flame \
+         graph and an HTML page to open in a browser."
     );
     Ok(())
 }
