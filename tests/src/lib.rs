@@ -97,6 +97,25 @@ pub fn cli_binary() -> PathBuf {
     path
 }
 
+/// An example binary `cargo xtask test` builds (`target/debug/examples/`).
+///
+/// # Panics
+///
+/// When it is not built, saying how to build it.
+pub fn example_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join("debug/examples").join(name);
+    assert!(
+        path.is_file(),
+        "example `{name}` is not built at {}: run `cargo xtask test`, or build the examples \
+         first with `cargo build --workspace --examples`",
+        path.display()
+    );
+    path
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -8,8 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use dftrace_tests::rotel::Rotel;
-use dftrace_tests::workspace_root;
-use std::path::PathBuf;
+use dftrace_tests::{example_binary, workspace_root};
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,20 +22,6 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("file_sink", "0 dropped"),
     ("host", "0 dropped"),
 ];
-
-fn example_binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let path = target.join("debug/examples").join(name);
-    assert!(
-        path.is_file(),
-        "example `{name}` is not built at {}: run `cargo xtask test`, or build the examples \
-         first with `cargo build -p dftrace-examples --examples`",
-        path.display()
-    );
-    path
-}
 
 fn run(name: &str, command: &mut Command) -> String {
     let output = command
@@ -67,7 +52,8 @@ fn every_example_is_tested() {
     let mut tested: Vec<String> = EXAMPLES
         .iter()
         .map(|(name, _)| (*name).to_owned())
-        .chain(["otlp_export".to_owned()])
+        // Each run by its own test: otlp_export here, distributed in distributed.rs.
+        .chain(["otlp_export".to_owned(), "distributed".to_owned()])
         .collect();
     tested.sort();
     assert_eq!(on_disk, tested, "every example has a case here");

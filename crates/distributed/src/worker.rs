@@ -1,0 +1,191 @@
+//! The workers' side: a span per gRPC request under the coordinator's trace,
+//! and sessions built through the dftrace registry.
+
+use crate::context::{TRACEPARENT, TRACESTATE, trace_context_headers};
+use async_trait::async_trait;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
+use datafusion_distributed::{
+    DistributedExt, WorkerPlanRewriteEvent, WorkerPlanRewriteEventResponse, WorkerQueryContext,
+    WorkerSessionBuilder,
+};
+use dftrace_registry::{DftraceConfig, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
+use http::HeaderMap;
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
+use std::str::FromStr;
+use std::task::{Context, Poll};
+use tracing::Instrument;
+use tracing::instrument::Instrumented;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The `tracing` target of the worker request spans.
+pub const WORKER_TARGET: &str = "dftrace::distributed";
+/// The name of the span a worker opens per request from the coordinator.
+pub const WORKER_SPAN_NAME: &str = "dftrace.worker";
+
+/// A tower layer for a datafusion-distributed worker's gRPC server: each
+/// request that carries a W3C `traceparent` (the coordinator's query span,
+/// see [`with_trace_context`](crate::with_trace_context)) runs inside a
+/// `dftrace.worker` span that is that span's child.
+///
+/// ```no_run
+/// # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+/// use datafusion_distributed::Worker;
+/// use dftrace_distributed::{WorkerSessions, WorkerTraceLayer};
+/// let config = dftrace_registry::DftraceConfig::from_env()?;
+/// let worker = Worker::from_session_builder(WorkerSessions::new(config));
+/// tonic::transport::Server::builder()
+///     .layer(WorkerTraceLayer)
+///     .add_service(worker.into_worker_server())
+///     .serve("127.0.0.1:50051".parse()?)
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerTraceLayer;
+
+impl<S> tower::Layer<S> for WorkerTraceLayer {
+    type Service = WorkerTraceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WorkerTraceService { inner }
+    }
+}
+
+/// The service [`WorkerTraceLayer`] wraps a gRPC server's routes in.
+#[derive(Debug, Clone)]
+pub struct WorkerTraceService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for WorkerTraceService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let span = request_span(request.uri().path(), request.headers());
+        // The handler runs (and builds its operators' streams) when this
+        // future is polled, inside the span.
+        self.inner.call(request).instrument(span)
+    }
+}
+
+/// The `dftrace.worker` span for a request, or no span when the request
+/// carries no usable trace context (the coordinator does not trace).
+fn request_span(path: &str, headers: &HeaderMap) -> tracing::Span {
+    let Some(parent) = remote_parent(headers) else {
+        return tracing::Span::none();
+    };
+    let method = path.rsplit('/').next().unwrap_or(path);
+    let span = tracing::info_span!(
+        target: "dftrace::distributed",
+        "dftrace.worker",
+        rpc.system = "grpc",
+        rpc.method = method,
+    );
+    // Fails only without an OpenTelemetry layer; then there is no trace.
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+    span
+}
+
+/// The remote parent named by `traceparent` (and `tracestate`). A malformed
+/// header is reported once per request and ignored: the query still runs.
+fn remote_parent(headers: &HeaderMap) -> Option<SpanContext> {
+    let value = headers.get(TRACEPARENT)?;
+    let parsed = value
+        .to_str()
+        .map_err(|error| error.to_string())
+        .and_then(|text| dftrace_rules::parse_traceparent(text).map_err(|e| e.to_string()));
+    let parent = match parsed {
+        Ok(parent) => parent,
+        Err(error) => {
+            tracing::warn!(
+                target: "dftrace::distributed",
+                "ignoring the request's trace context: {error}"
+            );
+            return None;
+        }
+    };
+    let state = headers
+        .get(TRACESTATE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| TraceState::from_str(text).ok());
+    Some(match state {
+        Some(state) => SpanContext::new(
+            parent.trace_id(),
+            parent.span_id(),
+            parent.trace_flags(),
+            true,
+            state,
+        ),
+        None => parent,
+    })
+}
+
+/// A datafusion-distributed `WorkerSessionBuilder` that builds each worker
+/// session through the dftrace registry with `config` (the same config as
+/// the coordinator's: presets, redaction, object stores), instruments the
+/// plan the worker receives with that session's `Instrument` rule, and
+/// passes the trace context on in the worker's own requests to other
+/// workers (a stage reading a stage that runs elsewhere).
+#[derive(Debug, Clone)]
+pub struct WorkerSessions {
+    config: DftraceConfig,
+}
+
+impl WorkerSessions {
+    /// Sessions under `config`.
+    pub fn new(config: DftraceConfig) -> Self {
+        WorkerSessions { config }
+    }
+}
+
+#[async_trait]
+impl WorkerSessionBuilder for WorkerSessions {
+    async fn build_session_state(
+        &self,
+        ctx: WorkerQueryContext,
+    ) -> Result<SessionState, DataFusionError> {
+        let WorkerQueryContext { builder, headers } = ctx;
+        let mut state = builder.with_dftrace(&self.config)?.build_dftrace()?;
+        // This worker's stage may read from stages on other workers: its
+        // requests to them carry this request's span (or, without one, the
+        // trace context it received), so their spans join the trace too.
+        let mut forward = trace_context_headers(&tracing::Span::current());
+        if forward.is_empty() {
+            for name in [TRACEPARENT, TRACESTATE] {
+                if let Some(value) = headers.get(name) {
+                    forward.insert(name, value.clone());
+                }
+            }
+        }
+        if !forward.is_empty() {
+            state.set_distributed_passthrough_headers(forward)?;
+        }
+        // Plans reach workers already optimized: the rule that wraps each
+        // operator in its span runs as a worker plan rewrite instead. It
+        // replaces nodes one for one, as such rewrites must.
+        let instrument = state
+            .physical_optimizers()
+            .iter()
+            .find(|rule| rule.name() == INSTRUMENT_RULE_NAME)
+            .cloned();
+        if let Some(rule) = instrument {
+            state.set_distributed_worker_plan_rewrite_handler(
+                move |event: WorkerPlanRewriteEvent<'_>| {
+                    let plan = rule.optimize(event.plan, event.session_config.options())?;
+                    Ok(WorkerPlanRewriteEventResponse::new(plan))
+                },
+            );
+        }
+        Ok(state)
+    }
+}

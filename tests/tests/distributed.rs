@@ -1,0 +1,265 @@
+//! One trace across a distributed query: TPC-H Q3 on a coordinator and three
+//! `datafusion-distributed` workers, each a separate process (the
+//! `distributed` example) on loopback with its own dftrace telemetry writing
+//! OTLP-JSON lines. The spans of all four processes must form one trace
+//! under the coordinator's root query span, every worker must have run and
+//! traced operators, and the rows must equal a single-node run.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::SessionContext;
+use dftrace_tests::moto::{free_port, wait_for_port};
+use dftrace_tests::tpch::{Q3, Table, write_tables};
+use dftrace_tests::{example_binary, isolated_command};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+/// One exported span, with the `service.instance.id` of its process.
+struct Span {
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    name: String,
+    target: String,
+    instance: String,
+    attributes: HashMap<String, Value>,
+}
+
+fn read_spans(dir: &Path) -> Vec<Span> {
+    let mut spans = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a trace folder").flatten() {
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            let request: Value = serde_json::from_str(line).unwrap();
+            for resource in request["resourceSpans"].as_array().unwrap() {
+                let instance = resource["resource"]["attributes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|kv| kv["key"] == "service.instance.id")
+                    .map(|kv| kv["value"]["stringValue"].as_str().unwrap().to_owned())
+                    .expect("every process names its instance");
+                for scope in resource["scopeSpans"].as_array().unwrap() {
+                    for span in scope["spans"].as_array().unwrap() {
+                        let attributes: HashMap<String, Value> = span["attributes"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|kv| (kv["key"].as_str().unwrap().to_owned(), kv["value"].clone()))
+                            .collect();
+                        spans.push(Span {
+                            trace_id: span["traceId"].as_str().unwrap().to_owned(),
+                            span_id: span["spanId"].as_str().unwrap().to_owned(),
+                            parent_span_id: span["parentSpanId"].as_str().unwrap().to_owned(),
+                            name: span["name"].as_str().unwrap().to_owned(),
+                            target: attributes["target"]["stringValue"]
+                                .as_str()
+                                .unwrap()
+                                .to_owned(),
+                            instance: instance.clone(),
+                            attributes,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    spans
+}
+
+/// A worker process; it stops (flushing its spans) when its stdin closes.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn stop(mut self) {
+        drop(self.0.stdin.take());
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "the worker exits cleanly: {status}");
+    }
+}
+
+#[test]
+fn a_distributed_query_is_one_trace_across_coordinator_and_workers() {
+    let root =
+        std::env::temp_dir().join(format!("dftrace-distributed-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let data = root.join("tpch");
+    let creates = write_tables(
+        &data,
+        0.01,
+        &[Table::Customer, Table::Orders, Table::Lineitem],
+    );
+    let traces = root.join("traces");
+    let binary = example_binary("distributed");
+    let configure = |command: &mut std::process::Command| {
+        command
+            .env("DFTRACE_PRESET", "maximal")
+            .env("DFTRACE_EXPORT__SINK", "file")
+            .env("DFTRACE_EXPORT__FILE__DIR", &traces);
+    };
+
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut workers = Vec::new();
+    for port in &ports {
+        let mut command = isolated_command(&binary);
+        configure(&mut command);
+        let child = command
+            .args(["worker", &port.to_string()])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("a worker starts");
+        workers.push(WorkerProcess(child));
+        wait_for_port(*port, "a distributed worker");
+    }
+    let mut coordinator = isolated_command(&binary);
+    configure(&mut coordinator);
+    let port_list = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let output = coordinator
+        .arg("coordinator")
+        .arg(&data)
+        .arg(&port_list)
+        .arg(Q3)
+        .output()
+        .expect("the coordinator runs");
+    for worker in workers {
+        worker.stop();
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The rows equal a single-node run of the same query on the same files.
+    let single_node = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ctx = SessionContext::new();
+        for create in &creates {
+            ctx.sql(create).await.unwrap();
+        }
+        let batches = ctx.sql(Q3).await.unwrap().collect().await.unwrap();
+        pretty_format_batches(&batches).unwrap().to_string()
+    });
+    assert!(
+        stdout.contains(&single_node),
+        "distributed:\n{stdout}\nsingle node:\n{single_node}"
+    );
+
+    let trace_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("trace "))
+        .expect("the coordinator prints the trace id");
+    let spans: Vec<Span> = read_spans(&traces);
+    let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let query_root = spans
+        .iter()
+        .find(|s| s.name == "dftrace.query" && s.trace_id == trace_id)
+        .expect("the coordinator's root query span");
+    assert_eq!(query_root.instance, "coordinator");
+
+    let worker_instances: BTreeSet<String> =
+        ports.iter().map(|port| format!("worker-{port}")).collect();
+    let seen: BTreeSet<String> = spans.iter().map(|s| s.instance.clone()).collect();
+    assert_eq!(
+        seen,
+        worker_instances
+            .iter()
+            .cloned()
+            .chain(["coordinator".to_owned()])
+            .collect(),
+        "each process exported under its own service.instance.id"
+    );
+
+    let mut operators_per_worker: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut requests_from_coordinator = 0;
+    for span in spans.iter().filter(|s| s.instance != "coordinator") {
+        // Every worker span is in the query's trace ...
+        assert_eq!(
+            span.trace_id, trace_id,
+            "{} on {}",
+            span.name, span.instance
+        );
+        // ... and its parent chain climbs, across processes, to the root.
+        let mut current = span;
+        let mut hops = 0;
+        while let Some(parent) = by_id.get(current.parent_span_id.as_str()) {
+            current = parent;
+            hops += 1;
+            assert!(hops < 64, "a parent cycle at {}", span.name);
+        }
+        assert_eq!(
+            current.span_id, query_root.span_id,
+            "{} on {} reaches {} ({}), not the query root",
+            span.name, span.instance, current.name, current.instance
+        );
+        if span.target == "dftrace::exec" {
+            *operators_per_worker
+                .entry(span.instance.as_str())
+                .or_default() += 1;
+        }
+        if span.name == "dftrace.worker" {
+            // A request from the coordinator hangs under the query span; one
+            // from another worker (a stage reading a remote stage) under
+            // that worker's request span.
+            let parent = by_id[span.parent_span_id.as_str()];
+            let from_coordinator = parent.span_id == query_root.span_id;
+            let from_worker = parent.name == "dftrace.worker" && parent.instance != "coordinator";
+            assert!(
+                from_coordinator || from_worker,
+                "a worker request under {} on {}",
+                parent.name,
+                parent.instance
+            );
+            requests_from_coordinator += usize::from(from_coordinator);
+        }
+    }
+    assert!(
+        requests_from_coordinator >= 3,
+        "{requests_from_coordinator} plans sent to workers"
+    );
+    // Every worker ran a stage, and its operators are traced.
+    assert_eq!(
+        operators_per_worker
+            .keys()
+            .map(|k| (*k).to_owned())
+            .collect::<BTreeSet<_>>(),
+        worker_instances,
+        "operator spans per worker: {operators_per_worker:?}"
+    );
+    let worker_scans = spans
+        .iter()
+        .filter(|s| s.instance != "coordinator" && s.name == "DataSourceExec")
+        .count();
+    let coordinator_scans = spans
+        .iter()
+        .filter(|s| s.instance == "coordinator" && s.name == "DataSourceExec")
+        .count();
+    assert!(
+        worker_scans >= 3 && coordinator_scans == 0,
+        "the workers scan the files"
+    );
+
+    // The coordinator scans nothing itself: the files in its summary are the
+    // workers' (folded in by plan_with_worker_metrics).
+    let files_opened = query_root.attributes["dftrace.metrics.files_opened"]["intValue"]
+        .as_str()
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("the summary counts opened files");
+    assert!(
+        files_opened >= 3,
+        "files opened across workers: {files_opened}"
+    );
+    // Redaction and previews follow the preset on the workers too.
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.instance != "coordinator" && s.attributes.contains_key("datafusion.preview")),
+        "maximal previews on worker operators"
+    );
+}
