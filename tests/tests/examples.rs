@@ -24,7 +24,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     // Three worker processes and a coordinator on loopback (all-in-one mode;
     // its worker and coordinator modes are checked span by span in
     // distributed.rs).
-    ("distributed", "the span files of the coordinator and the 3 workers"),
+    (
+        "distributed",
+        "the span files of the coordinator and the 3 workers",
+    ),
 ];
 
 fn run(name: &str, command: &mut Command) -> String {

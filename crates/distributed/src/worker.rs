@@ -189,3 +189,53 @@ impl WorkerSessionBuilder for WorkerSessions {
         Ok(state)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_valid_traceparent_and_tracestate_name_the_remote_parent() {
+        let parent = remote_parent(&headers(&[
+            (TRACEPARENT, PARENT),
+            (TRACESTATE, "vendor=abc"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            parent.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(parent.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(parent.is_sampled() && parent.is_remote());
+        assert_eq!(parent.trace_state().get("vendor"), Some("abc"));
+    }
+
+    #[test]
+    fn a_missing_or_malformed_traceparent_means_no_parent_and_no_panic() {
+        assert!(remote_parent(&HeaderMap::new()).is_none());
+        for bad in [
+            "",
+            "00-nothex-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736",
+            "garbage",
+        ] {
+            assert!(
+                remote_parent(&headers(&[(TRACEPARENT, bad)])).is_none(),
+                "{bad}"
+            );
+        }
+        // No trace context: the request runs without a span.
+        assert!(request_span("/worker.WorkerService/ExecuteTask", &HeaderMap::new()).is_none());
+    }
+}
