@@ -10,12 +10,14 @@
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
 use dftrace_tests::moto::{free_port, wait_for_port};
+use dftrace_tests::rotel::Rotel;
 use dftrace_tests::tpch::{Q3, Table, write_tables};
 use dftrace_tests::{example_binary, isolated_command};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 /// One exported span, with the `service.instance.id` of its process.
 struct Span {
@@ -25,7 +27,8 @@ struct Span {
     name: String,
     target: String,
     instance: String,
-    attributes: HashMap<String, Value>,
+    /// Values as text (an int as its digits).
+    attributes: HashMap<String, String>,
 }
 
 fn read_spans(dir: &Path) -> Vec<Span> {
@@ -43,26 +46,89 @@ fn read_spans(dir: &Path) -> Vec<Span> {
                     .expect("every process names its instance");
                 for scope in resource["scopeSpans"].as_array().unwrap() {
                     for span in scope["spans"].as_array().unwrap() {
-                        let attributes: HashMap<String, Value> = span["attributes"]
+                        let attributes: HashMap<String, String> = span["attributes"]
                             .as_array()
                             .unwrap()
                             .iter()
-                            .map(|kv| (kv["key"].as_str().unwrap().to_owned(), kv["value"].clone()))
+                            .map(|kv| {
+                                let value = kv["value"].as_object().unwrap().values().next();
+                                let text = match value {
+                                    Some(Value::String(text)) => text.clone(),
+                                    Some(other) => other.to_string(),
+                                    None => String::new(),
+                                };
+                                (kv["key"].as_str().unwrap().to_owned(), text)
+                            })
                             .collect();
                         spans.push(Span {
                             trace_id: span["traceId"].as_str().unwrap().to_owned(),
                             span_id: span["spanId"].as_str().unwrap().to_owned(),
                             parent_span_id: span["parentSpanId"].as_str().unwrap().to_owned(),
                             name: span["name"].as_str().unwrap().to_owned(),
-                            target: attributes["target"]["stringValue"]
-                                .as_str()
-                                .unwrap()
-                                .to_owned(),
+                            target: attributes["target"].clone(),
                             instance: instance.clone(),
                             attributes,
                         });
                     }
                 }
+            }
+        }
+    }
+    spans
+}
+
+/// Every span in rotel's detailed debug log, with its resource's
+/// `service.instance.id`.
+fn rotel_spans(log: &str) -> Vec<Span> {
+    let mut spans: Vec<Span> = Vec::new();
+    let mut instance = String::new();
+    let mut in_resource = false;
+    for line in log.lines() {
+        let trimmed = line.trim();
+        if line.starts_with("ResourceSpans #") {
+            in_resource = true;
+            instance.clear();
+        } else if line.starts_with("ScopeSpans #") {
+            in_resource = false;
+        } else if line.starts_with("Span #") {
+            spans.push(Span {
+                trace_id: String::new(),
+                span_id: String::new(),
+                parent_span_id: String::new(),
+                name: String::new(),
+                target: String::new(),
+                instance: instance.clone(),
+                attributes: HashMap::new(),
+            });
+        } else if let Some((key, value)) = trimmed
+            .strip_prefix("-> ")
+            .and_then(|kv| kv.split_once(": "))
+        {
+            // `-> key: Str(text)` / `Int(12)` / `Double(0.5)` / `Bool(true)`
+            let text = value
+                .split_once('(')
+                .map_or(value, |(_, rest)| rest.strip_suffix(')').unwrap_or(rest))
+                .to_owned();
+            if in_resource {
+                if key == "service.instance.id" {
+                    instance = text;
+                }
+            } else if let Some(span) = spans.last_mut() {
+                if key == "target" {
+                    span.target = text.clone();
+                }
+                span.attributes.insert(key.to_owned(), text);
+            }
+        } else if let (Some(span), Some((field, value))) =
+            (spans.last_mut(), trimmed.split_once(':'))
+        {
+            let value = value.trim().to_owned();
+            match field.trim() {
+                "Trace ID" => span.trace_id = value,
+                "Parent ID" => span.parent_span_id = value,
+                "ID" => span.span_id = value,
+                "Name" => span.name = value,
+                _ => {}
             }
         }
     }
@@ -80,10 +146,13 @@ impl WorkerProcess {
     }
 }
 
-#[test]
-fn a_distributed_query_is_one_trace_across_coordinator_and_workers() {
+/// TPC-H Q3 over three worker processes and a coordinator process (the
+/// `distributed` example) on loopback, `maximal`, each process exporting as
+/// `export` says. Checks the rows against a single-node run; returns the
+/// trace id the coordinator printed and the worker ports.
+fn run_cluster(name: &str, export: &[(&str, String)]) -> (String, Vec<u16>) {
     let root =
-        std::env::temp_dir().join(format!("dftrace-distributed-test-{}", std::process::id()));
+        std::env::temp_dir().join(format!("dftrace-distributed-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let data = root.join("tpch");
     let creates = write_tables(
@@ -91,13 +160,12 @@ fn a_distributed_query_is_one_trace_across_coordinator_and_workers() {
         0.01,
         &[Table::Customer, Table::Orders, Table::Lineitem],
     );
-    let traces = root.join("traces");
     let binary = example_binary("distributed");
     let configure = |command: &mut std::process::Command| {
-        command
-            .env("DFTRACE_PRESET", "maximal")
-            .env("DFTRACE_EXPORT__SINK", "file")
-            .env("DFTRACE_EXPORT__FILE__DIR", &traces);
+        command.env("DFTRACE_PRESET", "maximal");
+        for (var, value) in export {
+            command.env(var, value);
+        }
     };
 
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -150,12 +218,58 @@ fn a_distributed_query_is_one_trace_across_coordinator_and_workers() {
         stdout.contains(&single_node),
         "distributed:\n{stdout}\nsingle node:\n{single_node}"
     );
-
     let trace_id = stdout
         .lines()
         .find_map(|line| line.strip_prefix("trace "))
-        .expect("the coordinator prints the trace id");
-    let spans: Vec<Span> = read_spans(&traces);
+        .expect("the coordinator prints the trace id")
+        .to_owned();
+    (trace_id, ports)
+}
+
+#[test]
+fn a_distributed_query_is_one_trace_across_coordinator_and_workers() {
+    let traces =
+        std::env::temp_dir().join(format!("dftrace-distributed-traces-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&traces);
+    let (trace_id, ports) = run_cluster(
+        "files",
+        &[
+            ("DFTRACE_EXPORT__SINK", "file".to_owned()),
+            ("DFTRACE_EXPORT__FILE__DIR", traces.display().to_string()),
+        ],
+    );
+    check_one_trace(&read_spans(&traces), &trace_id, &ports);
+}
+
+/// The same, each process exporting over OTLP/HTTP to one real collector.
+#[test]
+fn a_distributed_query_reaches_the_collector_as_one_trace() {
+    let rotel = Rotel::start();
+    let (trace_id, ports) = run_cluster(
+        "rotel",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())],
+    );
+    // Each process flushed before it exited; rotel logs what it accepted
+    // shortly after. Wait until its count holds still for 1.5 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut seen, mut still) = (0, 0);
+    while still < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = rotel.span_count();
+        still = if now == seen && rotel.spans_named("dftrace.query") > 0 {
+            still + 1
+        } else {
+            0
+        };
+        seen = now;
+    }
+    check_one_trace(&rotel_spans(&rotel.output()), &trace_id, &ports);
+}
+
+/// The spans of all four processes form one trace under the coordinator's
+/// root query span, every worker ran and traced operators, and the root's
+/// summary counts the workers' files.
+fn check_one_trace(spans: &[Span], trace_id: &str, ports: &[u16]) {
     let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
     let query_root = spans
         .iter()
@@ -247,9 +361,8 @@ fn a_distributed_query_is_one_trace_across_coordinator_and_workers() {
 
     // The coordinator scans nothing itself: the files in its summary are the
     // workers' (folded in by plan_with_worker_metrics).
-    let files_opened = query_root.attributes["dftrace.metrics.files_opened"]["intValue"]
-        .as_str()
-        .and_then(|n| n.parse::<u64>().ok())
+    let files_opened: u64 = query_root.attributes["dftrace.metrics.files_opened"]
+        .parse()
         .expect("the summary counts opened files");
     assert!(
         files_opened >= 3,
