@@ -108,8 +108,8 @@ pub(super) fn render(trace: &Trace, svg: &str) -> String {
     page.push_str("</table>\n");
 
     page.push_str(
-        "<h2>Flame graph</h2>\n<p class=\"hint\">Width is time. Click a frame to zoom, \
-         Ctrl-F to search.</p>\n<div class=\"flame\">\n",
+        "<h2>Flame graph</h2>\n<p class=\"hint\">Width is time; hover a frame for its name and time. \
+         Open the .svg file on its own to click-zoom and search.</p>\n<div class=\"flame\">\n",
     );
     page.push_str(svg_element(svg));
     page.push_str("\n</div>\n");
