@@ -7,8 +7,11 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_distributed::{
     DistributedExt, DistributedMetricsFormat, rewrite_distributed_plan_with_metrics,
 };
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
+use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
+use opentelemetry_http::HeaderInjector;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::sync::Arc;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -22,26 +25,9 @@ pub const TRACESTATE: &str = "tracestate";
 /// context (no OpenTelemetry layer, or the span is disabled).
 pub fn trace_context_headers(span: &tracing::Span) -> HeaderMap {
     let context = span.context();
-    let span_ref = context.span();
-    let span_context = span_ref.span_context();
     let mut headers = HeaderMap::new();
-    if !span_context.is_valid() {
-        return headers;
-    }
-    let traceparent = format!(
-        "00-{}-{}-{:02x}",
-        span_context.trace_id(),
-        span_context.span_id(),
-        span_context.trace_flags().to_u8()
-    );
-    if let Ok(value) = HeaderValue::from_str(&traceparent) {
-        headers.insert(TRACEPARENT, value);
-    }
-    let state = span_context.trace_state().header();
-    if !state.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&state)
-    {
-        headers.insert(TRACESTATE, value);
+    if context.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut headers));
     }
     headers
 }

@@ -11,8 +11,10 @@ use datafusion_distributed::{
 };
 use dftrace_registry::{DftraceConfig, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
 use http::HeaderMap;
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
-use std::str::FromStr;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::task::{Context, Poll};
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
@@ -99,35 +101,18 @@ fn request_span(path: &str, headers: &HeaderMap) -> tracing::Span {
 /// The remote parent named by `traceparent` (and `tracestate`). A malformed
 /// header is reported once per request and ignored: the query still runs.
 fn remote_parent(headers: &HeaderMap) -> Option<SpanContext> {
-    let value = headers.get(TRACEPARENT)?;
-    let parsed = value
-        .to_str()
-        .map_err(|error| error.to_string())
-        .and_then(|text| dftrace_rules::parse_traceparent(text).map_err(|e| e.to_string()));
-    let parent = match parsed {
-        Ok(parent) => parent,
-        Err(error) => {
-            tracing::warn!(
-                target: "dftrace::distributed",
-                "ignoring the request's trace context: {error}"
-            );
-            return None;
-        }
-    };
-    let state = headers
-        .get(TRACESTATE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| TraceState::from_str(text).ok());
-    Some(match state {
-        Some(state) => SpanContext::new(
-            parent.trace_id(),
-            parent.span_id(),
-            parent.trace_flags(),
-            true,
-            state,
-        ),
-        None => parent,
-    })
+    let traceparent = headers.get(TRACEPARENT)?;
+    let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let parent = context.span().span_context().clone();
+    if parent.is_valid() {
+        Some(parent)
+    } else {
+        tracing::warn!(
+            target: "dftrace::distributed",
+            "ignoring the request's malformed traceparent {traceparent:?}"
+        );
+        None
+    }
 }
 
 /// A datafusion-distributed `WorkerSessionBuilder` that builds each worker

@@ -14,11 +14,8 @@ use std::collections::HashMap;
 pub(super) fn folded_lines(trace: &Trace) -> Vec<String> {
     let (children, roots) = trace.tree();
     let mut lines = Vec::with_capacity(trace.spans.len());
-    let mut stack: Vec<(usize, String)> = Vec::new();
-    for (root, label) in labelled(trace, &roots) {
-        stack.push((root, label));
-    }
     // Depth-first; each entry carries its full folded path.
+    let mut stack = labelled(trace, &roots);
     stack.reverse();
     while let Some((index, path)) = stack.pop() {
         let span = &trace.spans[index];

@@ -32,8 +32,11 @@ pub(super) fn duration_text(ns: u64) -> String {
 
 /// One row of the operator table: an operator span and its depth in the
 /// plan (operators above it).
-pub(super) fn operator_rows(trace: &Trace) -> Vec<(usize, usize)> {
-    let (children, roots) = trace.tree();
+pub(super) fn operator_rows(
+    trace: &Trace,
+    children: &[Vec<usize>],
+    roots: &[usize],
+) -> Vec<(usize, usize)> {
     let mut rows = Vec::new();
     let mut stack: Vec<(usize, usize)> = roots.iter().rev().map(|&r| (r, 0)).collect();
     while let Some((index, depth)) = stack.pop() {
@@ -48,7 +51,7 @@ pub(super) fn operator_rows(trace: &Trace) -> Vec<(usize, usize)> {
 }
 
 pub(super) fn render(trace: &Trace, svg: &str) -> String {
-    let (_, roots) = trace.tree();
+    let (children, roots) = trace.tree();
     let root = roots
         .iter()
         .map(|&r| &trace.spans[r])
@@ -56,7 +59,7 @@ pub(super) fn render(trace: &Trace, svg: &str) -> String {
         .or_else(|| roots.first().map(|&r| &trace.spans[r]));
     let services: std::collections::BTreeSet<&str> =
         trace.spans.iter().map(|s| s.service.as_str()).collect();
-    let operators = operator_rows(trace);
+    let operators = operator_rows(trace, &children, &roots);
 
     let mut page = String::new();
     let title = format!("dftrace · query {}", trace.trace_id);

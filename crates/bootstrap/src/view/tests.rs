@@ -261,7 +261,8 @@ fn the_chrome_trace_has_an_event_per_span_and_named_tracks() {
 #[test]
 fn the_page_lists_operators_in_plan_order_and_escapes_text() {
     let trace = read_trace_file(&write_file(&temp_dir("html")), None).unwrap();
-    let rows: Vec<_> = operator_rows(&trace)
+    let (children, roots) = trace.tree();
+    let rows: Vec<_> = operator_rows(&trace, &children, &roots)
         .into_iter()
         .map(|(i, depth)| (trace.spans[i].name.as_str(), depth))
         .collect();
