@@ -1,7 +1,10 @@
 //! A query whose trace is not sampled (a `traceparent` with flags `00` under
-//! the default parent-based sampler) pays for no operator instrumentation:
-//! the exec rule stands aside, so not even a `tracing` span is created for
-//! its operators — while a sampled query in the same session gets them all.
+//! the default parent-based sampler) pays for no operator or planner
+//! instrumentation: the exec rule stands aside, and the bootstrap's layers
+//! disable every span opened inside the unsampled root, so not even a
+//! `tracing` span is created for its operators, phases or rules (and no plan
+//! diff is formatted) — while a sampled query in the same session gets them
+//! all.
 
 // Helpers outside #[test] functions may panic too: in a test, a panic with
 // a message is the failure report.
@@ -9,7 +12,7 @@
 
 use dftrace_preview_redaction as _;
 use dftrace_registry::{DftraceConfig, Preset};
-use dftrace_rules::{EXEC_TARGET, QueryOptions, run_sql};
+use dftrace_rules::{EXEC_TARGET, PLANNER_TARGET, QUERY_TARGET, QueryOptions, run_sql};
 use dftrace_tests::dftrace_context;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
@@ -18,25 +21,41 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
-/// Counts every operator span created, recorded or not.
-struct OperatorSpans(Arc<AtomicUsize>);
+/// Counts every span created below the root query span, recorded or not:
+/// operator spans, planner spans, and the rest.
+#[derive(Default, Clone)]
+struct SpansCreated {
+    operator: Arc<AtomicUsize>,
+    planner: Arc<AtomicUsize>,
+    other: Arc<AtomicUsize>,
+}
 
-impl<S: tracing::Subscriber> Layer<S> for OperatorSpans {
+impl SpansCreated {
+    fn counts(&self) -> [usize; 3] {
+        [&self.operator, &self.planner, &self.other].map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for SpansCreated {
     fn on_new_span(
         &self,
         attrs: &tracing::span::Attributes<'_>,
         _: &tracing::span::Id,
         _: Context<'_, S>,
     ) {
-        if attrs.metadata().target() == EXEC_TARGET {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = match attrs.metadata().target() {
+            EXEC_TARGET => &self.operator,
+            PLANNER_TARGET => &self.planner,
+            QUERY_TARGET => return,
+            _ => &self.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsampled_query_runs_its_plan_unwrapped() {
-    let created = Arc::new(AtomicUsize::new(0));
+    let created = SpansCreated::default();
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
@@ -44,7 +63,7 @@ async fn an_unsampled_query_runs_its_plan_unwrapped() {
         .build();
     let subscriber = tracing_subscriber::registry()
         .with(dftrace_bootstrap::otel_layer(provider.tracer("test")))
-        .with(OperatorSpans(Arc::clone(&created)));
+        .with(created.clone());
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let config = DftraceConfig::builder()
@@ -59,17 +78,18 @@ async fn an_unsampled_query_runs_its_plan_unwrapped() {
         QueryOptions::new().traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
     let quiet = run_sql(&ctx, sql, &unsampled).await.unwrap();
     assert_eq!(
-        created.load(Ordering::Relaxed),
-        0,
-        "no operator span created"
+        created.counts(),
+        [0, 0, 0],
+        "no operator, planner or other span created below the root"
     );
 
     let sampled =
         QueryOptions::new().traceparent("00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01");
     let traced = run_sql(&ctx, sql, &sampled).await.unwrap();
+    let [operator, planner, _] = created.counts();
     assert!(
-        created.load(Ordering::Relaxed) > 3,
-        "operator spans when sampled"
+        operator > 3 && planner > 3,
+        "operator and planner spans when sampled: {operator}, {planner}"
     );
     assert_eq!(
         datafusion::arrow::util::pretty::pretty_format_batches(&quiet.batches)

@@ -48,6 +48,7 @@
 mod config;
 mod policy;
 mod sinks;
+mod unsampled;
 #[cfg(feature = "view")]
 pub mod view;
 
@@ -56,6 +57,7 @@ pub use config::{
     SamplerKind, Sink,
 };
 pub use policy::{BootstrapError, ResolvedSink};
+pub use unsampled::UnsampledTraceFilter;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -194,16 +196,16 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// The `tracing-opentelemetry` layer exactly as [`init`] configures it, for
-/// hosts that assemble their own subscriber (and for dftrace's tests, so the
-/// spans they check carry the attributes a host exports).
-pub fn otel_layer<S>(
-    tracer: opentelemetry_sdk::trace::Tracer,
-) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+/// The OpenTelemetry layers exactly as [`init`] installs them, for hosts that
+/// assemble their own subscriber (and for dftrace's tests and bench, so the
+/// spans they check carry the attributes a host exports): the
+/// `tracing-opentelemetry` layer, behind an [`UnsampledTraceFilter`] that
+/// disables the spans of traces the sampler dropped.
+pub fn otel_layer<S>(tracer: opentelemetry_sdk::trace::Tracer) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
-    tracing_opentelemetry::layer().with_tracer(tracer)
+    UnsampledTraceFilter.and_then(tracing_opentelemetry::layer().with_tracer(tracer))
 }
 
 /// Installs the global subscriber and the OpenTelemetry providers.

@@ -90,6 +90,13 @@ pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
 /// find the query's span by this name among the current span's ancestors.
 pub const QUERY_SPAN_NAME: &str = "dftrace.query";
 
+/// The boolean field a span records as `true` when its trace is not sampled
+/// (`dftrace-rules` records it on the root query span). dftrace-bootstrap's
+/// subscriber then disables every span opened inside it, so upstream's own
+/// `is_disabled()` checks skip plan formatting, diffs and metrics for a trace
+/// that would export nothing.
+pub const UNSAMPLED_FIELD: &str = "dftrace.unsampled";
+
 /// Re-exported so plugin crates register with the same `inventory` version
 /// the registry collects with.
 pub use inventory;

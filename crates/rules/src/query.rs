@@ -31,6 +31,7 @@ macro_rules! query_span {
             dftrace.sql.fingerprint = tracing::field::Empty,
             db.query.text = tracing::field::Empty,
             dftrace.rows = tracing::field::Empty,
+            dftrace.unsampled = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
         )
@@ -138,6 +139,14 @@ impl QuerySpan {
             .chain(options.attributes.iter().map(|(k, v)| (k, v)))
         {
             span.set_attribute(key.clone(), value.clone());
+        }
+        // The sampler decides when the OpenTelemetry span starts, here. An
+        // unsampled trace exports nothing, so the span is marked and
+        // dftrace-bootstrap's subscriber disables everything opened inside
+        // it: planner wrappers then skip their plan formatting and diffs.
+        let span_context = span.context().span().span_context().clone();
+        if span_context.is_valid() && !span_context.is_sampled() {
+            span.record(dftrace_registry::UNSAMPLED_FIELD, true);
         }
         let observers = services.query_observers();
         Ok(QuerySpan {
