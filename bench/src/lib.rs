@@ -142,6 +142,31 @@ fn progress(done: usize, total: usize, label: &str) {
     let _ = std::io::stderr().flush();
 }
 
+/// `--profile NAME`: only one configuration's short-query loop, run
+/// `options.short_runs` times under the same pipeline, so a profiler such as
+/// `perf` sees that configuration's costs alone. Returns the mean time per
+/// query.
+pub async fn profile_short(variant: Variant, options: &Options) -> Result<Duration, String> {
+    let dir = tpch_data(&options.data_root, options.scale)?;
+    let pipeline = Pipeline::install()?;
+    let session = Session::new(variant)?;
+    session.register_tpch(&dir).await?;
+    session.run(SHORT_QUERY).await?;
+    let start = Instant::now();
+    for _ in 0..options.short_runs {
+        session.run(SHORT_QUERY).await?;
+    }
+    let per_query = start.elapsed() / options.short_runs.max(1) as u32;
+    let counts = pipeline.flushed_counts();
+    eprintln!(
+        "{}: {per_query:?} per short query; spans ended {}, exported {}",
+        variant.name(),
+        counts.ended,
+        counts.exported
+    );
+    Ok(per_query)
+}
+
 /// Runs the benchmark.
 pub async fn run(options: &Options) -> Result<Report, String> {
     let dir = tpch_data(&options.data_root, options.scale)?;

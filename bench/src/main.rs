@@ -1,13 +1,14 @@
 //! `dftrace-bench [--quick] [--scale F] [--queries 1,3,5] [--rounds R]
 //! [--short-runs N] [--warmup W]`: runs the benchmark, prints the table, and
 //! writes `target/bench/latest.json` and `target/bench/latest.md`.
-//! `cargo xtask bench` runs it in release mode.
+//! `cargo xtask bench` runs it in release mode. `--profile NAME` runs only
+//! that configuration's short-query loop (`--short-runs` times), for `perf`.
 
-use dftrace_bench::{Options, report, run};
+use dftrace_bench::{Options, Variant, profile_short, report, run};
 use std::path::PathBuf;
 
 const USAGE: &str = "usage: dftrace-bench [--quick] [--scale F] [--queries 1,3,5] [--rounds R] \
-                     [--short-runs N] [--warmup W]";
+                     [--short-runs N] [--warmup W] [--profile CONFIGURATION]";
 
 fn value<T: std::str::FromStr>(flag: &str, text: Option<&String>) -> Result<T, String> {
     let text = text.ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
@@ -15,13 +16,14 @@ fn value<T: std::str::FromStr>(flag: &str, text: Option<&String>) -> Result<T, S
         .map_err(|_| format!("invalid value `{text}` for {flag}\n{USAGE}"))
 }
 
-fn parse(args: &[String], target: PathBuf) -> Result<Options, String> {
+fn parse(args: &[String], target: PathBuf) -> Result<(Options, Option<Variant>), String> {
     let data_root = target.join("tpch");
     let mut options = if args.iter().any(|a| a == "--quick") {
         Options::quick(data_root)
     } else {
         Options::full(data_root)
     };
+    let mut profile = None;
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -30,6 +32,10 @@ fn parse(args: &[String], target: PathBuf) -> Result<Options, String> {
             "--rounds" => options.rounds = value(flag, args.next())?,
             "--warmup" => options.warmup = value(flag, args.next())?,
             "--short-runs" => options.short_runs = value(flag, args.next())?,
+            "--profile" => {
+                let name: String = value(flag, args.next())?;
+                profile = Some(Variant::from_name(&name)?);
+            }
             "--queries" => {
                 let list: String = value(flag, args.next())?;
                 options.queries = list
@@ -43,7 +49,7 @@ fn parse(args: &[String], target: PathBuf) -> Result<Options, String> {
     if options.rounds == 0 {
         return Err(format!("--rounds must be at least 1\n{USAGE}"));
     }
-    Ok(options)
+    Ok((options, profile))
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,11 +57,16 @@ fn main() -> std::process::ExitCode {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let result = parse(&args, target.clone()).and_then(|options| {
+    let result = parse(&args, target.clone()).and_then(|(options, profile)| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("tokio runtime: {e}"))?;
+        if let Some(variant) = profile {
+            return runtime
+                .block_on(profile_short(variant, &options))
+                .map(|_| ());
+        }
         let report = runtime.block_on(run(&options))?;
         let table = report::markdown_table(&report);
         println!("{table}");

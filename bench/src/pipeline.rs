@@ -123,12 +123,13 @@ impl Pipeline {
                 counters: Arc::clone(&counters),
             })
             .build();
-        let filter = tracing_subscriber::EnvFilter::try_new(&export.filter)
+        let filter = dftrace_bootstrap::filter_layer(&export.filter)
             .map_err(|e| format!("filter `{}`: {e}", export.filter))?;
         tracing_subscriber::registry()
             .with(filter)
             .with(dftrace_bootstrap::otel_layer(
                 provider.tracer("dftrace-bench"),
+                &export,
             ))
             .try_init()
             .map_err(|e| format!("cannot install the subscriber: {e}"))?;

@@ -58,6 +58,20 @@ impl Variant {
             Variant::MaximalUnsampled => "maximal-unsampled",
         }
     }
+
+    /// The configuration named `name` in reports.
+    pub fn from_name(name: &str) -> Result<Variant, String> {
+        Variant::ALL
+            .into_iter()
+            .find(|variant| variant.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
+                format!(
+                    "no configuration `{name}`: accepted are {}",
+                    names.join(", ")
+                )
+            })
+    }
 }
 
 /// A sampled and an unsampled W3C parent (the default sampler is

@@ -28,7 +28,7 @@ pub fn span_capture() -> &'static SpanCapture {
     install(None)
 }
 
-/// Like [`span_capture`], but only spans `directives` (an `EnvFilter`, e.g.
+/// Like [`span_capture`], but only spans `directives` (`RUST_LOG` syntax, e.g.
 /// the bootstrap's default `info`) let through: what a host exports. The
 /// first call in a process decides the filter.
 pub fn span_capture_filtered(directives: &str) -> &'static SpanCapture {
@@ -41,9 +41,12 @@ fn install(directives: Option<&str>) -> &'static SpanCapture {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
             .build();
-        let layer = dftrace_bootstrap::otel_layer(provider.tracer("dftrace-tests"));
+        let layer = dftrace_bootstrap::otel_layer(
+            provider.tracer("dftrace-tests"),
+            &dftrace_bootstrap::ExportConfig::default(),
+        );
         let filter = directives.map(|directives| {
-            tracing_subscriber::EnvFilter::try_new(directives)
+            dftrace_bootstrap::filter_layer(directives)
                 .unwrap_or_else(|error| panic!("bad filter `{directives}`: {error}"))
         });
         let subscriber = tracing_subscriber::registry().with(filter).with(layer);

@@ -62,7 +62,10 @@ async fn an_unsampled_query_runs_its_plan_unwrapped() {
         .with_simple_exporter(exporter.clone())
         .build();
     let subscriber = tracing_subscriber::registry()
-        .with(dftrace_bootstrap::otel_layer(provider.tracer("test")))
+        .with(dftrace_bootstrap::otel_layer(
+            provider.tracer("test"),
+            &dftrace_bootstrap::ExportConfig::default(),
+        ))
         .with(created.clone());
     tracing::subscriber::set_global_default(subscriber).unwrap();
 

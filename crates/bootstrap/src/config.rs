@@ -166,6 +166,13 @@ pub struct ExportConfig {
     /// Sampler argument (`OTEL_TRACES_SAMPLER_ARG`): the ratio, 0 to 1.
     /// Default: unset (1.0 for the ratio samplers).
     pub sampler_arg: Option<f64>,
+    /// Make each span's OpenTelemetry context current while its `tracing`
+    /// span is entered (`DFTRACE_EXPORT__CONTEXT_ACTIVATION`), for other
+    /// OpenTelemetry instrumentation in the host that reads
+    /// `opentelemetry::Context::current()`. Operator spans are entered on
+    /// every poll, so this costs on every batch; dftrace's own spans find
+    /// their parents through `tracing` and do not need it. Default: `false`.
+    pub context_activation: bool,
     /// Longest shutdown may take, in milliseconds; spans not exported by
     /// then are counted as dropped (`DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS`).
     /// Default: 5000.
@@ -285,6 +292,7 @@ impl Section for ExportConfig {
             console_summary: false,
             sampler: SamplerKind::ParentbasedAlwaysOn,
             sampler_arg: None,
+            context_activation: false,
             shutdown_timeout_ms: 5_000,
             attribute_value_length_limit: 16_384,
             metric_export_interval_ms: 60_000,

@@ -1,9 +1,10 @@
 //! `dftrace-bootstrap`: one init for `tracing-subscriber` and OpenTelemetry,
 //! every sink, nothing lost at exit.
 //!
-//! [`init`] installs a global `tracing` subscriber — an `EnvFilter` (from
-//! `RUST_LOG`, else `export.filter`), an optional log layer on stderr, a `log`
-//! bridge, and the `tracing-opentelemetry` layer — plus an OpenTelemetry
+//! [`init`] installs a global `tracing` subscriber — a filter (from
+//! `RUST_LOG`, else `export.filter`; see [`filter_layer`]), an optional log
+//! layer on stderr, a `log` bridge, and the `tracing-opentelemetry` layer
+//! (see [`otel_layer`]) — plus an OpenTelemetry
 //! tracer and meter provider, all from one [`ExportConfig`] (the `[export]`
 //! section of the dftrace config, with the standard `OTEL_*` variables). It
 //! returns a [`TelemetryGuard`]: shutting it down (or dropping it) flushes
@@ -200,12 +201,40 @@ impl Drop for TelemetryGuard {
 /// assemble their own subscriber (and for dftrace's tests and bench, so the
 /// spans they check carry the attributes a host exports): the
 /// `tracing-opentelemetry` layer, behind an [`UnsampledTraceFilter`] that
-/// disables the spans of traces the sampler dropped.
-pub fn otel_layer<S>(tracer: opentelemetry_sdk::trace::Tracer) -> impl Layer<S>
+/// disables the spans of traces the sampler dropped. Of `config` it reads
+/// `context_activation`.
+pub fn otel_layer<S>(
+    tracer: opentelemetry_sdk::trace::Tracer,
+    config: &ExportConfig,
+) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
-    UnsampledTraceFilter.and_then(tracing_opentelemetry::layer().with_tracer(tracer))
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_context_activation(config.context_activation);
+    UnsampledTraceFilter.and_then(otel)
+}
+
+/// The global filter for `directives` (`RUST_LOG` syntax): a `Targets`
+/// filter when they are only `target=level` pairs (the usual case), else an
+/// `EnvFilter`. `EnvFilter` looks every entered span up in a locked map in
+/// case a span directive applies, and operator spans are entered on every
+/// poll; `Targets` keeps no per-span state.
+pub fn filter_layer<S>(directives: &str) -> Result<Box<dyn Layer<S> + Send + Sync>, String>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    // Parsed by `EnvFilter` either way, so both accept the same directives.
+    let env_filter = EnvFilter::try_new(directives).map_err(|error| error.to_string())?;
+    // Span and field directives are the ones in brackets (`Targets` would
+    // read `[span]` as a target name).
+    if !directives.contains('[')
+        && let Ok(targets) = directives.parse::<tracing_subscriber::filter::Targets>()
+    {
+        return Ok(targets.boxed());
+    }
+    Ok(env_filter.boxed())
 }
 
 /// Installs the global subscriber and the OpenTelemetry providers.
@@ -288,19 +317,15 @@ fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, 
         opentelemetry::global::set_meter_provider(meter_provider.clone());
     }
 
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
-            .map_err(|error| BootstrapError::Filter {
-                origin: "RUST_LOG",
-                directives,
-                error: error.to_string(),
-            })?,
-        _ => EnvFilter::try_new(&config.filter).map_err(|error| BootstrapError::Filter {
-            origin: "export.filter",
-            directives: config.filter.clone(),
-            error: error.to_string(),
-        })?,
+    let (origin, directives) = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => ("RUST_LOG", directives),
+        _ => ("export.filter", config.filter.clone()),
     };
+    let filter = filter_layer(&directives).map_err(|error| BootstrapError::Filter {
+        origin,
+        directives,
+        error,
+    })?;
     let log_layer = match config.log_format {
         LogFormat::None => None,
         LogFormat::Compact => Some(
@@ -321,7 +346,7 @@ fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, 
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
-        otel_layer(provider.tracer("dftrace"))
+        otel_layer(provider.tracer("dftrace"), config)
     });
     tracing_subscriber::registry()
         .with(filter)
@@ -353,6 +378,46 @@ mod tests {
     use super::*;
 
     /// The only test in this binary that installs the global subscriber.
+    #[test]
+    fn target_directives_get_the_stateless_filter_and_span_directives_still_work() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        type Registry = tracing_subscriber::Registry;
+        let is_targets = |directives: &str| {
+            let subscriber = tracing_subscriber::registry()
+                .with(filter_layer::<Registry>(directives).expect("the directives parse"));
+            subscriber
+                .downcast_ref::<tracing_subscriber::filter::Targets>()
+                .is_some()
+        };
+        assert!(is_targets("info"));
+        assert!(is_targets("warn,dftrace::exec=debug"));
+        assert!(
+            !is_targets("info,[dftrace.query]=debug"),
+            "a span directive"
+        );
+
+        // Either way the directives decide: info passes, debug does not.
+        for directives in ["info", "info,[dftrace.query]=debug"] {
+            let subscriber = tracing_subscriber::registry()
+                .with(filter_layer::<Registry>(directives).expect("the directives parse"));
+            tracing::subscriber::with_default(subscriber, || {
+                assert!(!tracing::info_span!("kept").is_disabled(), "{directives}");
+                assert!(
+                    tracing::debug_span!("dropped").is_disabled(),
+                    "{directives}"
+                );
+            });
+        }
+
+        let error = filter_layer::<Registry>("dftrace=loud")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            error.contains("expected one of"),
+            "names what is accepted: {error}"
+        );
+    }
+
     #[test]
     fn a_second_init_is_a_clear_error() {
         let config = ExportConfig {

@@ -115,7 +115,9 @@ pub fn summarize(plan: &Arc<dyn ExecutionPlan>) -> QueryMetricsSummary {
     let (mut filter_in, mut filter_out) = (0_u64, 0_u64);
     let mut stack: Vec<(Arc<dyn ExecutionPlan>, usize)> = vec![(Arc::clone(plan), 0)];
     while let Some((node, depth)) = stack.pop() {
-        let metrics = node.metrics().map(|m| m.aggregate_by_name());
+        // The sums below add up every partition's metrics directly: no
+        // `aggregate_by_name`, which allocates a new set per node.
+        let metrics = node.metrics();
         let rows = metrics
             .as_ref()
             .and_then(|m| m.output_rows())
