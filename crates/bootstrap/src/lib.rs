@@ -377,7 +377,6 @@ dftrace_registry::inventory::submit! {
 mod tests {
     use super::*;
 
-    /// The only test in this binary that installs the global subscriber.
     #[test]
     fn target_directives_get_the_stateless_filter_and_span_directives_still_work() {
         use tracing_subscriber::layer::SubscriberExt as _;
@@ -418,6 +417,7 @@ mod tests {
         );
     }
 
+    /// The only test in this binary that installs the global subscriber.
     #[test]
     fn a_second_init_is_a_clear_error() {
         let config = ExportConfig {

@@ -16,8 +16,8 @@ use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The layer: add it to the subscriber next to the OpenTelemetry layer
-/// ([`init`](crate::init) does).
+/// The layer: add it to the subscriber before the OpenTelemetry layer
+/// ([`init`](crate::init) and [`otel_layer`](crate::otel_layer) do).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UnsampledTraceFilter;
 
