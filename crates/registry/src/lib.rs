@@ -93,7 +93,7 @@ pub const QUERY_SPAN_NAME: &str = "dftrace.query";
 /// The boolean field a span records as `true` when its trace is not sampled
 /// (`dftrace-rules` records it on the root query span). dftrace-bootstrap's
 /// subscriber then disables every span opened inside it, so upstream's own
-/// `is_disabled()` checks skip plan formatting, diffs and metrics for a trace
+/// `is_disabled()` checks skip plan formatting and diffs for a trace
 /// that would export nothing.
 pub const UNSAMPLED_FIELD: &str = "dftrace.unsampled";
 
