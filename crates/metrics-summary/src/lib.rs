@@ -141,15 +141,6 @@ mod plugin {
         instruments: OnceLock<QueryInstruments>,
     }
 
-    fn is_sampled(span: &tracing::Span) -> bool {
-        use opentelemetry::trace::TraceContextExt as _;
-        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        let context = span.context();
-        let span_context = context.span().span_context().clone();
-        // Without an OpenTelemetry layer there is no sampling decision.
-        !span_context.is_valid() || span_context.is_sampled()
-    }
-
     impl QueryObserver for MetricsObserver {
         fn on_query_end(&self, end: &QueryEnd<'_>) {
             let summary = end.plan.map(|plan| {
@@ -167,7 +158,7 @@ mod plugin {
             // built for nothing. The OpenTelemetry metrics below still count it.
             if self.config.span_attributes
                 && let Some(summary) = &summary
-                && is_sampled(end.span)
+                && !end.unsampled
             {
                 record_on_span(summary, end.span);
             }

@@ -112,6 +112,9 @@ pub struct QueryEnd<'a> {
     pub rows: Option<usize>,
     /// The error message, on failure.
     pub error: Option<String>,
+    /// The query's trace is known not to be sampled: nothing of it will be
+    /// exported, so observers can skip work meant only for its spans.
+    pub unsampled: bool,
 }
 
 /// Something that wants to know when each query ends (e.g. the metrics

@@ -190,20 +190,13 @@ struct SampledOnly {
     inner: Arc<dyn PhysicalOptimizerRule + Send + Sync>,
 }
 
-fn current_trace_unsampled() -> bool {
-    let context = Span::current().context();
-    let span = opentelemetry::trace::TraceContextExt::span(&context);
-    let span_context = span.span_context();
-    span_context.is_valid() && !span_context.is_sampled()
-}
-
 impl PhysicalOptimizerRule for SampledOnly {
     fn optimize(
         &self,
         plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         config: &datafusion::config::ConfigOptions,
     ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        if current_trace_unsampled() {
+        if crate::query::trace_known_unsampled(&Span::current()) {
             return Ok(plan);
         }
         self.inner.optimize(plan, config)

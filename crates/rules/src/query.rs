@@ -88,6 +88,8 @@ impl QueryOptions {
 #[derive(Debug)]
 pub struct QuerySpan {
     span: Span,
+    /// Decided once, when the span starts.
+    unsampled: bool,
     run_id: String,
     started: Instant,
     observers: Vec<Arc<dyn QueryObserver>>,
@@ -144,13 +146,14 @@ impl QuerySpan {
         // unsampled trace exports nothing, so the span is marked and
         // dftrace-bootstrap's subscriber disables everything opened inside
         // it: planner wrappers then skip their plan formatting and diffs.
-        let span_context = span.context().span().span_context().clone();
-        if span_context.is_valid() && !span_context.is_sampled() {
+        let unsampled = trace_known_unsampled(&span);
+        if unsampled {
             span.record(dftrace_registry::UNSAMPLED_FIELD, true);
         }
         let observers = services.query_observers();
         Ok(QuerySpan {
             span,
+            unsampled,
             run_id,
             started: Instant::now(),
             observers,
@@ -222,11 +225,21 @@ impl QuerySpan {
             elapsed: self.elapsed(),
             rows,
             error,
+            unsampled: self.unsampled,
         };
         for observer in &self.observers {
             observer.on_query_end(&end);
         }
     }
+}
+
+/// Whether `span`'s trace is known not to be sampled. Without an
+/// OpenTelemetry layer there is no decision, and this is `false`.
+pub(crate) fn trace_known_unsampled(span: &Span) -> bool {
+    let context = span.context();
+    let otel_span = context.span();
+    let span_context = otel_span.span_context();
+    span_context.is_valid() && !span_context.is_sampled()
 }
 
 /// The result of a traced query.
