@@ -9,7 +9,10 @@
 //! runs every (query, configuration) pair in a fresh random order, plus the
 //! short-query loop per configuration. A configuration's round ratio is its
 //! total time over `baseline`'s (or `raw`'s) in that round; the report gives
-//! the median round ratio with a bootstrap 95% interval.
+//! the median round ratio with a bootstrap 95% interval. Peak RSS is measured
+//! per configuration in a process of its own ([`rss_probe`]): in the shared
+//! process, the allocator's high-water mark from earlier passes hides which
+//! configuration holds the memory.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -19,7 +22,7 @@ pub mod stats;
 pub mod workload;
 
 use dftrace_tests::rows::canonical_rows;
-use pipeline::{Pipeline, SpanCounts, peak_rss_bytes, reset_peak_rss};
+use pipeline::{Pipeline, SpanCounts, peak_rss_bytes};
 use stats::{Rng, bootstrap_median, median};
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -45,6 +48,13 @@ pub struct Options {
     pub data_root: PathBuf,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// The `dftrace-bench` executable to run [`rss_probe`] in, once per
+    /// configuration per repetition; `None` leaves peak RSS unmeasured (the
+    /// CI smoke test runs inside a test harness, which cannot be re-run as
+    /// the bench).
+    pub rss_probe_exe: Option<PathBuf>,
+    /// Processes per configuration for peak RSS; the report takes the median.
+    pub rss_repetitions: usize,
 }
 
 impl Options {
@@ -58,6 +68,8 @@ impl Options {
             short_runs: 300,
             data_root,
             progress: true,
+            rss_probe_exe: None,
+            rss_repetitions: 3,
         }
     }
 
@@ -71,6 +83,8 @@ impl Options {
             short_runs: 10,
             data_root,
             progress: false,
+            rss_probe_exe: None,
+            rss_repetitions: 1,
         }
     }
 }
@@ -96,7 +110,9 @@ pub struct VariantResult {
     pub spans: (u64, u64, u64),
     /// Attribute bytes exported per query.
     pub attribute_bytes_per_query: u64,
-    /// Peak RSS during one pass over the queries, in bytes.
+    /// Median over [`Options::rss_repetitions`] processes of the peak RSS of
+    /// a process running only this configuration's warm-up and one pass over
+    /// the queries, in bytes (0 when not measured).
     pub peak_rss_bytes: u64,
 }
 
@@ -165,6 +181,77 @@ pub async fn profile_short(variant: Variant, options: &Options) -> Result<Durati
         counts.exported
     );
     Ok(per_query)
+}
+
+/// `--rss-probe NAME`: the peak resident set size, in bytes, of this process
+/// after it ran only `variant`'s warm-up and one pass over the queries, under
+/// the same pipeline as the timed run. Meant to run in a fresh process (see
+/// [`Options::rss_probe_exe`]), so nothing another configuration allocated
+/// counts.
+pub async fn rss_probe(variant: Variant, options: &Options) -> Result<u64, String> {
+    let dir = tpch_data(&options.data_root, options.scale)?;
+    let pipeline = Pipeline::install()?;
+    let session = Session::new(variant)?;
+    session.register_tpch(&dir).await?;
+    for _ in 0..options.warmup.max(1) + 1 {
+        for &q in &options.queries {
+            session.run(dftrace_tests::tpch::QUERIES[q - 1]).await?;
+        }
+    }
+    pipeline.flushed_counts();
+    Ok(peak_rss_bytes())
+}
+
+/// Runs [`rss_probe`] in `exe` for every configuration, the configurations
+/// interleaved, [`Options::rss_repetitions`] times; the median per
+/// configuration.
+fn peak_rss_per_process(
+    exe: &std::path::Path,
+    options: &Options,
+) -> Result<BTreeMap<Variant, u64>, String> {
+    let queries: Vec<String> = options.queries.iter().map(|q| q.to_string()).collect();
+    let mut samples: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
+    let repetitions = options.rss_repetitions.max(1);
+    for repetition in 0..repetitions {
+        for (i, variant) in Variant::ALL.into_iter().enumerate() {
+            if options.progress {
+                progress(
+                    repetition * Variant::ALL.len() + i,
+                    repetitions * Variant::ALL.len(),
+                    &format!("peak RSS: {}", variant.name()),
+                );
+            }
+            let output = std::process::Command::new(exe)
+                .args(["--rss-probe", variant.name()])
+                .args(["--scale", &options.scale.to_string()])
+                .args(["--queries", &queries.join(",")])
+                .args(["--warmup", &options.warmup.to_string()])
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let bytes = stdout
+                .lines()
+                .find_map(|line| line.strip_prefix("peak_rss_bytes="))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .filter(|_| output.status.success())
+                .ok_or_else(|| {
+                    format!(
+                        "peak RSS probe for {} failed ({}): {}",
+                        variant.name(),
+                        output.status,
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    )
+                })?;
+            samples.entry(variant).or_default().push(bytes as f64);
+        }
+    }
+    if options.progress {
+        eprintln!();
+    }
+    Ok(samples
+        .into_iter()
+        .map(|(variant, bytes)| (variant, median(&bytes) as u64))
+        .collect())
 }
 
 /// Runs the benchmark.
@@ -271,22 +358,21 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         eprintln!();
     }
 
-    // One pass per configuration for spans and memory (not timed).
-    let mut passes: BTreeMap<Variant, (SpanCounts, u64)> = BTreeMap::new();
+    // One pass per configuration for spans (not timed).
+    let mut passes: BTreeMap<Variant, SpanCounts> = BTreeMap::new();
     for session in &sessions {
         // Let the previous pass's spans leave the queue first.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let before = pipeline.flushed_counts();
-        reset_peak_rss();
         for &q in &options.queries {
             session.run(sql(q)).await?;
         }
-        let rss = peak_rss_bytes();
-        passes.insert(
-            session.variant,
-            (pipeline.flushed_counts().since(before), rss),
-        );
+        passes.insert(session.variant, pipeline.flushed_counts().since(before));
     }
+    let peak_rss = match &options.rss_probe_exe {
+        Some(exe) => peak_rss_per_process(exe, options)?,
+        None => BTreeMap::new(),
+    };
 
     let round_totals = |variant: Variant| -> Vec<f64> {
         (0..options.rounds)
@@ -319,7 +405,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
                 })
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .unwrap_or((0, f64::NAN));
-            let (counts, rss) = passes.get(&variant).copied().unwrap_or_default();
+            let counts = passes.get(&variant).copied().unwrap_or_default();
             VariantResult {
                 name: variant.name(),
                 vs_baseline: bootstrap_median(&ratios(&totals, &base), 2000, &mut rng),
@@ -334,7 +420,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
                 pass_seconds: median(&totals),
                 spans: (counts.ended, counts.exported, counts.dropped()),
                 attribute_bytes_per_query: counts.attribute_bytes / queries_run,
-                peak_rss_bytes: rss,
+                peak_rss_bytes: peak_rss.get(&variant).copied().unwrap_or(0),
             }
         })
         .collect();

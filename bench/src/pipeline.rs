@@ -147,13 +147,7 @@ impl Pipeline {
     }
 }
 
-/// Resets the process's peak resident set size (Linux `clear_refs`), so a
-/// later [`peak_rss_bytes`] measures from now.
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident set size since the last reset, in bytes (0 when unknown).
+/// Peak resident set size of this process, in bytes (0 when unknown).
 pub fn peak_rss_bytes() -> u64 {
     dftrace_tests::proc_kib("/proc/self/status", "VmHWM").map_or(0, |kib| kib * 1024)
 }

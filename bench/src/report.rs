@@ -16,6 +16,13 @@ fn estimate(e: &Estimate) -> String {
     format!("{:.3} [{:.3}–{:.3}]", e.median, e.low, e.high)
 }
 
+fn peak_rss(bytes: u64) -> String {
+    if bytes == 0 {
+        return "n/a".to_owned();
+    }
+    format!("{:.0}", bytes as f64 / (1u64 << 20) as f64)
+}
+
 /// The results as a Markdown table (also readable on a terminal).
 pub fn markdown_table(report: &Report) -> String {
     let mut out = String::new();
@@ -31,13 +38,13 @@ pub fn markdown_table(report: &Report) -> String {
         report.memory_bytes as f64 / (1u64 << 30) as f64
     );
     out.push_str(
-        "| configuration | TPC-H vs baseline | TPC-H vs raw | short loop vs baseline | short loop vs raw | worst query | pass (s) | spans ended / exported / dropped | attribute bytes per query | peak RSS (MiB) |\n\
+        "| configuration | TPC-H vs baseline | TPC-H vs raw | short loop vs baseline | short loop vs raw | worst query | pass (s) | spans ended / exported / dropped | attribute bytes per query | peak RSS, own process (MiB) |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for v in &report.variants {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | Q{} ({:.3}) | {:.2} | {} / {} / {} | {} | {:.0} |",
+            "| `{}` | {} | {} | {} | {} | Q{} ({:.3}) | {:.2} | {} / {} / {} | {} | {} |",
             v.name,
             estimate(&v.vs_baseline),
             estimate(&v.vs_raw),
@@ -50,7 +57,7 @@ pub fn markdown_table(report: &Report) -> String {
             v.spans.1,
             v.spans.2,
             v.attribute_bytes_per_query,
-            v.peak_rss_bytes as f64 / (1u64 << 20) as f64
+            peak_rss(v.peak_rss_bytes)
         );
     }
     if report.mismatches.is_empty() {
