@@ -69,7 +69,7 @@ impl Options {
             data_root,
             progress: true,
             rss_probe_exe: None,
-            rss_repetitions: 3,
+            rss_repetitions: 5,
         }
     }
 
