@@ -183,12 +183,20 @@ pub async fn profile_short(variant: Variant, options: &Options) -> Result<Durati
     Ok(per_query)
 }
 
+fn check_queries(queries: &[usize]) -> Result<(), String> {
+    match queries.iter().find(|q| !(1..=22).contains(*q)) {
+        Some(q) => Err(format!("no TPC-H query {q}: accepted are 1 to 22")),
+        None => Ok(()),
+    }
+}
+
 /// `--rss-probe NAME`: the peak resident set size, in bytes, of this process
 /// after it ran only `variant`'s warm-up and one pass over the queries, under
 /// the same pipeline as the timed run. Meant to run in a fresh process (see
 /// [`Options::rss_probe_exe`]), so nothing another configuration allocated
 /// counts.
 pub async fn rss_probe(variant: Variant, options: &Options) -> Result<u64, String> {
+    check_queries(&options.queries)?;
     let dir = tpch_data(&options.data_root, options.scale)?;
     let pipeline = Pipeline::install()?;
     let session = Session::new(variant)?;
@@ -256,6 +264,7 @@ fn peak_rss_per_process(
 
 /// Runs the benchmark.
 pub async fn run(options: &Options) -> Result<Report, String> {
+    check_queries(&options.queries)?;
     let dir = tpch_data(&options.data_root, options.scale)?;
     let pipeline = Pipeline::install()?;
     let mut sessions = Vec::new();
@@ -265,11 +274,6 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         sessions.push(session);
     }
     let sql = |q: usize| dftrace_tests::tpch::QUERIES[q - 1];
-    for q in &options.queries {
-        if !(1..=22).contains(q) {
-            return Err(format!("no TPC-H query {q}: accepted are 1 to 22"));
-        }
-    }
 
     // Warm-up; the first pass checks every configuration against baseline.
     let mut mismatches = Vec::new();
