@@ -158,15 +158,27 @@ fn progress(done: usize, total: usize, label: &str) {
     let _ = std::io::stderr().flush();
 }
 
+/// The pipeline and `variant`'s session, with TPC-H registered, for a
+/// process that runs only that configuration.
+async fn alone(variant: Variant, options: &Options) -> Result<(Pipeline, Session), String> {
+    let dir = tpch_data(&options.data_root, options.scale)?;
+    let pipeline = Pipeline::install()?;
+    let session = Session::new(variant)?;
+    session.register_tpch(&dir).await?;
+    Ok((pipeline, session))
+}
+
+/// The text of TPC-H query `q` (checked by [`check_queries`]).
+fn tpch_sql(q: usize) -> &'static str {
+    dftrace_tests::tpch::QUERIES[q - 1]
+}
+
 /// `--profile NAME`: only one configuration's short-query loop, run
 /// `options.short_runs` times under the same pipeline, so a profiler such as
 /// `perf` sees that configuration's costs alone. Returns the mean time per
 /// query.
 pub async fn profile_short(variant: Variant, options: &Options) -> Result<Duration, String> {
-    let dir = tpch_data(&options.data_root, options.scale)?;
-    let pipeline = Pipeline::install()?;
-    let session = Session::new(variant)?;
-    session.register_tpch(&dir).await?;
+    let (pipeline, session) = alone(variant, options).await?;
     session.run(SHORT_QUERY).await?;
     let start = Instant::now();
     for _ in 0..options.short_runs {
@@ -197,13 +209,10 @@ fn check_queries(queries: &[usize]) -> Result<(), String> {
 /// counts.
 pub async fn rss_probe(variant: Variant, options: &Options) -> Result<u64, String> {
     check_queries(&options.queries)?;
-    let dir = tpch_data(&options.data_root, options.scale)?;
-    let pipeline = Pipeline::install()?;
-    let session = Session::new(variant)?;
-    session.register_tpch(&dir).await?;
+    let (pipeline, session) = alone(variant, options).await?;
     for _ in 0..options.warmup.max(1) + 1 {
         for &q in &options.queries {
-            session.run(dftrace_tests::tpch::QUERIES[q - 1]).await?;
+            session.run(tpch_sql(q)).await?;
         }
     }
     pipeline.flushed_counts();
@@ -273,7 +282,6 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         session.register_tpch(&dir).await?;
         sessions.push(session);
     }
-    let sql = |q: usize| dftrace_tests::tpch::QUERIES[q - 1];
 
     // Warm-up; the first pass checks every configuration against baseline.
     let mut mismatches = Vec::new();
@@ -281,7 +289,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         for &q in &options.queries {
             let mut expected = None;
             for session in &sessions {
-                let rows = canonical_rows(&session.run(sql(q)).await?)?;
+                let rows = canonical_rows(&session.run(tpch_sql(q)).await?)?;
                 if pass > 0 {
                     continue;
                 }
@@ -335,7 +343,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
                 Job::Query(variant, q) => {
                     let session = &sessions[variant as usize];
                     let start = Instant::now();
-                    session.run(sql(q)).await?;
+                    session.run(tpch_sql(q)).await?;
                     timings
                         .entry(variant)
                         .or_default()
@@ -369,7 +377,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let before = pipeline.flushed_counts();
         for &q in &options.queries {
-            session.run(sql(q)).await?;
+            session.run(tpch_sql(q)).await?;
         }
         passes.insert(session.variant, pipeline.flushed_counts().since(before));
     }
