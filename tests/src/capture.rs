@@ -3,11 +3,18 @@
 //! a thread-local subscriber would miss them), with tests telling their spans
 //! apart by trace id.
 
+use dftrace_rules::QueryEnded;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{Key, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use std::sync::OnceLock;
+use std::time::Duration;
 use tracing_subscriber::layer::SubscriberExt;
+
+/// How long a test waits for a query's trace to complete before it fails:
+/// generous, because it only bounds a hang (a loaded 2-core machine must give
+/// the same answer as an idle one).
+pub const TRACE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The installed capture pipeline.
 #[derive(Debug)]
@@ -70,20 +77,58 @@ impl SpanCapture {
             .collect()
     }
 
-    /// The spans of a trace once no new span of it has ended for a moment:
-    /// tasks a query spawned can end their spans just after its results
-    /// arrive. Waits at most 5 seconds.
-    pub fn settled_trace(&self, trace_id: &str) -> Vec<SpanData> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut spans = self.trace(trace_id);
-        loop {
-            std::thread::sleep(std::time::Duration::from_millis(30));
-            let again = self.trace(trace_id);
-            if again.len() == spans.len() || std::time::Instant::now() > deadline {
-                return again;
-            }
-            spans = again;
-        }
+    /// The spans of a trace once its root query span has closed, which
+    /// happens only after every span under it has closed (`ended` is the
+    /// query's [`QueryEnded`] handle). Waits on a blocking-pool thread, so
+    /// the query's own tasks keep the runtime's workers.
+    ///
+    /// # Panics
+    ///
+    /// When the root has not closed within [`TRACE_DEADLINE`], listing the
+    /// spans of the trace that did end.
+    pub async fn ended_trace(&self, ended: QueryEnded, trace_id: &str) -> Vec<SpanData> {
+        let closed = tokio::task::spawn_blocking(move || ended.wait_timeout(TRACE_DEADLINE))
+            .await
+            .unwrap_or(false);
+        let spans = self.trace(trace_id);
+        assert!(
+            closed,
+            "the root query span of trace {trace_id} did not close within {TRACE_DEADLINE:?}; \
+             {} of its spans had ended: {:?}",
+            spans.len(),
+            spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
+        );
+        spans
+    }
+
+    /// The spans of a trace once its root query span is among them, for a
+    /// query whose [`QueryEnded`] handle the test does not have (a `run_sql`
+    /// that failed): the root closes last, so its arrival means the trace is
+    /// complete.
+    ///
+    /// # Panics
+    ///
+    /// When the root has not arrived within [`TRACE_DEADLINE`].
+    pub async fn trace_with_root(&'static self, trace_id: &str) -> Vec<SpanData> {
+        let id = trace_id.to_owned();
+        let arrived = tokio::task::spawn_blocking(move || {
+            crate::wait::poll_until(TRACE_DEADLINE, || {
+                self.trace(&id)
+                    .iter()
+                    .any(|span| span.name == dftrace_registry::QUERY_SPAN_NAME)
+            })
+        })
+        .await
+        .unwrap_or(false);
+        let spans = self.trace(trace_id);
+        assert!(
+            arrived,
+            "the root query span of trace {trace_id} did not arrive within {TRACE_DEADLINE:?}; \
+             {} of its spans had: {:?}",
+            spans.len(),
+            spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
+        );
+        spans
     }
 
     /// Every finished span with this name, in any trace.

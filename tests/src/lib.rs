@@ -15,6 +15,7 @@ pub mod rotel;
 pub mod rows;
 pub mod span_schema;
 pub mod tpch;
+pub mod wait;
 
 /// A real peer process a test talks to.
 #[derive(Debug, Clone, Copy)]

@@ -4,7 +4,7 @@ use crate::{Peer, peer_binary};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `moto_server`, killed on drop.
 #[derive(Debug)]
@@ -27,14 +27,12 @@ pub fn free_port() -> u16 {
 ///
 /// After 30 seconds, naming `what` did not come up.
 pub fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on port {port} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::wait::wait_for(
+        &format!("{what} listening on port {port}"),
+        Duration::from_secs(30),
+        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        || "connections refused".to_owned(),
+    );
 }
 
 impl MotoServer {

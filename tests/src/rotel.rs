@@ -5,7 +5,7 @@ use crate::moto::{free_port, wait_for_port};
 use crate::{Peer, peer_binary};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `rotel-agent`, killed on drop.
 #[derive(Debug)]
@@ -129,14 +129,16 @@ impl Rotel {
     /// Waits until at least `count` spans named `name` arrived (at most
     /// `timeout`), and returns how many did.
     pub fn wait_for_spans(&self, name: &str, count: usize, timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let seen = self.spans_named(name);
-            if seen >= count || Instant::now() > deadline {
-                return seen;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::wait::poll_until(timeout, || self.spans_named(name) >= count);
+        self.spans_named(name)
+    }
+
+    /// Waits until at least `count` spans arrived, whatever their names (at
+    /// most `timeout`), and returns how many did: for a test that knows how
+    /// many spans its hosts exported.
+    pub fn wait_for_span_count(&self, count: usize, timeout: Duration) -> usize {
+        crate::wait::poll_until(timeout, || self.span_count() >= count);
+        self.span_count()
     }
 }
 

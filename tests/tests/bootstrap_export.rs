@@ -220,10 +220,8 @@ fn samplers_and_sdk_disabled() {
     assert_eq!(
         rotel.wait_for_spans("emitted", 100, Duration::from_secs(20)),
         100,
-        "only always_on's spans arrive"
+        "only always_on's spans arrive (the ratio-0 run ended none)"
     );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(rotel.spans_named("emitted"), 100);
 
     let disabled = emit("100", &[endpoint, ("OTEL_SDK_DISABLED", "true".into())]);
     assert_eq!(

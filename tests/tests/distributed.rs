@@ -17,7 +17,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One exported span, with the `service.instance.id` of its process.
 struct Span {
@@ -139,18 +139,49 @@ fn rotel_spans(log: &str) -> Vec<Span> {
 struct WorkerProcess(Child);
 
 impl WorkerProcess {
-    fn stop(mut self) {
+    /// Stops the worker; returns how many spans it exported.
+    fn stop(mut self) -> u64 {
         drop(self.0.stdin.take());
-        let status = self.0.wait().unwrap();
-        assert!(status.success(), "the worker exits cleanly: {status}");
+        let output = self.0.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "the worker exits cleanly: {}\n{stderr}",
+            output.status
+        );
+        exported_spans(&stderr)
     }
+}
+
+/// The span count a process of the `distributed` example says it exported
+/// (its last line on stderr: `distributed: <n> spans exported, <m> dropped`).
+fn exported_spans(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("distributed: ")?
+                .split_once(" spans exported")?
+                .0
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no export count in the process's output:\n{stderr}"))
+}
+
+/// What a cluster run left to check.
+struct ClusterRun {
+    trace_id: String,
+    ports: Vec<u16>,
+    /// Spans all four processes exported, by their own count.
+    exported: u64,
 }
 
 /// TPC-H Q3 over three worker processes and a coordinator process (the
 /// `distributed` example) on loopback, `maximal`, each process exporting as
 /// `export` says. Checks the rows against a single-node run; returns the
-/// trace id the coordinator printed and the worker ports.
-fn run_cluster(name: &str, export: &[(&str, String)]) -> (String, Vec<u16>) {
+/// trace id the coordinator printed, the worker ports and the spans the
+/// processes exported.
+fn run_cluster(name: &str, export: &[(&str, String)]) -> ClusterRun {
     let root =
         std::env::temp_dir().join(format!("dftrace-distributed-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -176,6 +207,7 @@ fn run_cluster(name: &str, export: &[(&str, String)]) -> (String, Vec<u16>) {
         let child = command
             .args(["worker", &port.to_string()])
             .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("a worker starts");
         workers.push(WorkerProcess(child));
@@ -195,8 +227,9 @@ fn run_cluster(name: &str, export: &[(&str, String)]) -> (String, Vec<u16>) {
         .arg(Q3)
         .output()
         .expect("the coordinator runs");
+    let mut exported = exported_spans(&String::from_utf8_lossy(&output.stderr));
     for worker in workers {
-        worker.stop();
+        exported += worker.stop();
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -223,7 +256,11 @@ fn run_cluster(name: &str, export: &[(&str, String)]) -> (String, Vec<u16>) {
         .find_map(|line| line.strip_prefix("trace "))
         .expect("the coordinator prints the trace id")
         .to_owned();
-    (trace_id, ports)
+    ClusterRun {
+        trace_id,
+        ports,
+        exported,
+    }
 }
 
 #[test]
@@ -231,39 +268,38 @@ fn a_distributed_query_is_one_trace_across_coordinator_and_workers() {
     let traces =
         std::env::temp_dir().join(format!("dftrace-distributed-traces-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&traces);
-    let (trace_id, ports) = run_cluster(
+    let run = run_cluster(
         "files",
         &[
             ("DFTRACE_EXPORT__SINK", "file".to_owned()),
             ("DFTRACE_EXPORT__FILE__DIR", traces.display().to_string()),
         ],
     );
-    check_one_trace(&read_spans(&traces), &trace_id, &ports);
+    let spans = read_spans(&traces);
+    assert_eq!(
+        spans.len() as u64,
+        run.exported,
+        "the files hold every exported span"
+    );
+    check_one_trace(&spans, &run.trace_id, &run.ports);
 }
 
 /// The same, each process exporting over OTLP/HTTP to one real collector.
 #[test]
 fn a_distributed_query_reaches_the_collector_as_one_trace() {
     let rotel = Rotel::start();
-    let (trace_id, ports) = run_cluster(
+    let run = run_cluster(
         "rotel",
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint())],
     );
-    // Each process flushed before it exited; rotel logs what it accepted
-    // shortly after. Wait until its count holds still for 1.5 s.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut seen, mut still) = (0, 0);
-    while still < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = rotel.span_count();
-        still = if now == seen && rotel.spans_named("dftrace.query") > 0 {
-            still + 1
-        } else {
-            0
-        };
-        seen = now;
-    }
-    check_one_trace(&rotel_spans(&rotel.output()), &trace_id, &ports);
+    // Each process flushed before it exited and said how many spans the
+    // collector accepted; rotel logs them shortly after.
+    let received = rotel.wait_for_span_count(run.exported as usize, Duration::from_secs(60));
+    assert_eq!(
+        received as u64, run.exported,
+        "the collector logged every accepted span"
+    );
+    check_one_trace(&rotel_spans(&rotel.output()), &run.trace_id, &run.ports);
 }
 
 /// The spans of all four processes form one trace under the coordinator's

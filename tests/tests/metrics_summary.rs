@@ -114,9 +114,9 @@ async fn summary_matches_explain_analyze_for_tpch_q1_q3_q6()
         }
 
         // The plugin recorded the same figures, typed, on the root span.
-        let trace_id = query.trace_id.clone();
+        let (trace_id, ended) = (query.trace_id.clone(), query.ended());
         drop(query);
-        let spans = span_capture().settled_trace(&trace_id);
+        let spans = span_capture().ended_trace(ended, &trace_id).await;
         let root = spans
             .iter()
             .find(|s| s.name == QUERY_SPAN_NAME)

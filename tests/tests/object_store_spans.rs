@@ -80,9 +80,9 @@ async fn traced(
         .await?;
     query.record_success(batches.iter().map(|b| b.num_rows()).sum(), None);
     let totals = query_storage_totals(query.span()).unwrap_or_default();
-    let trace_id = query.trace_id();
+    let (trace_id, ended) = (query.trace_id(), query.ended());
     drop(query);
-    Ok((span_capture().settled_trace(&trace_id), totals))
+    Ok((span_capture().ended_trace(ended, &trace_id).await, totals))
 }
 
 fn names(spans: &[&SpanData]) -> BTreeSet<String> {
@@ -251,10 +251,10 @@ async fn a_missing_object_is_the_same_not_found_and_its_span_an_error() -> TestR
         "{traced_error:?}"
     );
     assert_eq!(traced_error.to_string(), plain_error.to_string());
-    let trace_id = query.trace_id();
+    let (trace_id, ended) = (query.trace_id(), query.ended());
     drop(query);
 
-    let spans = span_capture().settled_trace(&trace_id);
+    let spans = span_capture().ended_trace(ended, &trace_id).await;
     let get = spans
         .iter()
         .find(|s| s.name == "memory.get_opts")
@@ -295,9 +295,9 @@ async fn registering_twice_never_double_wraps() -> TestResult {
         .head(&Path::from("a"))
         .instrument(query.span().clone())
         .await?;
-    let trace_id = query.trace_id();
+    let (trace_id, ended) = (query.trace_id(), query.ended());
     drop(query);
-    let spans = span_capture().settled_trace(&trace_id);
+    let spans = span_capture().ended_trace(ended, &trace_id).await;
     assert_eq!(
         storage_spans(&spans, "memory").len(),
         1,

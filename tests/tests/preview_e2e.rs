@@ -75,10 +75,10 @@ async fn maximal_previews_show_the_mask_never_the_password()
             .contains("pw-0-hunter2"),
         "query results are untouched by redaction"
     );
-    let trace_id = query.trace_id.clone();
+    let (trace_id, ended) = (query.trace_id.clone(), query.ended());
     drop(query);
 
-    let spans = span_capture().settled_trace(&trace_id);
+    let spans = span_capture().ended_trace(ended, &trace_id).await;
     let previews: Vec<String> = spans
         .iter()
         .filter(|s| has_target(s, EXEC_TARGET))
@@ -202,10 +202,10 @@ async fn exotic_types_never_leak_through_previews() -> Result<(), Box<dyn std::e
     .await?;
     let shown = datafusion::arrow::util::pretty::pretty_format_batches(&query.batches)?.to_string();
     assert!(shown.contains("topsecret-dict-0"), "results untouched");
-    let trace_id = query.trace_id.clone();
+    let (trace_id, ended) = (query.trace_id.clone(), query.ended());
     drop(query);
 
-    let spans = span_capture().settled_trace(&trace_id);
+    let spans = span_capture().ended_trace(ended, &trace_id).await;
     let previews: Vec<String> = spans
         .iter()
         .filter(|s| has_target(s, EXEC_TARGET))

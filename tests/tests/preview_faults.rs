@@ -91,9 +91,9 @@ async fn failing_and_panicking_formatters_leave_queries_and_secrets_alone() {
         let query = run_sql(&ctx, sql, &QueryOptions::new()).await.unwrap();
         let rows: usize = query.batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 2, "{sql}: the rows are right");
-        let trace_id = query.trace_id.clone();
+        let (trace_id, ended) = (query.trace_id.clone(), query.ended());
         drop(query);
-        let spans = capture.settled_trace(&trace_id);
+        let spans = capture.ended_trace(ended, &trace_id).await;
         let previews: Vec<String> = spans
             .iter()
             .filter(|s| has_target(s, EXEC_TARGET))

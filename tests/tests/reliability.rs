@@ -15,6 +15,7 @@
 use dftrace_tests::isolated_command;
 use dftrace_tests::moto::free_port;
 use dftrace_tests::rotel::Rotel;
+use dftrace_tests::wait::poll_until;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -28,6 +29,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// How long one command may take before the host counts as hung.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long spans may take to reach the collector (or to fail to) before
+/// the test counts them as lost: only a bound on a hang.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Host {
     child: Child,
@@ -93,6 +98,34 @@ impl Host {
             .iter()
             .map(|d| d.as_f64().unwrap())
             .collect()
+    }
+
+    /// The span counts so far: `(ended, exported, failed)`.
+    fn progress(&mut self) -> (u64, u64, u64) {
+        let progress = self.send("progress");
+        (
+            count(&progress, "ended"),
+            count(&progress, "exported"),
+            count(&progress, "failed"),
+        )
+    }
+
+    /// Waits until every span that ended so far has been through an export
+    /// attempt (exported, or failed), and returns the counts. Valid while
+    /// the export queue never overflowed (no span is lost without an
+    /// attempt).
+    fn wait_until_export_settles(&mut self) -> (u64, u64, u64) {
+        let mut last = (0, 0, 0);
+        let settled = poll_until(DELIVERY_TIMEOUT, || {
+            last = self.progress();
+            let (ended, exported, failed) = last;
+            exported + failed == ended
+        });
+        assert!(
+            settled,
+            "spans still unexported after {DELIVERY_TIMEOUT:?}: (ended, exported, failed) = {last:?}"
+        );
+        last
     }
 
     fn peak_rss_kib(&mut self) -> u64 {
@@ -182,26 +215,27 @@ fn collector_killed_and_restarted_receives_what_came_after() {
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
     ]);
     host.run(3, "before");
-    assert_eq!(
-        first.wait_for_spans("dftrace.query", 3, Duration::from_secs(20)),
-        3
-    );
-    // Let the exporter drain, then count what the first collector got.
-    std::thread::sleep(Duration::from_millis(500));
-    let received_first = first.span_count();
+    // Every span so far went out; the first collector received what the
+    // exporter says it delivered.
+    let (_, exported_before, failed_before) = host.wait_until_export_settles();
+    assert_eq!(failed_before, 0, "the first collector was up");
+    let received_first = first.wait_for_span_count(exported_before as usize, DELIVERY_TIMEOUT);
+    assert_eq!(received_first as u64, exported_before);
     drop(first);
 
     host.run(3, "down");
     // The exporter tries (and fails) to send those while nobody listens.
-    std::thread::sleep(Duration::from_secs(2));
+    let (_, _, failed_down) = host.wait_until_export_settles();
+    assert!(failed_down > 0, "the down phase's exports failed");
     let second = Rotel::start_on(grpc_port, http_port);
     host.run(3, "after");
     let report = host.exit();
+    let delivered_second = count(&report, "exported") - exported_before;
+    second.wait_for_span_count(delivered_second as usize, DELIVERY_TIMEOUT);
     assert!(
-        second.wait_for_spans("dftrace.query", 3, Duration::from_secs(20)) >= 3,
+        second.spans_named("dftrace.query") >= 3,
         "the queries after the restart arrive"
     );
-    std::thread::sleep(Duration::from_millis(300));
     let received = (received_first + second.span_count()) as u64;
     let ended = count(&report, "ended");
     assert!(
@@ -281,15 +315,11 @@ fn a_normal_exit_delivers_every_span() {
     assert_eq!(count(&report, "dropped"), 0, "{report}");
     assert_eq!(count(&report, "exported"), ended, "{report}");
     assert_eq!(
-        rotel.wait_for_spans("dftrace.query", 12, Duration::from_secs(20)),
-        12
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        rotel.span_count() as u64,
+        rotel.wait_for_span_count(ended as usize, DELIVERY_TIMEOUT) as u64,
         ended,
         "the collector got them all"
     );
+    assert_eq!(rotel.spans_named("dftrace.query"), 12);
 }
 
 #[test]
@@ -310,7 +340,7 @@ fn plans_with_huge_literals_are_capped_and_still_delivered() {
             // Capped: every span arrives, the query span among them.
             assert_eq!(count(&report, "dropped"), 0, "limit {limit}: {report}");
             assert_eq!(
-                rotel.wait_for_spans("dftrace.query", before + 1, Duration::from_secs(20)),
+                rotel.wait_for_spans("dftrace.query", before + 1, DELIVERY_TIMEOUT),
                 before + 1
             );
             assert!(
@@ -339,8 +369,10 @@ fn thirty_two_concurrent_queries_with_an_overflowing_queue_report_their_losses()
     let answer = host.send("concurrent 32 3");
     assert_eq!(answer["all_right"], true, "{answer}");
     let report = host.exit();
-    std::thread::sleep(Duration::from_millis(500));
-    let received = rotel.span_count() as u64;
+    // What the exporter says it delivered has arrived (or the wait ends at
+    // the deadline and the equality below names the difference).
+    let received =
+        rotel.wait_for_span_count(count(&report, "exported") as usize, DELIVERY_TIMEOUT) as u64;
     let ended = count(&report, "ended");
     println!("{ended} spans ended, {received} received: {report}");
     assert!(

@@ -97,10 +97,10 @@ async fn run(
 ) -> datafusion::error::Result<(Vec<RecordBatch>, Vec<SpanData>)> {
     span_capture();
     let query = run_sql(ctx, sql, options).await?;
-    let trace_id = query.trace_id.clone();
+    let (trace_id, ended) = (query.trace_id.clone(), query.ended());
     let batches = query.batches;
     drop(query.plan);
-    Ok((batches, span_capture().settled_trace(&trace_id)))
+    Ok((batches, span_capture().ended_trace(ended, &trace_id).await))
 }
 
 fn root(spans: &[SpanData]) -> &SpanData {
@@ -334,9 +334,9 @@ async fn host_rule_after_the_extension_leaves_no_hole_and_no_double_wrap() -> Te
     span_capture();
     let query = run_sql(&ctx, sql, &QueryOptions::new()).await?;
     let nodes = wrapping(&query.plan)?;
-    let trace_id = query.trace_id.clone();
+    let (trace_id, ended) = (query.trace_id.clone(), query.ended());
     drop(query);
-    let spans = span_capture().settled_trace(&trace_id);
+    let spans = span_capture().ended_trace(ended, &trace_id).await;
     let operators = operator_names(&spans);
     for (once, twice, name) in &nodes {
         assert!(once, "hole: `{name}` is not instrumented");
@@ -368,16 +368,16 @@ async fn concurrent_queries_never_cross() -> TestResult {
             tokio::spawn(async move {
                 let sql = format!("SELECT t.name, sum(u.id) FROM t JOIN u ON t.id = u.id WHERE t.id > {i} GROUP BY t.name");
                 let query = run_sql(&ctx, &sql, &QueryOptions::new().run_id(format!("run-{i}"))).await?;
-                let trace_id = query.trace_id.clone();
+                let (trace_id, ended) = (query.trace_id.clone(), query.ended());
                 drop(query);
-                Ok::<_, datafusion::error::DataFusionError>((i, trace_id))
+                Ok::<_, datafusion::error::DataFusionError>((i, trace_id, ended))
             })
         })
         .collect();
     let mut traces = BTreeSet::new();
     for task in tasks {
-        let (i, trace_id) = task.await??;
-        let spans = span_capture().settled_trace(&trace_id);
+        let (i, trace_id, ended) = task.await??;
+        let spans = span_capture().ended_trace(ended, &trace_id).await;
         assert_eq!(
             attribute_string(root(&spans), "dftrace.run_id"),
             Some(format!("run-{i}"))

@@ -177,14 +177,18 @@ async fn produce_spans() -> Vec<(String, Vec<SpanData>)> {
             );
             let options =
                 QueryOptions::new().traceparent(format!("00-{trace_id}-00f067aa0ba902b7-01"));
-            let outcome = run_sql(&ctx, sql, &options).await;
-            assert_eq!(
-                outcome.is_err(),
-                *label == "failure",
-                "{run}: `{label}` gave {:?}",
-                outcome.map(|q| q.batches.len())
-            );
-            let trace = capture.settled_trace(&trace_id);
+            let trace = match run_sql(&ctx, sql, &options).await {
+                Ok(query) => {
+                    assert_ne!(*label, "failure", "{run}: `{label}` succeeded");
+                    let ended = query.ended();
+                    drop(query);
+                    capture.ended_trace(ended, &trace_id).await
+                }
+                Err(error) => {
+                    assert_eq!(*label, "failure", "{run}: `{label}` failed: {error}");
+                    capture.trace_with_root(&trace_id).await
+                }
+            };
             let roots = trace.iter().filter(|s| s.name == QUERY_SPAN_NAME).count();
             assert_eq!(roots, 1, "{run}: `{label}` has one root query span");
             spans.extend(trace);

@@ -106,9 +106,9 @@ async fn tpch_results_are_identical_under_every_preset_and_concurrent_traces_sta
             );
             // The executed plan holds the operator spans (and so the root)
             // open: drop it before reading the finished trace.
-            let trace_id = query.trace_id.clone();
+            let (trace_id, ended) = (query.trace_id.clone(), query.ended());
             drop(query);
-            let spans = capture.settled_trace(&trace_id);
+            let spans = capture.ended_trace(ended, &trace_id).await;
             let roots: Vec<_> = spans.iter().filter(|s| s.name == QUERY_SPAN_NAME).collect();
             assert_eq!(
                 roots.len(),

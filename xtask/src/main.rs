@@ -32,7 +32,9 @@ commands:
   test     run every check CI runs: fmt, clippy, tests, doctests, docs
            (installs the rotel and moto test peers under target/tools first);
            cargo xtask test --browser runs the headless-Chromium checks
-           (installs Debian's chromium with apt-get when missing)
+           (installs Debian's chromium with apt-get when missing);
+           cargo xtask test --repeat N runs the integration tests N times in
+           all (to find flaky tests before CI does)
   cli      build datafusion-cli patched with dftrace and run it:
            cargo xtask cli [--release] [--build-only] [-- <datafusion-cli args>]
            (binary: target/debug/datafusion-cli, or target/release/ with --release)

@@ -127,6 +127,15 @@ impl TelemetryGuard {
         self.meter_provider.as_ref()
     }
 
+    /// The counts so far, without flushing: what [`TelemetryGuard::shutdown`]
+    /// would report if every queued span were lost now. Spans still queued
+    /// for export are in `ended` but in neither `exported` nor `failed`, so
+    /// `exported + failed == ended` means every span that ended so far has
+    /// been through an export attempt (when the queue never overflowed).
+    pub fn progress(&self) -> ShutdownReport {
+        self.report(false)
+    }
+
     /// Flushes and stops every provider within the configured timeout, on a
     /// thread of its own (so it cannot deadlock a current-thread runtime),
     /// and reports what was delivered.

@@ -42,12 +42,14 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod config;
+mod ended;
 mod error;
 mod exec;
 mod planner;
 mod query;
 
 pub use config::{RuleMode, RulesConfig};
+pub use ended::QueryEnded;
 pub use error::RulesError;
 pub use exec::{EXEC_TARGET, PREVIEW_FAILED, exec_rule};
 pub use planner::{PLANNER_TARGET, instrument_planner};

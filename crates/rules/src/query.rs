@@ -2,6 +2,7 @@
 //! storage span of that query.
 
 use crate::config::RulesConfig;
+use crate::ended::QueryEnded;
 use crate::error::RulesError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
@@ -85,9 +86,13 @@ impl QueryOptions {
 /// A started root query span. Hosts that drive execution themselves (such as
 /// a CLI) run planning and execution inside [`QuerySpan::span`] and then call
 /// [`QuerySpan::record_success`] or [`QuerySpan::record_error`].
+///
+/// The span closes when this value is dropped *and* every span opened under
+/// it has closed; [`QuerySpan::ended`] resolves then.
 #[derive(Debug)]
 pub struct QuerySpan {
     span: Span,
+    ended: QueryEnded,
     /// Decided once, when the span starts.
     unsampled: bool,
     run_id: String,
@@ -151,8 +156,10 @@ impl QuerySpan {
             span.record(dftrace_registry::UNSAMPLED_FIELD, true);
         }
         let observers = services.query_observers();
+        let ended = QueryEnded::watch(&span);
         Ok(QuerySpan {
             span,
+            ended,
             unsampled,
             run_id,
             started: Instant::now(),
@@ -163,6 +170,12 @@ impl QuerySpan {
     /// The span; run the query's planning and execution inside it.
     pub fn span(&self) -> &Span {
         &self.span
+    }
+
+    /// A handle that resolves once the span, and every span under it, has
+    /// closed.
+    pub fn ended(&self) -> QueryEnded {
+        self.ended.clone()
     }
 
     /// The run id recorded on the span.
@@ -243,6 +256,23 @@ pub(crate) fn trace_known_unsampled(span: &Span) -> bool {
 }
 
 /// The result of a traced query.
+///
+/// # When the query's trace is complete
+///
+/// The root span (`dftrace.query`) closes when the last span under it
+/// closes, which is not always before [`run_sql`] returns:
+///
+/// - `run_sql` drops its own handle on the root before it returns;
+/// - spans that the query's tasks still hold close when those tasks end: a
+///   query that stops early (a `LIMIT`) cancels tasks that the runtime drops
+///   a moment later;
+/// - with `datafusion-tracing`'s live operator spans, the executed plan
+///   ([`TracedQuery::plan`]) holds its operator spans open until it is
+///   dropped.
+///
+/// A host that reads its own trace right after a query (from an in-memory
+/// exporter, say) waits for [`TracedQuery::ended`] first, after dropping
+/// the plan: `let ended = query.ended(); drop(query); ended.await;`.
 #[derive(Debug)]
 pub struct TracedQuery {
     /// The result batches.
@@ -255,6 +285,15 @@ pub struct TracedQuery {
     pub trace_id: String,
     /// Wall time from span start to the last batch.
     pub elapsed: Duration,
+    ended: QueryEnded,
+}
+
+impl TracedQuery {
+    /// A handle that resolves once the root span, and every span of the
+    /// query, has closed (see the type's docs for when that is).
+    pub fn ended(&self) -> QueryEnded {
+        self.ended.clone()
+    }
 }
 
 /// Plans and runs `sql` on `ctx` under one root query span, and collects the
@@ -299,6 +338,7 @@ async fn finish(
                 plan,
                 trace_id: query.trace_id(),
                 elapsed: query.elapsed(),
+                ended: query.ended(),
                 run_id: query.run_id,
             })
         }

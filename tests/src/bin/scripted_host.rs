@@ -12,6 +12,8 @@
 //! - `huge`: one query whose plan holds a 200 000-element literal, so its
 //!   plan attributes are megabytes long.
 //! - `rss`: the peak resident set size so far.
+//! - `progress`: the span counts so far (ended, exported, failed), without
+//!   flushing.
 //! - `exit`: shuts telemetry down and prints the shutdown report.
 
 use datafusion::execution::SessionStateBuilder;
@@ -135,6 +137,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!(
                     "{}",
                     json!({ "all_right": count.to_string().contains("200000") })
+                );
+            }
+            ["progress"] => {
+                let progress = guard.progress();
+                println!(
+                    "{}",
+                    json!({
+                        "ended": progress.ended,
+                        "exported": progress.exported,
+                        "failed": progress.failed,
+                    })
                 );
             }
             ["rss"] => println!(
