@@ -123,6 +123,9 @@ impl Pipeline {
                 counters: Arc::clone(&counters),
             })
             .build();
+        // Deferred operator spans go through the global provider, as
+        // dftrace-bootstrap installs it.
+        opentelemetry::global::set_tracer_provider(provider.clone());
         let filter = dftrace_bootstrap::filter_layer(&export.filter)
             .map_err(|e| format!("filter `{}`: {e}", export.filter))?;
         tracing_subscriber::registry()

@@ -26,6 +26,11 @@ pub enum Variant {
     Baseline,
     /// `datafusion-tracing` used directly with `maximal`'s options.
     Raw,
+    /// dftrace's deferred operator spans and metrics only: no planner spans,
+    /// no previews.
+    ExecOnly,
+    /// dftrace, `maximal` with `datafusion-tracing`'s live operator spans.
+    Live,
     /// dftrace, `production-lean`.
     ProductionLean,
     /// dftrace, `maximal-no-data`.
@@ -38,9 +43,11 @@ pub enum Variant {
 
 impl Variant {
     /// Every configuration, in report order.
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Baseline,
         Variant::Raw,
+        Variant::ExecOnly,
+        Variant::Live,
         Variant::ProductionLean,
         Variant::MaximalNoData,
         Variant::Maximal,
@@ -52,6 +59,8 @@ impl Variant {
         match self {
             Variant::Baseline => "baseline",
             Variant::Raw => "raw",
+            Variant::ExecOnly => "exec-only",
+            Variant::Live => "live",
             Variant::ProductionLean => "production-lean",
             Variant::MaximalNoData => "maximal-no-data",
             Variant::Maximal => "maximal",
@@ -125,19 +134,25 @@ impl Session {
                     state: state
                 )
             }
-            Variant::ProductionLean
+            Variant::ExecOnly
+            | Variant::Live
+            | Variant::ProductionLean
             | Variant::MaximalNoData
             | Variant::Maximal
             | Variant::MaximalUnsampled => {
                 let preset = match variant {
-                    Variant::ProductionLean => Preset::ProductionLean,
+                    Variant::ProductionLean | Variant::ExecOnly => Preset::ProductionLean,
                     Variant::MaximalNoData => Preset::MaximalNoData,
                     _ => Preset::Maximal,
                 };
-                let config = DftraceConfig::builder()
-                    .preset(preset)
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                let mut config = DftraceConfig::builder().preset(preset);
+                if variant == Variant::ExecOnly {
+                    config = config.set("rules.rule_mode", "disabled");
+                }
+                if variant == Variant::Live {
+                    config = config.set("rules.operator_spans", "live");
+                }
+                let config = config.build().map_err(|e| e.to_string())?;
                 builder
                     .with_dftrace(&config)
                     .and_then(|b| b.build_dftrace())

@@ -10,7 +10,7 @@ async fn every_configuration_returns_the_baseline_rows() -> Result<(), String> {
     let data_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tpch");
     let report = run(&Options::quick(data_root)).await?;
     assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
-    assert_eq!(report.variants.len(), 6);
+    assert_eq!(report.variants.len(), dftrace_bench::Variant::ALL.len());
     for variant in &report.variants {
         let (ended, exported, dropped) = variant.spans;
         assert_eq!(

@@ -48,6 +48,9 @@ fn install(directives: Option<&str>) -> &'static SpanCapture {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
             .build();
+        // Deferred operator spans are built through the global provider, as
+        // dftrace-bootstrap installs it.
+        opentelemetry::global::set_tracer_provider(provider.clone());
         let layer = dftrace_bootstrap::otel_layer(
             provider.tracer("dftrace-tests"),
             &dftrace_bootstrap::ExportConfig::default(),

@@ -43,6 +43,11 @@ pub struct SpanKind {
     pub target: String,
     /// Span name patterns; `*` matches any run of characters.
     pub names: Vec<String>,
+    /// An attribute key a span must carry to be of this kind, when the
+    /// target and name do not tell two kinds apart (deferred operator spans
+    /// carry `dftrace.operator.index`, live ones do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
     /// The crate that creates the span.
     pub emitted_by: String,
     /// The configuration that turns it on.
@@ -149,7 +154,12 @@ impl SpanSchema {
     pub fn classify(&self, span: &SpanData) -> Option<usize> {
         let target = target_of(span);
         self.kinds.iter().position(|kind| {
-            kind.target == target && kind.names.iter().any(|p| glob(p, &span.name))
+            kind.target == target
+                && kind.names.iter().any(|p| glob(p, &span.name))
+                && kind
+                    .marker
+                    .as_ref()
+                    .is_none_or(|marker| span.attributes.iter().any(|kv| kv.key.as_str() == marker))
         })
     }
 
@@ -387,6 +397,7 @@ impl Observation {
                 kind: format!("{TODO}: {name}"),
                 target: target.clone(),
                 names: vec![name.clone()],
+                marker: None,
                 emitted_by: TODO.to_owned(),
                 config: TODO.to_owned(),
                 description: TODO.to_owned(),
@@ -464,7 +475,8 @@ pub fn render_markdown(schema: &SpanSchema) -> String {
          them; \"optional\" means the attribute appears only when there is something to \
          record (a plan that changed, a storage error, ...).\n\n\
          A span is matched to the first kind whose `target` equals its `target` \
-         attribute and one of whose name patterns matches (`*` is a wildcard).\n\n\
+         attribute, one of whose name patterns matches (`*` is a wildcard) and, when \
+         the kind names a marker, that carries the marker attribute.\n\n\
          Hosts may add their own root-span attributes (`rules.custom_fields`, \
          `QueryOptions::attribute`); those keys are theirs and are not listed here.\n\n",
         schema.version,
@@ -475,11 +487,11 @@ pub fn render_markdown(schema: &SpanSchema) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    out.push_str("## Span kinds\n\n| kind | names | target | emitted by | config | required in |\n|---|---|---|---|---|---|\n");
+    out.push_str("## Span kinds\n\n| kind | names | target | marker | emitted by | config | required in |\n|---|---|---|---|---|---|---|\n");
     for kind in &schema.kinds {
         let _ = writeln!(
             out,
-            "| [{}](#{}) | {} | `{}` | {} | {} | {} |",
+            "| [{}](#{}) | {} | `{}` | {} | {} | {} | {} |",
             kind.kind,
             kind.kind.replace('_', "-"),
             kind.names
@@ -488,6 +500,9 @@ pub fn render_markdown(schema: &SpanSchema) -> String {
                 .collect::<Vec<_>>()
                 .join(", "),
             kind.target,
+            kind.marker
+                .as_ref()
+                .map_or_else(|| "–".to_owned(), |marker| format!("`{marker}`")),
             escape(&kind.emitted_by),
             escape(&kind.config),
             runs_cell(&kind.required_in, &schema.runs)
@@ -507,7 +522,9 @@ pub fn render_markdown(schema: &SpanSchema) -> String {
     }
     out.push_str(
         "\n## Common attributes\n\nSet by the `tracing-opentelemetry` layer as dftrace-bootstrap \
-         configures it, on every span above.\n\n",
+         configures it, on every span above that is made through `tracing`. Deferred operator \
+         spans are built through OpenTelemetry directly and carry only `target`, which is why \
+         the others are required only where every span is a `tracing` span.\n\n",
     );
     attribute_table(&mut out, &schema.common_attributes, &schema.runs);
     out

@@ -295,17 +295,22 @@ impl PhysicalOptimizerRule for HostRule {
 }
 
 /// Every node of the plan, as (is wrapped once, is wrapped twice, name).
-/// `datafusion-tracing` keeps its wrapper type private; its `Debug` output
-/// names it, which is stable for the pinned version.
+/// The wrapper types are private; their `Debug` output names them
+/// (`datafusion-tracing`'s live `InstrumentedExec` around dftrace's own).
 fn wrapping(plan: &Arc<dyn ExecutionPlan>) -> datafusion::error::Result<Vec<(bool, bool, String)>> {
     let mut nodes = Vec::new();
     plan.apply(|node| {
         let debug = format!("{node:?}");
-        nodes.push((
-            debug.starts_with("InstrumentedExec {"),
-            debug.starts_with("InstrumentedExec { inner: InstrumentedExec"),
-            node.name().to_owned(),
-        ));
+        let inner = debug
+            .strip_prefix("InstrumentedExec { inner: ")
+            .unwrap_or(&debug);
+        let once = inner.starts_with("DftraceExec(operator, ");
+        let twice = inner
+            .strip_prefix("DftraceExec(operator, ")
+            .is_some_and(|rest| {
+                rest.starts_with("DftraceExec(") || rest.starts_with("InstrumentedExec")
+            });
+        nodes.push((once, twice, node.name().to_owned()));
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     })?;
     Ok(nodes)
@@ -313,8 +318,16 @@ fn wrapping(plan: &Arc<dyn ExecutionPlan>) -> datafusion::error::Result<Vec<(boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_rule_after_the_extension_leaves_no_hole_and_no_double_wrap() -> TestResult {
+    for mode in ["deferred", "live"] {
+        host_rule_case(mode).await?;
+    }
+    Ok(())
+}
+
+async fn host_rule_case(mode: &str) -> TestResult {
     let config = DftraceConfig::builder()
         .set("rules.rule_mode", "disabled")
+        .set("rules.operator_spans", mode)
         .build()?;
     let state = SessionStateBuilder::new()
         .with_default_features()
@@ -339,11 +352,11 @@ async fn host_rule_after_the_extension_leaves_no_hole_and_no_double_wrap() -> Te
     let spans = span_capture().ended_trace(ended, &trace_id).await;
     let operators = operator_names(&spans);
     for (once, twice, name) in &nodes {
-        assert!(once, "hole: `{name}` is not instrumented");
-        assert!(!twice, "`{name}` is wrapped twice");
+        assert!(once, "{mode}: hole: `{name}` is not instrumented");
+        assert!(!twice, "{mode}: `{name}` is wrapped twice");
         assert!(
             operators.contains(name),
-            "`{name}` produced no span: {operators:?}"
+            "{mode}: `{name}` produced no span: {operators:?}"
         );
     }
     assert!(

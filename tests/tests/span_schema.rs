@@ -82,6 +82,11 @@ fn runs() -> Vec<Run> {
             Preset::Maximal,
             vec![("rules.record_sql", true.into())],
         ),
+        (
+            "live",
+            Preset::Maximal,
+            vec![("rules.operator_spans", "live".into())],
+        ),
     ]
 }
 

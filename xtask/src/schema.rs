@@ -21,8 +21,9 @@ pub(crate) fn run_schema(args: &[String]) -> Result<(), String> {
     command.args([
         "test",
         "--locked",
-        "-p",
-        "dftrace-tests",
+        // `--workspace` keeps the features of the main test build (one
+        // package alone would resolve DataFusion's features anew).
+        "--workspace",
         "--test",
         "span_schema",
         "--test",

@@ -1,6 +1,7 @@
 //! Span exporters and processors: the OTLP-JSON-lines file, drop counting,
 //! and the console summary.
 
+use dftrace_registry::keys;
 use opentelemetry::Value;
 use opentelemetry::trace::TraceId;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -165,19 +166,34 @@ impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
     }
 }
 
-/// The span names and attributes the summary reads.
-const QUERY_SPAN: &str = dftrace_registry::QUERY_SPAN_NAME;
-const OPERATOR_TARGET: &str = "dftrace::exec";
 /// A query's spans are kept until its root ends; traces with no root (spans
 /// outside queries) are forgotten past this many.
 const MAX_PENDING_TRACES: usize = 256;
 
 /// Prints one line per finished root query span on stderr: trace id,
-/// duration, rows and the slowest operators.
+/// duration, rows and the operators that did the most work.
 #[derive(Debug, Default)]
 pub(crate) struct ConsoleSummary {
-    /// Per trace: (operator name, duration) of operator spans seen so far.
+    /// Per trace: (operator name, time) of operator spans seen so far.
     pending: Mutex<HashMap<TraceId, Vec<(String, Duration)>>>,
+}
+
+/// The time an operator span is ranked by: its own time
+/// (`dftrace.operator.self_time_ns`, on deferred spans), else its wall time
+/// (live spans, whose metrics are text), which includes its children.
+fn operator_time(span: &SpanData) -> Duration {
+    let self_time = span.attributes.iter().find_map(|kv| match kv.value {
+        Value::I64(ns) if kv.key.as_str() == keys::SELF_TIME_NS => u64::try_from(ns).ok(),
+        _ => None,
+    });
+    self_time.map_or_else(
+        || {
+            span.end_time
+                .duration_since(span.start_time)
+                .unwrap_or_default()
+        },
+        Duration::from_nanos,
+    )
 }
 
 impl ConsoleSummary {
@@ -190,7 +206,7 @@ impl ConsoleSummary {
         let rows = root
             .attributes
             .iter()
-            .find(|kv| kv.key.as_str() == "dftrace.rows")
+            .find(|kv| kv.key.as_str() == keys::QUERY_ROWS)
             .map(|kv| kv.value.as_str().into_owned())
             .unwrap_or_else(|| "?".to_owned());
         let status = match &root.status {
@@ -224,26 +240,22 @@ impl SpanProcessor for ConsoleSummary {
     fn on_end(&self, span: SpanData) {
         let trace_id = span.span_context.trace_id();
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if span.name == QUERY_SPAN {
+        if span.name == keys::QUERY_SPAN_NAME {
             let operators = pending.remove(&trace_id).unwrap_or_default();
             drop(pending);
             eprintln!("{}", Self::line(&span, operators));
             return;
         }
-        let is_operator = span
-            .attributes
-            .iter()
-            .any(|kv| kv.key.as_str() == "target" && kv.value == Value::from(OPERATOR_TARGET));
+        let is_operator = span.attributes.iter().any(|kv| {
+            kv.key.as_str() == keys::TARGET && kv.value == Value::from(keys::EXEC_TARGET)
+        });
         if !is_operator {
             return;
         }
         if pending.len() >= MAX_PENDING_TRACES && !pending.contains_key(&trace_id) {
             pending.clear();
         }
-        let took = span
-            .end_time
-            .duration_since(span.start_time)
-            .unwrap_or_default();
+        let took = operator_time(&span);
         pending
             .entry(trace_id)
             .or_default()

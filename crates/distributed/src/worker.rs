@@ -20,10 +20,7 @@ use tracing::Instrument;
 use tracing::instrument::Instrumented;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The `tracing` target of the worker request spans.
-pub const WORKER_TARGET: &str = "dftrace::distributed";
-/// The name of the span a worker opens per request from the coordinator.
-pub const WORKER_SPAN_NAME: &str = "dftrace.worker";
+pub use dftrace_registry::keys::{WORKER_SPAN_NAME, WORKER_TARGET};
 
 /// A tower layer for a datafusion-distributed worker's gRPC server: each
 /// request that carries a W3C `traceparent` (the coordinator's query span,
@@ -88,8 +85,8 @@ fn request_span(path: &str, headers: &HeaderMap) -> tracing::Span {
     };
     let method = path.rsplit('/').next().unwrap_or(path);
     let span = tracing::info_span!(
-        target: "dftrace::distributed",
-        "dftrace.worker",
+        target: WORKER_TARGET,
+        WORKER_SPAN_NAME,
         rpc.system = "grpc",
         rpc.method = method,
     );
@@ -108,7 +105,7 @@ fn remote_parent(headers: &HeaderMap) -> Option<SpanContext> {
         Some(parent)
     } else {
         tracing::warn!(
-            target: "dftrace::distributed",
+            target: WORKER_TARGET,
             "ignoring the request's malformed traceparent {traceparent:?}"
         );
         None

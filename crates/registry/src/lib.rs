@@ -66,6 +66,7 @@ pub mod config;
 mod error;
 #[cfg(feature = "session")]
 mod hooks;
+pub mod keys;
 mod plugin;
 #[cfg(feature = "session")]
 mod session;
@@ -85,17 +86,7 @@ pub use plugin::{Plugin, Stage, linked_plugins};
 #[cfg(feature = "session")]
 pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
 
-/// The name of the root query span (`dftrace-rules` creates it). Crates that
-/// attribute work to a query (storage byte counters, the metrics summary)
-/// find the query's span by this name among the current span's ancestors.
-pub const QUERY_SPAN_NAME: &str = "dftrace.query";
-
-/// The boolean field a span records as `true` when its trace is not sampled
-/// (`dftrace-rules` records it on the root query span). dftrace-bootstrap's
-/// subscriber then disables every span opened inside it, so upstream's own
-/// `is_disabled()` checks skip plan formatting and diffs for a trace
-/// that would export nothing.
-pub const UNSAMPLED_FIELD: &str = "dftrace.unsampled";
+pub use keys::{QUERY_SPAN_NAME, UNSAMPLED_FIELD};
 
 /// Re-exported so plugin crates register with the same `inventory` version
 /// the registry collects with.

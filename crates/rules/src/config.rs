@@ -19,6 +19,34 @@ pub enum RuleMode {
     Full,
 }
 
+/// How operator spans are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperatorSpans {
+    /// Built when the query ends, from the executed plan: one span per
+    /// operator with typed metrics, its own time, per-partition spread and
+    /// estimated rows. While the query runs, each operator only notes when
+    /// its partition streams start and end (no span is entered per poll).
+    Deferred,
+    /// `datafusion-tracing`'s `InstrumentedExec`: spans open while the
+    /// operator runs (storage spans nest under them), entered on every poll,
+    /// with upstream's metric fields as display strings.
+    Live,
+}
+
+/// Which queries get operator spans. Deferred spans are built after the
+/// query, so the choice can use its duration and outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperatorSpansWhen {
+    /// Every query.
+    Always,
+    /// Queries that took at least `rules.slow_query_ms`, and failed ones.
+    Slow,
+    /// Failed queries only.
+    Failed,
+}
+
 /// Operator and planner instrumentation settings: the `[rules]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +54,16 @@ pub struct RulesConfig {
     /// One span per physical operator (the `Instrument` rule). On in every
     /// preset.
     pub exec_spans: bool,
+    /// How operator spans are made: `deferred` (built from the executed
+    /// plan when the query ends; the default) or `live`
+    /// (`datafusion-tracing`'s spans, open while the operator runs).
+    pub operator_spans: OperatorSpans,
+    /// Which queries get operator spans (`deferred` only): `always`, `slow`
+    /// (at least `slow_query_ms`, or failed) or `failed`. The root span, the
+    /// planner spans and the metrics summary are recorded for every query.
+    pub operator_spans_when: OperatorSpansWhen,
+    /// The duration from which a query counts as slow, in milliseconds.
+    pub slow_query_ms: u64,
     /// The level of the operator, planner and root query spans.
     pub span_level: SpanLevel,
     /// Record DataFusion's metrics on operator spans
@@ -62,6 +100,9 @@ impl Section for RulesConfig {
         };
         RulesConfig {
             exec_spans: true,
+            operator_spans: OperatorSpans::Deferred,
+            operator_spans_when: OperatorSpansWhen::Always,
+            slow_query_ms: 1000,
             span_level: SpanLevel::Info,
             record_metrics: true,
             preview_limit,
@@ -71,6 +112,20 @@ impl Section for RulesConfig {
             plan_diff,
             record_sql: false,
         }
+    }
+}
+
+impl RulesConfig {
+    /// Refuses combinations that cannot work, naming what to change.
+    pub(crate) fn check(&self) -> Result<(), crate::RulesError> {
+        if self.operator_spans == OperatorSpans::Live
+            && self.operator_spans_when != OperatorSpansWhen::Always
+        {
+            return Err(crate::RulesError::LiveSpansAlways {
+                when: self.operator_spans_when,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -16,6 +16,18 @@ pub enum RulesError {
         limit: usize,
     },
 
+    /// Live operator spans exist while the query runs, so they cannot be
+    /// chosen by the query's outcome.
+    #[error(
+        "rules.operator_spans_when is `{when:?}`, but rules.operator_spans is `live`: live \
+         spans open while the query runs, before its duration and outcome are known; set \
+         rules.operator_spans = \"deferred\" or rules.operator_spans_when = \"always\""
+    )]
+    LiveSpansAlways {
+        /// The configured choice.
+        when: crate::OperatorSpansWhen,
+    },
+
     /// A `traceparent` string that is not a valid W3C trace context.
     #[error(
         "invalid traceparent `{value}`: {reason}; expected the W3C form \

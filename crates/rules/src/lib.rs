@@ -45,10 +45,13 @@ mod config;
 mod ended;
 mod error;
 mod exec;
+mod live;
+mod operators;
 mod planner;
+mod propagation;
 mod query;
 
-pub use config::{RuleMode, RulesConfig};
+pub use config::{OperatorSpans, OperatorSpansWhen, RuleMode, RulesConfig};
 pub use ended::QueryEnded;
 pub use error::RulesError;
 pub use exec::{EXEC_TARGET, PREVIEW_FAILED, exec_rule};
@@ -57,6 +60,34 @@ pub use query::{
     QUERY_SPAN_NAME, QUERY_TARGET, QueryOptions, QuerySpan, TracedQuery, parse_traceparent,
     run_dataframe, run_sql, sql_fingerprint,
 };
+
+/// `state` with a root query span for every statement whatever API the host
+/// runs it through: its query planner and table factories open one when no
+/// root encloses them (a host that runs `ctx.sql(..).collect()` instead of
+/// [`run_sql`]). The rules plugin applies it last, around the planner
+/// instrumentation, so physical planning runs under the root.
+pub fn with_query_roots(
+    state: datafusion::execution::session_state::SessionState,
+) -> datafusion::execution::session_state::SessionState {
+    let planner = std::sync::Arc::new(operators::QueryRootPlanner::new(std::sync::Arc::clone(
+        state.query_planner(),
+    )));
+    let factories = state
+        .table_factories()
+        .iter()
+        .map(|(name, factory)| {
+            let traced: std::sync::Arc<dyn datafusion::catalog::TableProviderFactory> =
+                std::sync::Arc::new(operators::TracedTableFactory::new(std::sync::Arc::clone(
+                    factory,
+                )));
+            (name.clone(), traced)
+        })
+        .collect();
+    datafusion::execution::SessionStateBuilder::new_from_existing(state)
+        .with_query_planner(planner)
+        .with_table_factories(factories)
+        .build()
+}
 
 #[cfg(feature = "registry")]
 mod plugin {
@@ -90,7 +121,8 @@ mod plugin {
         context: &mut PluginContext<'_>,
     ) -> datafusion::error::Result<SessionState> {
         let config: RulesConfig = context.section()?;
-        Ok(instrument_planner(state, &config))
+        let state = instrument_planner(state, &config);
+        Ok(crate::with_query_roots(state))
     }
 
     dftrace_registry::inventory::submit! {

@@ -5,8 +5,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion_tracing::RuleInstrumentationOptions;
 use dftrace_registry::SpanLevel;
 
-/// The tracing target of planner spans.
-pub const PLANNER_TARGET: &str = "dftrace::planner";
+pub use dftrace_registry::keys::PLANNER_TARGET;
 
 /// Wraps the analyzer, logical optimizer and physical optimizer rules of
 /// `state` as `config.rule_mode` asks (`disabled` returns `state` unchanged).

@@ -4,6 +4,7 @@
 use crate::config::RulesConfig;
 use crate::ended::QueryEnded;
 use crate::error::RulesError;
+use crate::operators::Collector;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::Result;
@@ -11,28 +12,28 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-use dftrace_registry::{DftraceSession, QueryEnd, QueryObserver, SpanLevel};
+use dftrace_registry::{DftraceSession, QueryEnd, QueryObserver, SpanLevel, keys};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The tracing target of root query spans.
-pub const QUERY_TARGET: &str = "dftrace::query";
 pub use dftrace_registry::QUERY_SPAN_NAME;
+pub use dftrace_registry::keys::QUERY_TARGET;
 
 macro_rules! query_span {
     ($level:expr) => {
         tracing::span!(
             target: QUERY_TARGET,
             $level,
-            "dftrace.query",
+            QUERY_SPAN_NAME,
             dftrace.run_id = tracing::field::Empty,
             dftrace.sql.fingerprint = tracing::field::Empty,
             db.query.text = tracing::field::Empty,
             dftrace.rows = tracing::field::Empty,
             dftrace.unsampled = tracing::field::Empty,
+            dftrace.query.auto = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
         )
@@ -93,6 +94,8 @@ impl QueryOptions {
 pub struct QuerySpan {
     span: Span,
     ended: QueryEnded,
+    /// The operators that run under the span report here.
+    collector: Arc<Collector>,
     /// Decided once, when the span starts.
     unsampled: bool,
     run_id: String,
@@ -133,11 +136,11 @@ impl QuerySpan {
             .run_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        span.record("dftrace.run_id", run_id.as_str());
+        span.record(keys::RUN_ID, run_id.as_str());
         if let Some(sql) = sql {
-            span.record("dftrace.sql.fingerprint", sql_fingerprint(sql).as_str());
+            span.record(keys::SQL_FINGERPRINT, sql_fingerprint(sql).as_str());
             if config.record_sql {
-                span.record("db.query.text", sql);
+                span.record(keys::QUERY_TEXT, sql);
             }
         }
         for (key, value) in config
@@ -157,14 +160,26 @@ impl QuerySpan {
         }
         let observers = services.query_observers();
         let ended = QueryEnded::watch(&span);
+        let collector = Arc::new(Collector::default());
+        Collector::attach(&collector, &span);
         Ok(QuerySpan {
             span,
             ended,
+            collector,
             unsampled,
             run_id,
             started: Instant::now(),
             observers,
         })
+    }
+
+    /// A root dftrace opens itself for a statement a host ran without
+    /// `run_sql` or `QuerySpan` (marked `dftrace.query.auto`; no SQL text is
+    /// known, so no fingerprint).
+    pub(crate) fn start_auto(session: &SessionConfig) -> Result<Self> {
+        let query = QuerySpan::start(session, None, &QueryOptions::new())?;
+        query.span.record(dftrace_registry::keys::QUERY_AUTO, true);
+        Ok(query)
     }
 
     /// The span; run the query's planning and execution inside it.
@@ -204,17 +219,19 @@ impl QuerySpan {
         self.started.elapsed()
     }
 
-    /// Records a successful outcome, and hands the executed plan (when the
-    /// host has it) to the session's query observers, such as the metrics
-    /// summary.
+    /// Records a successful outcome, builds the operator spans of the plans
+    /// run under this span (deferred mode), and hands the executed plan (the
+    /// one given, else the one run under this span) to the session's query
+    /// observers, such as the metrics summary.
     pub fn record_success(&self, rows: usize, plan: Option<&Arc<dyn ExecutionPlan>>) {
         self.span
-            .record("dftrace.rows", i64::try_from(rows).unwrap_or(i64::MAX));
+            .record(keys::QUERY_ROWS, i64::try_from(rows).unwrap_or(i64::MAX));
         self.span.record("otel.status_code", "OK");
         self.notify(plan, Some(rows), None);
     }
 
-    /// Records a failed outcome with its message, and tells the observers.
+    /// Records a failed outcome with its message, builds the operator spans
+    /// (deferred mode), and tells the observers.
     pub fn record_error(&self, error: &dyn std::fmt::Display) {
         let message = error.to_string();
         self.span.record("otel.status_code", "ERROR");
@@ -229,9 +246,21 @@ impl QuerySpan {
         rows: Option<usize>,
         error: Option<String>,
     ) {
+        let executed = self.collector.take();
+        let first = executed.first().map(|node| Arc::clone(&node.inner));
+        if !self.unsampled {
+            let outcome = crate::operators::spans::Outcome {
+                elapsed: self.elapsed(),
+                failed: error.is_some(),
+            };
+            crate::operators::spans::build_operator_spans(&self.span.context(), executed, outcome);
+        }
         if self.observers.is_empty() {
             return;
         }
+        // Without a plan from the host: the first operator that ran is the
+        // top of the plan (a parent runs before its children).
+        let plan = plan.or(first.as_ref());
         let end = QueryEnd {
             span: &self.span,
             plan,

@@ -6,24 +6,39 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use tracing_subscriber::layer::SubscriberExt;
 
 /// Installs a global subscriber that exports every span, when it ends, to the
-/// returned in-memory exporter.
+/// returned in-memory exporter. The provider is also the global one: dftrace
+/// builds its operator spans (after each query) through it.
 pub(crate) fn capture_spans() -> Result<InMemorySpanExporter, Box<dyn std::error::Error>> {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
     let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("example"));
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
     Ok(exporter)
 }
 
-/// The spans recorded so far, once the tasks a query spawned have ended
-/// theirs (they may close a moment after the results arrive).
+/// The spans recorded once the query's root span (`dftrace.query`) has
+/// ended: it ends last, after every span under it (tasks a query spawned may
+/// end theirs a moment after the results arrive).
 pub(crate) async fn finished_spans(
     exporter: &InMemorySpanExporter,
 ) -> Result<Vec<SpanData>, Box<dyn std::error::Error>> {
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    Ok(exporter.get_finished_spans()?)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let spans = exporter.get_finished_spans()?;
+        if spans
+            .iter()
+            .any(|s| s.name == dftrace_rules::QUERY_SPAN_NAME)
+        {
+            return Ok(spans);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the query's root span did not end within 30 s".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Prints `spans` as an indented tree with durations.

@@ -2,6 +2,7 @@
 //! no external assets (styles inline, the SVG embedded).
 
 use super::Trace;
+use dftrace_registry::keys;
 use std::fmt::Write as _;
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -50,12 +51,12 @@ pub(super) fn operator_rows(
     rows
 }
 
-pub(super) fn render(trace: &Trace, svg: &str) -> String {
+pub(super) fn render(trace: &Trace, svg: &str, self_time_svg: &str) -> String {
     let (children, roots) = trace.tree();
     let root = roots
         .iter()
         .map(|&r| &trace.spans[r])
-        .find(|span| span.name == "dftrace.query")
+        .find(|span| span.name == keys::QUERY_SPAN_NAME)
         .or_else(|| roots.first().map(|&r| &trace.spans[r]));
     let services: std::collections::BTreeSet<&str> =
         trace.spans.iter().map(|s| s.service.as_str()).collect();
@@ -91,12 +92,12 @@ pub(super) fn render(trace: &Trace, svg: &str) -> String {
                 Some(message) => message,
             },
         );
-        if let Some(rows) = root.attribute("dftrace.rows") {
+        if let Some(rows) = root.attribute(keys::QUERY_ROWS) {
             fact("rows returned", rows);
         }
-        if let Some(sql) = root.attribute("db.query.text") {
+        if let Some(sql) = root.attribute(keys::QUERY_TEXT) {
             fact("SQL", sql);
-        } else if let Some(fingerprint) = root.attribute("dftrace.sql.fingerprint") {
+        } else if let Some(fingerprint) = root.attribute(keys::SQL_FINGERPRINT) {
             fact("SQL fingerprint", fingerprint);
         }
     }
@@ -111,37 +112,79 @@ pub(super) fn render(trace: &Trace, svg: &str) -> String {
     page.push_str("</table>\n");
 
     page.push_str(
-        "<h2>Flame graph</h2>\n<p class=\"hint\">Width is time; hover a frame for its name and time. \
-         Open the .svg file on its own to click-zoom and search.</p>\n<div class=\"flame\">\n",
+        "<h2>Flame graph</h2>\n<p class=\"hint\">Width is wall time, or each operator's own \
+         (compute) time; hover a frame for its name and time. Open the .svg files on their own to \
+         click-zoom and search.</p>\n\
+         <input type=\"radio\" name=\"width\" id=\"width-wall\" checked>\
+         <label for=\"width-wall\">wall time</label>\n\
+         <input type=\"radio\" name=\"width\" id=\"width-self\">\
+         <label for=\"width-self\">operator self time</label>\n<div class=\"flame wall\">\n",
     );
     page.push_str(svg_element(svg));
+    page.push_str("\n</div>\n<div class=\"flame self\">\n");
+    // Scripts of two inferno graphs in one page would fight over the same
+    // element ids: the second keeps its native tooltips only.
+    page.push_str(&without_scripts(svg_element(self_time_svg)));
     page.push_str("\n</div>\n");
 
     page.push_str(
         "<h2>Operators</h2>\n<table class=\"operators\">\n<thead><tr><th>operator</th>\
-         <th>output rows</th><th>compute time</th><th>output bytes</th><th>wall time</th>",
+         <th>self time</th><th>output rows</th><th>estimated rows</th><th>partitions</th>\
+         <th>rows per partition<br>min / median / max</th>\
+         <th>self time per partition<br>min / median / max</th><th>wall time</th>",
     );
     if services.len() > 1 {
         page.push_str("<th>service</th>");
     }
     page.push_str("</tr></thead>\n<tbody>\n");
-    let metric = |span: &super::TraceSpan, name: &str| {
-        escape(
-            span.attribute(&format!("datafusion.metrics.{name}"))
-                .unwrap_or("–"),
-        )
+    let text = |span: &super::TraceSpan, key: &str| escape(span.attribute(key).unwrap_or("–"));
+    let time = |span: &super::TraceSpan, key: &str| {
+        span.attribute(key)
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .map_or_else(|| "–".to_owned(), |ns| escape(&duration_text(ns)))
+    };
+    let spread = |span: &super::TraceSpan, keys: [&str; 3], as_time: bool| {
+        let part = |key: &str| {
+            if as_time {
+                time(span, key)
+            } else {
+                text(span, key)
+            }
+        };
+        format!("{} / {} / {}", part(keys[0]), part(keys[1]), part(keys[2]))
     };
     for &(index, depth) in &operators {
         let span = &trace.spans[index];
+        // Live spans carry DataFusion's text instead of the typed figures.
+        let self_time = if span.attribute(keys::SELF_TIME_NS).is_some() {
+            time(span, keys::SELF_TIME_NS)
+        } else {
+            text(span, &format!("{}elapsed_compute", keys::METRICS_PREFIX))
+        };
         let _ = write!(
             page,
             "<tr><td class=\"name\" style=\"padding-left:{}em\">{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             0.4 + depth as f64 * 1.2,
             escape(&span.name),
-            metric(span, "output_rows"),
-            metric(span, "elapsed_compute"),
-            metric(span, "output_bytes"),
+            self_time,
+            text(span, &format!("{}output_rows", keys::METRICS_PREFIX)),
+            text(span, keys::ESTIMATED_ROWS),
+            text(span, keys::OPERATOR_PARTITIONS),
+            spread(
+                span,
+                [keys::ROWS_MIN, keys::ROWS_MEDIAN, keys::ROWS_MAX],
+                false
+            ),
+            spread(
+                span,
+                [
+                    keys::SELF_TIME_MIN,
+                    keys::SELF_TIME_MEDIAN,
+                    keys::SELF_TIME_MAX
+                ],
+                true
+            ),
             escape(&duration_text(span.duration_ns())),
         );
         if services.len() > 1 {
@@ -150,10 +193,28 @@ pub(super) fn render(trace: &Trace, svg: &str) -> String {
         page.push_str("</tr>\n");
     }
     if operators.is_empty() {
-        page.push_str("<tr><td colspan=\"5\">no operator spans in this trace</td></tr>\n");
+        page.push_str("<tr><td colspan=\"8\">no operator spans in this trace</td></tr>\n");
     }
     page.push_str("</tbody>\n</table>\n</body>\n</html>\n");
     page
+}
+
+/// `svg` without its `<script>` elements.
+fn without_scripts(svg: &str) -> String {
+    let mut out = String::with_capacity(svg.len());
+    let mut rest = svg;
+    while let Some(start) = rest.find("<script") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("</script>") {
+            Some(end) => rest = &rest[start + end + "</script>".len()..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The `<svg>` element of an SVG document, without the XML declaration and
@@ -169,4 +230,5 @@ table{border-collapse:collapse}th,td{padding:.25em .8em;text-align:left;border-b
 table.summary th{color:#555;font-weight:normal}\
 table.operators td:not(.name){text-align:right;font-variant-numeric:tabular-nums}\
 td.name{font-family:ui-monospace,monospace}\
-.flame svg{width:100%;height:auto;border:1px solid #eee}.hint{color:#666;font-size:.9em}";
+.flame svg{width:100%;height:auto;border:1px solid #eee}.flame.self{display:none}\
+#width-self:checked~.flame.wall{display:none}#width-self:checked~.flame.self{display:block}.hint{color:#666;font-size:.9em}";

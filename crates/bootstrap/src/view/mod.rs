@@ -22,6 +22,7 @@ mod flame;
 mod html;
 mod trace;
 
+pub use flame::FlameWidth;
 pub use trace::{Trace, TraceSpan, read_trace_file};
 
 use std::path::{Path, PathBuf};
@@ -81,8 +82,10 @@ pub enum ViewError {
 pub struct ViewFiles {
     /// The trace they show.
     pub trace_id: String,
-    /// The flame graph, `<trace id>.svg`.
+    /// The flame graph by wall time, `<trace id>.svg`.
     pub svg: PathBuf,
+    /// The flame graph by operator self time, `<trace id>.self-time.svg`.
+    pub self_time_svg: PathBuf,
     /// The Chrome trace-event JSON, `<trace id>.trace.json`.
     pub chrome_trace: PathBuf,
     /// The HTML page, `<trace id>.html`.
@@ -91,9 +94,9 @@ pub struct ViewFiles {
 
 impl Trace {
     /// The flame graph as an SVG document: spans nested as they were (a query's
-    /// operators as in its plan), each frame as wide as the span's time, in µs.
-    pub fn flame_graph_svg(&self) -> String {
-        flame::render(self)
+    /// operators as in its plan), each frame as wide as `width` says, in µs.
+    pub fn flame_graph_svg(&self, width: FlameWidth) -> String {
+        flame::render(self, width)
     }
 
     /// The trace as Chrome trace-event JSON: one process per service instance,
@@ -103,10 +106,16 @@ impl Trace {
         chrome::render(self)
     }
 
-    /// A self-contained HTML page: a summary, the flame graph and a table of
-    /// operators (rows, compute time, bytes, wall time). No external assets.
+    /// A self-contained HTML page: a summary, the flame graph (by wall time,
+    /// switchable to operator self time) and a table of operators (self
+    /// time, rows, estimated rows, spread over partitions, wall time). No
+    /// external assets.
     pub fn html_page(&self) -> String {
-        html::render(self, &self.flame_graph_svg())
+        html::render(
+            self,
+            &self.flame_graph_svg(FlameWidth::Wall),
+            &self.flame_graph_svg(FlameWidth::SelfTime),
+        )
     }
 }
 
@@ -129,10 +138,12 @@ pub fn render_trace_file(
             })?;
         Ok(path)
     };
-    let svg = trace.flame_graph_svg();
-    let html = html::render(&trace, &svg);
+    let svg = trace.flame_graph_svg(FlameWidth::Wall);
+    let self_time_svg = trace.flame_graph_svg(FlameWidth::SelfTime);
+    let html = html::render(&trace, &svg, &self_time_svg);
     Ok(ViewFiles {
         svg: write(format!("{}.svg", trace.trace_id), svg)?,
+        self_time_svg: write(format!("{}.self-time.svg", trace.trace_id), self_time_svg)?,
         chrome_trace: write(
             format!("{}.trace.json", trace.trace_id),
             trace.chrome_trace_json(),

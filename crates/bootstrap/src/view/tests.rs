@@ -1,3 +1,4 @@
+use super::FlameWidth;
 use super::chrome::place;
 use super::flame::{folded_lines, frame_name};
 use super::html::operator_rows;
@@ -84,6 +85,11 @@ fn write_file(dir: &Path) -> PathBuf {
             &[
                 OP,
                 ("datafusion.metrics.output_rows", "42"),
+                ("dftrace.operator.self_time_ns", "700000"),
+                ("dftrace.operator.estimated_rows", "40"),
+                ("dftrace.operator.output_rows.min", "20"),
+                ("dftrace.operator.output_rows.median", "20"),
+                ("dftrace.operator.output_rows.max", "22"),
                 ("thread.id", "7"),
             ],
         ),
@@ -94,7 +100,11 @@ fn write_file(dir: &Path) -> PathBuf {
             "DataSourceExec",
             3_100_000,
             6_000_000,
-            &[OP, ("thread.id", "7")],
+            &[
+                OP,
+                ("dftrace.operator.self_time_ns", "2000000"),
+                ("thread.id", "7"),
+            ],
         ),
         span_with(
             B,
@@ -179,7 +189,7 @@ fn errors_name_the_file_the_line_and_what_is_there() {
 #[test]
 fn folded_stacks_keep_every_span_and_its_own_time() {
     let trace = read_trace_file(&write_file(&temp_dir("folded")), None).unwrap();
-    let lines = folded_lines(&trace);
+    let lines = folded_lines(&trace, FlameWidth::Wall);
     let nb = '\u{a0}';
     assert_eq!(
         lines,
@@ -198,12 +208,25 @@ fn folded_stacks_keep_every_span_and_its_own_time() {
         format!("a,b{nb}{nb}Stage{nb}3")
     );
     assert_eq!(frame_name(""), "(unnamed)");
+
+    // By self time: each operator is as wide as its own work (the second
+    // scan has no figure and keeps its wall time), the others as before.
+    assert_eq!(
+        folded_lines(&trace, FlameWidth::SelfTime),
+        vec![
+            "dftrace.query 1500".to_string(),
+            "dftrace.query;optimize_logical_plan 500".to_string(),
+            "dftrace.query;HashJoinExec 700".to_string(),
+            "dftrace.query;HashJoinExec;DataSourceExec 2000".to_string(),
+            format!("dftrace.query;HashJoinExec;DataSourceExec{nb}[2] 5800"),
+        ]
+    );
 }
 
 #[test]
 fn the_svg_has_a_frame_per_span() {
     let trace = read_trace_file(&write_file(&temp_dir("svg")), None).unwrap();
-    let svg = trace.flame_graph_svg();
+    let svg = trace.flame_graph_svg(FlameWidth::Wall);
     assert!(svg.contains("<svg"), "{svg}");
     // One <g> frame per span plus inferno's "all" frame.
     assert_eq!(
@@ -281,6 +304,14 @@ fn the_page_lists_operators_in_plan_order_and_escapes_text() {
         "the SVG is inlined without its prolog"
     );
     assert!(page.contains("<td>42</td>"), "{page}");
+    // Self time, estimated rows and the spread over partitions.
+    assert!(page.contains("<td>700.0 µs</td>"), "{page}");
+    assert!(page.contains("<td>40</td>"), "{page}");
+    assert!(page.contains("<td>20 / 20 / 22</td>"), "{page}");
+    // Both flame graphs, one script: the self-time one is switched to.
+    assert!(page.contains("id=\"width-self\""), "{page}");
+    assert!(page.matches("<svg").count() >= 2, "{page}");
+    assert!(page.contains("(operator self time)"), "{page}");
 }
 
 #[test]
@@ -288,7 +319,12 @@ fn render_writes_the_three_files() {
     let dir = temp_dir("render");
     let files = render_trace_file(&write_file(&dir), None, &dir.join("out")).unwrap();
     assert_eq!(files.trace_id, B);
-    for path in [&files.svg, &files.html, &files.chrome_trace] {
+    for path in [
+        &files.svg,
+        &files.self_time_svg,
+        &files.html,
+        &files.chrome_trace,
+    ] {
         assert!(
             std::fs::metadata(path).unwrap().len() > 100,
             "{}",

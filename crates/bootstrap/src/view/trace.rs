@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The `tracing` target of dftrace's operator spans.
-pub(super) const OPERATOR_TARGET: &str = "dftrace::exec";
+use dftrace_registry::keys;
 
 /// One span, its attribute values rendered as text.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +44,13 @@ impl TraceSpan {
 
     /// Whether this is one of dftrace's physical operator spans.
     pub fn is_operator(&self) -> bool {
-        self.attribute("target") == Some(OPERATOR_TARGET)
+        self.attribute(keys::TARGET) == Some(keys::EXEC_TARGET)
+    }
+
+    /// An operator's own time (`dftrace.operator.self_time_ns`), when the
+    /// span carries it (deferred operator spans do).
+    pub fn self_time_ns(&self) -> Option<u64> {
+        self.attribute(keys::SELF_TIME_NS)?.parse().ok()
     }
 }
 

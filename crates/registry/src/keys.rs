@@ -1,0 +1,84 @@
+//! The names on the wire: span names, `tracing` targets and attribute keys
+//! that more than one dftrace crate writes or reads. One constant per name;
+//! `docs/span-schema.md` says what each holds.
+
+/// The name of the root query span (`dftrace-rules` creates it). Crates that
+/// attribute work to a query (storage byte counters, the metrics summary)
+/// find the query's span by this name among the current span's ancestors.
+pub const QUERY_SPAN_NAME: &str = "dftrace.query";
+
+/// The boolean field a span records as `true` when its trace is not sampled
+/// (`dftrace-rules` records it on the root query span). dftrace-bootstrap's
+/// subscriber then disables every span opened inside it, so upstream's own
+/// `is_disabled()` checks skip plan formatting and diffs for a trace
+/// that would export nothing.
+pub const UNSAMPLED_FIELD: &str = "dftrace.unsampled";
+
+/// The `tracing` target of root query spans.
+pub const QUERY_TARGET: &str = "dftrace::query";
+/// The `tracing` target of operator spans (deferred spans carry it as their
+/// `target` attribute too).
+pub const EXEC_TARGET: &str = "dftrace::exec";
+/// The `tracing` target of planner spans.
+pub const PLANNER_TARGET: &str = "dftrace::planner";
+/// The `tracing` target of the worker request spans.
+pub const WORKER_TARGET: &str = "dftrace::distributed";
+/// The name of the span a datafusion-distributed worker opens per request
+/// (`dftrace-distributed`); deferred operator spans of the plan it runs go
+/// under it.
+pub const WORKER_SPAN_NAME: &str = "dftrace.worker";
+
+/// The attribute `tracing-opentelemetry` writes a span's target to.
+pub const TARGET: &str = "target";
+
+/// An operator's one-line description (DataFusion's `DisplayAs`).
+pub const NODE: &str = "datafusion.node";
+/// An operator's output partitioning.
+pub const PARTITIONING: &str = "datafusion.partitioning";
+/// When an operator emits rows.
+pub const EMISSION_TYPE: &str = "datafusion.emission_type";
+/// Whether an operator's output is bounded.
+pub const BOUNDEDNESS: &str = "datafusion.boundedness";
+/// An operator's first rows, redacted.
+pub const PREVIEW: &str = "datafusion.preview";
+/// How many rows the preview shows.
+pub const PREVIEW_ROWS: &str = "datafusion.preview_rows";
+/// The prefix of an operator's DataFusion metrics.
+pub const METRICS_PREFIX: &str = "datafusion.metrics.";
+/// The plan diff a planner span records.
+pub const PLAN_DIFF: &str = "datafusion.plan_diff";
+
+/// An operator's position in its plan, in pre-order (the root is 0).
+pub const OPERATOR_INDEX: &str = "dftrace.operator.index";
+/// An operator's output partitions.
+pub const OPERATOR_PARTITIONS: &str = "dftrace.operator.partitions";
+/// An operator's own time: its `elapsed_compute`, summed over partitions,
+/// in nanoseconds.
+pub const SELF_TIME_NS: &str = "dftrace.operator.self_time_ns";
+/// The smallest per-partition self time.
+pub const SELF_TIME_MIN: &str = "dftrace.operator.self_time_ns.min";
+/// The median per-partition self time.
+pub const SELF_TIME_MEDIAN: &str = "dftrace.operator.self_time_ns.median";
+/// The largest per-partition self time.
+pub const SELF_TIME_MAX: &str = "dftrace.operator.self_time_ns.max";
+/// The fewest rows a partition produced.
+pub const ROWS_MIN: &str = "dftrace.operator.output_rows.min";
+/// The median of the rows the partitions produced.
+pub const ROWS_MEDIAN: &str = "dftrace.operator.output_rows.median";
+/// The most rows a partition produced.
+pub const ROWS_MAX: &str = "dftrace.operator.output_rows.max";
+/// The rows DataFusion's statistics estimated for the operator.
+pub const ESTIMATED_ROWS: &str = "dftrace.operator.estimated_rows";
+/// Whether that estimate is exact.
+pub const ESTIMATED_ROWS_EXACT: &str = "dftrace.operator.estimated_rows_exact";
+/// On a root query span: the run id.
+pub const RUN_ID: &str = "dftrace.run_id";
+/// On a root query span: the literal-free SQL fingerprint.
+pub const SQL_FINGERPRINT: &str = "dftrace.sql.fingerprint";
+/// On a root query span: the SQL text (only with `rules.record_sql`).
+pub const QUERY_TEXT: &str = "db.query.text";
+/// On a root query span: the rows the query returned.
+pub const QUERY_ROWS: &str = "dftrace.rows";
+/// On a root query span: dftrace opened it, for a host that ran a query
+/// without `run_sql` or `QuerySpan`.
+pub const QUERY_AUTO: &str = "dftrace.query.auto";

@@ -1,0 +1,313 @@
+//! What the wrappers note while a query runs, and where the operators that
+//! ran wait for the query's end.
+
+use datafusion::arrow::array::{Array, ArrayRef, BinaryViewArray, StringViewArray, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_plan::ExecutionPlan;
+use dftrace_registry::{PreviewFn, QUERY_SPAN_NAME, SpanLevel};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::Span;
+use tracing_subscriber::registry::{LookupSpan, Registry, SpanData as _};
+
+/// Nanoseconds since the Unix epoch, now: one clock read.
+pub(crate) fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
+}
+
+/// `ns` nanoseconds after the Unix epoch.
+pub(crate) fn unix_ns_time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+/// What one operator's streams noted: the earliest start and latest end over
+/// its partitions, the first error it saw, and (with previews on) copies of
+/// its first rows.
+#[derive(Debug)]
+pub(crate) struct NodeRecord {
+    /// Unix ns of the first poll of any partition; `u64::MAX` until then.
+    first_start: AtomicU64,
+    /// Unix ns of the last partition end; 0 until then.
+    last_end: AtomicU64,
+    error: OnceLock<String>,
+    preview: Option<PreviewRows>,
+    /// Deferred mode: how the node's span is built.
+    deferred: Option<Arc<DeferredOptions>>,
+    /// Under a live `InstrumentedExec` span: what to put on that span.
+    live: Option<Arc<LiveFields>>,
+    /// Handed to a collector already.
+    registered: AtomicBool,
+}
+
+/// What dftrace adds to `datafusion-tracing`'s live operator spans, which
+/// upstream's stream has entered whenever this node's stream is polled: the
+/// host's custom fields (once per span) and an ERROR status on the operator
+/// where an error started.
+#[derive(Debug, Default)]
+pub(crate) struct LiveFields {
+    pub(crate) custom_fields: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+struct PreviewRows {
+    limit: usize,
+    full: AtomicBool,
+    /// Copies (never slices, which would pin the source batches).
+    rows: Mutex<Vec<RecordBatch>>,
+}
+
+impl NodeRecord {
+    /// An empty record for a node whose span is built at query end
+    /// (`deferred`) or that runs under a live span (`live`); `preview_limit`
+    /// rows are kept when it is above 0.
+    pub(crate) fn new(
+        preview_limit: usize,
+        deferred: Option<Arc<DeferredOptions>>,
+        live: Option<Arc<LiveFields>>,
+    ) -> Self {
+        NodeRecord {
+            first_start: AtomicU64::new(u64::MAX),
+            last_end: AtomicU64::new(0),
+            error: OnceLock::new(),
+            preview: (preview_limit > 0).then(|| PreviewRows {
+                limit: preview_limit,
+                full: AtomicBool::new(false),
+                rows: Mutex::new(Vec::new()),
+            }),
+            deferred,
+            live,
+            registered: AtomicBool::new(false),
+        }
+    }
+
+    /// An empty record with the same settings.
+    pub(crate) fn fresh_like(&self) -> Self {
+        NodeRecord::new(
+            self.preview.as_ref().map_or(0, |p| p.limit),
+            self.deferred.clone(),
+            self.live.clone(),
+        )
+    }
+
+    /// How the node's deferred span is built (`None` under live spans).
+    pub(crate) fn deferred(&self) -> Option<&DeferredOptions> {
+        self.deferred.as_deref()
+    }
+
+    /// The live-span additions, when the node runs under a live span.
+    pub(crate) fn live(&self) -> Option<&LiveFields> {
+        self.live.as_deref()
+    }
+
+    pub(crate) fn note_start(&self) {
+        self.first_start.fetch_min(now_unix_ns(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn note_end(&self) {
+        self.last_end.fetch_max(now_unix_ns(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn note_error(&self, error: &DataFusionError) {
+        self.error.get_or_init(|| error.to_string());
+    }
+
+    /// Keeps copies of `batch`'s rows while fewer than the limit are kept.
+    pub(crate) fn offer_preview(&self, batch: &RecordBatch) {
+        let Some(preview) = &self.preview else { return };
+        if preview.full.load(Ordering::Relaxed) || batch.num_rows() == 0 {
+            return;
+        }
+        let mut rows = preview.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept: usize = rows.iter().map(RecordBatch::num_rows).sum();
+        let wanted = preview.limit.saturating_sub(kept).min(batch.num_rows());
+        if wanted > 0
+            && let Ok(copy) = owned_rows(batch, wanted)
+        {
+            rows.push(copy);
+        }
+        if kept + wanted >= preview.limit {
+            preview.full.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Unix ns of the first start, if any stream started.
+    pub(crate) fn first_start(&self) -> Option<u64> {
+        let ns = self.first_start.load(Ordering::Relaxed);
+        (ns != u64::MAX).then_some(ns)
+    }
+
+    /// Unix ns of the last end, if any stream ended.
+    pub(crate) fn last_end(&self) -> Option<u64> {
+        let ns = self.last_end.load(Ordering::Relaxed);
+        (ns != 0).then_some(ns)
+    }
+
+    pub(crate) fn error(&self) -> Option<&str> {
+        self.error.get().map(String::as_str)
+    }
+
+    /// The rows kept for the preview (empty when previews are off).
+    pub(crate) fn preview_rows(&self) -> Vec<RecordBatch> {
+        self.preview.as_ref().map_or_else(Vec::new, |preview| {
+            preview
+                .rows
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        })
+    }
+}
+
+/// The first `n` rows of `batch` in buffers of their own.
+fn owned_rows(batch: &RecordBatch, n: usize) -> Result<RecordBatch> {
+    let indices = UInt32Array::from_iter_values(0..u32::try_from(n).unwrap_or(u32::MAX));
+    let taken = take_record_batch(batch, &indices)?;
+    // `take` of a view array copies the views but shares the data buffers:
+    // compact those too.
+    let columns: Vec<ArrayRef> = taken
+        .columns()
+        .iter()
+        .map(|column| {
+            if let Some(views) = column.as_any().downcast_ref::<StringViewArray>() {
+                Arc::new(views.gc()) as ArrayRef
+            } else if let Some(views) = column.as_any().downcast_ref::<BinaryViewArray>() {
+                Arc::new(views.gc()) as ArrayRef
+            } else {
+                Arc::clone(column)
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(taken.schema(), columns)?)
+}
+
+/// How the operator spans of a plan are built at query end (the deferred
+/// mode; every node's record carries them).
+pub(crate) struct DeferredOptions {
+    pub(crate) level: SpanLevel,
+    pub(crate) record_metrics: bool,
+    pub(crate) preview: Option<Arc<PreviewFn>>,
+    pub(crate) custom_fields: Vec<(String, String)>,
+    pub(crate) when: crate::OperatorSpansWhen,
+    pub(crate) slow: Duration,
+}
+
+impl std::fmt::Debug for DeferredOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredOptions")
+            .field("level", &self.level)
+            .field("preview", &self.preview.is_some())
+            .field("custom_fields", &self.custom_fields.len())
+            .field("when", &self.when)
+            .field("slow", &self.slow)
+            .finish()
+    }
+}
+
+/// One operator that ran: the node it wraps (as it ran, with its metrics)
+/// and its record.
+#[derive(Debug, Clone)]
+pub(crate) struct Executed {
+    pub(crate) inner: Arc<dyn ExecutionPlan>,
+    pub(crate) record: Arc<NodeRecord>,
+}
+
+/// The operators that ran for one query (or, on a worker, one plan), in the
+/// order they first ran. It sits in the registry extensions of the span the
+/// query runs in, where each operator finds it at its first `execute`: the
+/// operators that ran are the ones that count, even when a plan was rebuilt
+/// after planning (a distributed stage, a recursive query's iterations).
+#[derive(Debug, Default)]
+pub(crate) struct Collector {
+    executed: Mutex<Vec<Executed>>,
+}
+
+impl Collector {
+    /// Everything collected so far, leaving the collector empty.
+    pub(crate) fn take(&self) -> Vec<Executed> {
+        std::mem::take(&mut *self.executed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `collector` in `span`'s registry extensions (once), where the
+    /// operators running inside `span` find it.
+    pub(crate) fn attach(collector: &Arc<Collector>, span: &Span) {
+        span.with_subscriber(|(id, dispatch)| {
+            let Some(data) = dispatch
+                .downcast_ref::<Registry>()
+                .and_then(|registry| registry.span_data(id))
+            else {
+                return;
+            };
+            let mut extensions = data.extensions_mut();
+            if extensions.get_mut::<Arc<Collector>>().is_none() {
+                extensions.insert(Arc::clone(collector));
+            }
+        });
+    }
+}
+
+/// The collector of the nearest span, among the current span and its
+/// ancestors, that holds one.
+fn current_collector() -> Option<Arc<Collector>> {
+    tracing::dispatcher::get_default(|dispatch| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let id = dispatch.current_span().id().cloned()?;
+        let span = registry.span(&id)?;
+        span.scope()
+            .find_map(|span| span.extensions().get::<Arc<Collector>>().cloned())
+    })
+}
+
+impl NodeRecord {
+    /// At the node's first `execute`: hands the node to the collector of the
+    /// span it runs in (deferred mode only).
+    pub(crate) fn note_executed(self: &Arc<Self>, inner: &Arc<dyn ExecutionPlan>) {
+        if self.deferred.is_none() || self.registered.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        match current_collector() {
+            Some(collector) => collector
+                .executed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Executed {
+                    inner: Arc::clone(inner),
+                    record: Arc::clone(self),
+                }),
+            // Run outside any query: perhaps a later execute is inside one.
+            None => self.registered.store(false, Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs `f` on the nearest span named `name` among the current span and its
+/// ancestors, if any.
+fn with_enclosing<T>(
+    name: &str,
+    f: impl FnOnce(&tracing_subscriber::registry::SpanRef<'_, Registry>) -> T,
+) -> Option<T> {
+    let mut f = Some(f);
+    tracing::dispatcher::get_default(|dispatch| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let id = dispatch.current_span().id().cloned()?;
+        let span = registry.span(&id)?;
+        let found = span.scope().find(|s| s.name() == name)?;
+        f.take().map(|f| f(&found))
+    })
+}
+
+/// Whether the current span is inside a span named `name`.
+pub(crate) fn inside_span_named(name: &str) -> bool {
+    with_enclosing(name, |_| ()).is_some()
+}
+
+/// Whether the current span is inside a root query span.
+pub(crate) fn inside_query() -> bool {
+    inside_span_named(QUERY_SPAN_NAME)
+}

@@ -1,0 +1,338 @@
+//! One root query span per statement, whatever API the host uses: the
+//! rules plugin wraps the session's query planner and its table factories
+//! so that a statement run without `run_sql` or `QuerySpan` gets a root
+//! anyway; a plan the exec rule wrapped outside any root opens one when it
+//! first runs ([`RootState`]); and a plan a datafusion-distributed worker
+//! runs builds its operator spans under the worker's request span.
+//!
+//! DataFusion runs the analyzer and the logical optimizer before it calls
+//! the query planner, and no hook runs before them, so for such statements
+//! those two phases' spans stay in traces of their own; physical planning,
+//! the physical optimizer, the operators and storage requests are under the
+//! root.
+
+use super::record::{Collector, inside_query, inside_span_named};
+use super::spans::{Outcome, build_operator_spans};
+use super::with_query_root;
+use crate::query::QuerySpan;
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{CreateExternalTable, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use dftrace_registry::keys::WORKER_SPAN_NAME;
+use futures::{Stream, StreamExt};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The session's query planner, opening a root query span around physical
+/// planning when none encloses it; the plan it returns carries the root,
+/// which ends when the plan's execution does.
+#[derive(Debug)]
+pub(crate) struct QueryRootPlanner {
+    inner: Arc<dyn QueryPlanner + Send + Sync>,
+}
+
+impl QueryRootPlanner {
+    pub(crate) fn new(inner: Arc<dyn QueryPlanner + Send + Sync>) -> Self {
+        QueryRootPlanner { inner }
+    }
+}
+
+#[async_trait]
+impl QueryPlanner for QueryRootPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if inside_query() {
+            return self.inner.create_physical_plan(logical_plan, session).await;
+        }
+        let query = QuerySpan::start_auto(session.config())?;
+        let planned = self
+            .inner
+            .create_physical_plan(logical_plan, session)
+            .instrument(query.span().clone())
+            .await;
+        match planned {
+            Ok(plan) => Ok(with_query_root(plan, query)),
+            Err(error) => {
+                query.record_error(&error);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// A table factory (`CREATE EXTERNAL TABLE`) that runs under a root query
+/// span when none encloses it, so the storage requests it makes (listing,
+/// schema inference) are one trace.
+#[derive(Debug)]
+pub(crate) struct TracedTableFactory {
+    inner: Arc<dyn TableProviderFactory>,
+}
+
+impl TracedTableFactory {
+    pub(crate) fn new(inner: Arc<dyn TableProviderFactory>) -> Self {
+        TracedTableFactory { inner }
+    }
+}
+
+#[async_trait]
+impl TableProviderFactory for TracedTableFactory {
+    async fn create(
+        &self,
+        state: &dyn Session,
+        cmd: &CreateExternalTable,
+    ) -> Result<Arc<dyn TableProvider>> {
+        if inside_query() {
+            return self.inner.create(state, cmd).await;
+        }
+        let query = QuerySpan::start_auto(state.config())?;
+        let created = self
+            .inner
+            .create(state, cmd)
+            .instrument(query.span().clone())
+            .await;
+        match &created {
+            Ok(_) => query.record_success(0, None),
+            Err(error) => query.record_error(error),
+        }
+        created
+    }
+}
+
+/// A query whose root span dftrace opened for a host that did not (it ran
+/// `ctx.sql(..).collect()`, `execute_stream` or `physical_plan::collect`):
+/// the plan's partitions run inside that root, which ends when every
+/// partition's stream has ended (or the plan is dropped).
+#[derive(Debug)]
+pub(crate) struct RootState {
+    query: Mutex<RootQuery>,
+    /// The node the first `execute` ran (the plan as it ran), for the
+    /// metrics summary.
+    executed: OnceLock<Arc<dyn ExecutionPlan>>,
+    /// Once opened: the root span to poll the partitions in, or `None` on a
+    /// worker, where each partition is polled in the span of the request
+    /// that executed it (so that span can end with its request).
+    span: OnceLock<Option<Span>>,
+    ended: AtomicUsize,
+    rows: AtomicUsize,
+    error: OnceLock<String>,
+}
+
+#[derive(Debug)]
+enum RootQuery {
+    /// Opened at the plan's first `execute`.
+    Lazy,
+    Open(QuerySpan),
+    /// A plan a datafusion-distributed worker runs for a request: its
+    /// operator spans go under the request's `dftrace.worker` span (the span
+    /// current at the first `execute`), the query's root being in another
+    /// process. Only the span's OpenTelemetry context is kept: the request's
+    /// span ends with the request.
+    Worker {
+        parent: opentelemetry::Context,
+        collector: Arc<Collector>,
+        started: Instant,
+    },
+    Done,
+}
+
+impl RootState {
+    /// A root opened while planning (its span is the planning's parent).
+    pub(crate) fn started(query: QuerySpan) -> Self {
+        let span = OnceLock::from(Some(query.span().clone()));
+        RootState {
+            query: Mutex::new(RootQuery::Open(query)),
+            executed: OnceLock::new(),
+            span,
+            ended: AtomicUsize::new(0),
+            rows: AtomicUsize::new(0),
+            error: OnceLock::new(),
+        }
+    }
+
+    /// A root to open when the plan first runs.
+    pub(crate) fn lazy() -> Self {
+        RootState {
+            query: Mutex::new(RootQuery::Lazy),
+            executed: OnceLock::new(),
+            span: OnceLock::new(),
+            ended: AtomicUsize::new(0),
+            rows: AtomicUsize::new(0),
+            error: OnceLock::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RootQuery> {
+        self.query.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The root span, opened now if it is not yet (`None` on a worker).
+    fn span(&self, context: &TaskContext) -> Result<Option<&Span>> {
+        if let Some(span) = self.span.get() {
+            return Ok(span.as_ref());
+        }
+        let mut query = self.lock();
+        if let Some(span) = self.span.get() {
+            return Ok(span.as_ref());
+        }
+        if !matches!(*query, RootQuery::Lazy) {
+            return Err(DataFusionError::Internal(
+                "a dftrace query root without a span".to_owned(),
+            ));
+        }
+        if inside_span_named(WORKER_SPAN_NAME) {
+            *query = RootQuery::Worker {
+                parent: Span::current().context(),
+                collector: Arc::default(),
+                started: Instant::now(),
+            };
+            return Ok(self.span.get_or_init(|| None).as_ref());
+        }
+        let opened = QuerySpan::start_auto(context.session_config())?;
+        let span = self.span.get_or_init(|| Some(opened.span().clone()));
+        *query = RootQuery::Open(opened);
+        Ok(span.as_ref())
+    }
+
+    pub(crate) fn execute(
+        self: &Arc<Self>,
+        inner: &Arc<dyn ExecutionPlan>,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let partitions = inner.properties().partitioning.partition_count();
+        self.executed.get_or_init(|| Arc::clone(inner));
+        let span = self.span(&context)?.cloned().unwrap_or_else(Span::current);
+        if let RootQuery::Worker { collector, .. } = &*self.lock() {
+            // The operators this request runs report to this plan.
+            Collector::attach(collector, &span);
+        }
+        match span.in_scope(|| inner.execute(partition, context)) {
+            Ok(stream) => Ok(Box::pin(RootStream {
+                inner: stream,
+                state: Arc::clone(self),
+                span,
+                partitions,
+                ended: false,
+            })),
+            Err(error) => {
+                self.error.get_or_init(|| error.to_string());
+                self.partition_ended(partitions);
+                Err(error)
+            }
+        }
+    }
+
+    fn partition_ended(&self, partitions: usize) {
+        if self.ended.fetch_add(1, Ordering::AcqRel) + 1 >= partitions {
+            self.finish();
+        }
+    }
+
+    /// Records the outcome and ends the root (once).
+    fn finish(&self) {
+        let query = std::mem::replace(&mut *self.lock(), RootQuery::Done);
+        match query {
+            RootQuery::Open(query) => match self.error.get() {
+                Some(error) => query.record_error(error),
+                None => {
+                    query.record_success(self.rows.load(Ordering::Relaxed), self.executed.get())
+                }
+            },
+            RootQuery::Worker {
+                parent,
+                collector,
+                started,
+            } => {
+                let outcome = Outcome {
+                    elapsed: started.elapsed(),
+                    failed: self.error.get().is_some(),
+                };
+                build_operator_spans(&parent, collector.take(), outcome);
+            }
+            RootQuery::Lazy | RootQuery::Done => {}
+        }
+    }
+}
+
+impl Drop for RootState {
+    fn drop(&mut self) {
+        // A plan dropped before every partition ran to its end: the query
+        // ends with what ran. One that never ran ends with no outcome.
+        if self.ended.load(Ordering::Acquire) > 0 {
+            self.finish();
+        }
+    }
+}
+
+/// A partition stream of a query whose root dftrace opened: polled inside
+/// the root span, so spawned tasks and storage requests land under it.
+struct RootStream {
+    inner: SendableRecordBatchStream,
+    state: Arc<RootState>,
+    span: Span,
+    partitions: usize,
+    ended: bool,
+}
+
+impl RootStream {
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.state.partition_ended(self.partitions);
+        }
+    }
+}
+
+impl Stream for RootStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let poll = {
+            let _entered = this.span.enter();
+            this.inner.poll_next_unpin(cx)
+        };
+        match &poll {
+            Poll::Ready(Some(Ok(batch))) => {
+                self.state
+                    .rows
+                    .fetch_add(batch.num_rows(), Ordering::Relaxed);
+            }
+            Poll::Ready(Some(Err(error))) => {
+                self.state.error.get_or_init(|| error.to_string());
+            }
+            Poll::Ready(None) => self.end(),
+            Poll::Pending => {}
+        }
+        poll
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl RecordBatchStream for RootStream {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.inner.schema()
+    }
+}
+
+impl Drop for RootStream {
+    fn drop(&mut self) {
+        self.end();
+    }
+}

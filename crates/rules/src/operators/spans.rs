@@ -1,0 +1,451 @@
+//! The query-end pass: one OpenTelemetry span per operator of each executed
+//! plan, built from what the plan's own metrics and the wrappers' records
+//! say, under the query's root span.
+
+use super::record::{DeferredOptions, Executed, NodeRecord, now_unix_ns, unix_ns_time};
+use super::wrapper::DftraceExec;
+use crate::exec::{EXEC_TARGET, PREVIEW_FAILED};
+use datafusion::common::stats::Precision;
+use datafusion::physical_plan::metrics::{MetricValue, MetricsSet, RatioMergeStrategy};
+use datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext, displayable,
+};
+use dftrace_registry::SpanLevel;
+use dftrace_registry::keys;
+use opentelemetry::trace::{
+    Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+};
+use opentelemetry::{Context, InstrumentationScope, KeyValue, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the query ended, for `rules.operator_spans_when`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    pub(crate) elapsed: Duration,
+    pub(crate) failed: bool,
+}
+
+impl DeferredOptions {
+    fn wants(&self, outcome: Outcome) -> bool {
+        match self.when {
+            crate::OperatorSpansWhen::Always => true,
+            crate::OperatorSpansWhen::Slow => outcome.failed || outcome.elapsed >= self.slow,
+            crate::OperatorSpansWhen::Failed => outcome.failed,
+        }
+    }
+}
+
+/// Whether the subscriber lets operator spans at `level` through (the
+/// spans built here bypass `tracing`, so its filter is asked directly).
+fn level_enabled(level: SpanLevel) -> bool {
+    match level {
+        SpanLevel::Trace => tracing::enabled!(target: EXEC_TARGET, tracing::Level::TRACE),
+        SpanLevel::Debug => tracing::enabled!(target: EXEC_TARGET, tracing::Level::DEBUG),
+        SpanLevel::Info => tracing::enabled!(target: EXEC_TARGET, tracing::Level::INFO),
+        SpanLevel::Warn => tracing::enabled!(target: EXEC_TARGET, tracing::Level::WARN),
+        SpanLevel::Error => tracing::enabled!(target: EXEC_TARGET, tracing::Level::ERROR),
+    }
+}
+
+/// Builds one span per operator in `executed` (the operators that ran for
+/// one query) under the root whose OpenTelemetry context is `root`, through
+/// the global tracer provider (the one `dftrace-bootstrap` installs). The
+/// operators are linked as in the plans they ran in; each tree of them is
+/// built when `rules.operator_spans_when` wants its query.
+pub(crate) fn build_operator_spans(root: &Context, executed: Vec<Executed>, outcome: Outcome) {
+    if executed.is_empty() || !root.span().span_context().is_sampled() {
+        return;
+    }
+    let forest = Forest::new(executed);
+    let mut tracer = None;
+    for &top in &forest.roots {
+        let Some(options) = forest.nodes[top].record.deferred() else {
+            continue;
+        };
+        if !options.wants(outcome) || !level_enabled(options.level) {
+            continue;
+        }
+        let tracer = tracer.get_or_insert_with(|| {
+            opentelemetry::global::tracer_provider()
+                .tracer_with_scope(InstrumentationScope::builder("dftrace").build())
+        });
+        let now = now_unix_ns();
+        let mut pass = Pass {
+            tracer,
+            options,
+            forest: &forest,
+            statistics: StatisticsContext::new(),
+            next_index: 0,
+            now,
+        };
+        pass.operator(
+            top,
+            root,
+            Window {
+                start: now,
+                end: now,
+            },
+        );
+    }
+}
+
+/// The operators that ran, linked as in their plans: a node's children are
+/// the operators that ran below it.
+struct Forest {
+    nodes: Vec<Executed>,
+    children: Vec<Vec<usize>>,
+    roots: Vec<usize>,
+}
+
+impl Forest {
+    fn new(nodes: Vec<Executed>) -> Self {
+        // By record: a node rebuilt for another run (a recursive query's
+        // iteration) shares its record with the node its parent names.
+        let by_record: HashMap<*const NodeRecord, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| (Arc::as_ptr(&node.record), i))
+            .collect();
+        let mut children = vec![Vec::new(); nodes.len()];
+        let mut has_parent = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            for child in DftraceExec::child_records(&node.inner) {
+                if let Some(&c) = by_record.get(&Arc::as_ptr(&child))
+                    && c != i
+                    && !has_parent[c]
+                {
+                    has_parent[c] = true;
+                    children[i].push(c);
+                }
+            }
+        }
+        let roots = (0..nodes.len()).filter(|&i| !has_parent[i]).collect();
+        Forest {
+            nodes,
+            children,
+            roots,
+        }
+    }
+}
+
+/// A parent's interval: where a child that never ran is placed.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: u64,
+    end: u64,
+}
+
+struct Pass<'a> {
+    tracer: &'a opentelemetry::global::BoxedTracer,
+    options: &'a DeferredOptions,
+    forest: &'a Forest,
+    statistics: StatisticsContext,
+    next_index: i64,
+    now: u64,
+}
+
+impl Pass<'_> {
+    /// The span of node `index` under `parent`, then its children under it.
+    fn operator(&mut self, index: usize, parent: &Context, parent_window: Window) {
+        let Executed { inner, record } = &self.forest.nodes[index];
+        let window = window(record, parent_window, self.now);
+        let position = self.next_index;
+        self.next_index += 1;
+
+        let mut attributes = vec![
+            KeyValue::new(keys::TARGET, EXEC_TARGET),
+            KeyValue::new(keys::OPERATOR_INDEX, position),
+            KeyValue::new(
+                keys::NODE,
+                displayable(inner.as_ref())
+                    .one_line()
+                    .to_string()
+                    .trim_end()
+                    .to_owned(),
+            ),
+            KeyValue::new(keys::PARTITIONING, inner.output_partitioning().to_string()),
+            KeyValue::new(
+                keys::EMISSION_TYPE,
+                format!("{:?}", inner.properties().emission_type),
+            ),
+            KeyValue::new(
+                keys::BOUNDEDNESS,
+                format!("{:?}", inner.properties().boundedness),
+            ),
+            KeyValue::new(
+                keys::OPERATOR_PARTITIONS,
+                i64::try_from(inner.output_partitioning().partition_count()).unwrap_or(i64::MAX),
+            ),
+        ];
+        if self.options.record_metrics
+            && let Some(metrics) = inner.metrics()
+        {
+            metric_attributes(&metrics, &mut attributes);
+        }
+        if let Ok(statistics) = self
+            .statistics
+            .compute(inner.as_ref(), &StatisticsArgs::new())
+        {
+            let estimate = match statistics.num_rows {
+                Precision::Exact(rows) => Some((rows, true)),
+                Precision::Inexact(rows) => Some((rows, false)),
+                Precision::Absent => None,
+            };
+            if let Some((rows, exact)) = estimate {
+                attributes.push(KeyValue::new(keys::ESTIMATED_ROWS, int(rows as u64)));
+                attributes.push(KeyValue::new(keys::ESTIMATED_ROWS_EXACT, exact));
+            }
+        }
+        self.preview(record, &mut attributes);
+        for (key, value) in &self.options.custom_fields {
+            attributes.push(KeyValue::new(key.clone(), value.clone()));
+        }
+
+        let mut span = self
+            .tracer
+            .span_builder(inner.name().to_owned())
+            .with_kind(SpanKind::Internal)
+            .with_start_time(unix_ns_time(window.start))
+            .with_attributes(attributes)
+            .start_with_context(self.tracer, parent);
+        if let Some(error) = failed_here(record, inner) {
+            span.set_status(Status::error(error.to_owned()));
+        }
+        let context = parent.with_span(span);
+        for &child in &self.forest.children[index] {
+            self.operator(child, &context, window);
+        }
+        context.span().end_with_timestamp(unix_ns_time(window.end));
+    }
+
+    fn preview(&self, record: &NodeRecord, attributes: &mut Vec<KeyValue>) {
+        let Some(formatter) = &self.options.preview else {
+            return;
+        };
+        let rows = record.preview_rows();
+        let count: usize = rows.iter().map(|batch| batch.num_rows()).sum();
+        if count == 0 {
+            return;
+        }
+        let Some(first) = rows.first() else { return };
+        let text = datafusion::arrow::compute::concat_batches(&first.schema(), &rows)
+            .ok()
+            .and_then(|batch| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| formatter(&batch)))
+                    .ok()
+                    .and_then(Result::ok)
+            })
+            .unwrap_or_else(|| PREVIEW_FAILED.to_owned());
+        attributes.push(KeyValue::new(keys::PREVIEW, text));
+        attributes.push(KeyValue::new(keys::PREVIEW_ROWS, int(count as u64)));
+    }
+}
+
+/// The operator's interval: first start to last end over its partitions. A
+/// node that never ran sits at its parent's start, with no length; one still
+/// running (a cancelled stream not yet dropped) ends now.
+fn window(record: &NodeRecord, parent: Window, now: u64) -> Window {
+    match record.first_start() {
+        None => Window {
+            start: parent.start,
+            end: parent.start,
+        },
+        Some(start) => Window {
+            start,
+            end: record.last_end().unwrap_or(now).max(start),
+        },
+    }
+}
+
+/// The error `record` saw, when it started there: no wrapped child saw one
+/// (the operators above only passed it on).
+fn failed_here<'a>(record: &'a NodeRecord, inner: &Arc<dyn ExecutionPlan>) -> Option<&'a str> {
+    let error = record.error()?;
+    let from_child = DftraceExec::child_records(inner)
+        .iter()
+        .any(|child| child.error().is_some());
+    (!from_child).then_some(error)
+}
+
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// One metric's figures, summed over partitions.
+#[derive(Debug)]
+enum Figure {
+    Int(u64),
+    Pruning {
+        pruned: u64,
+        matched: u64,
+        fully_matched: u64,
+    },
+    Ratio {
+        part: u64,
+        total: u64,
+    },
+    /// A host's `CustomMetricValue`: DataFusion gives no number for it, so
+    /// its own text.
+    Text(String),
+}
+
+/// Every metric `metrics` holds, whatever its name, summed over partitions
+/// and typed by its kind (counts, bytes and gauges as Int; times as Int
+/// nanoseconds in a `_ns` key; pruning and ratio figures as Int pairs), plus
+/// the operator's own time and its per-partition spread.
+fn metric_attributes(metrics: &MetricsSet, attributes: &mut Vec<KeyValue>) {
+    let mut figures: BTreeMap<String, Figure> = BTreeMap::new();
+    let mut rows_by_partition: BTreeMap<usize, u64> = BTreeMap::new();
+    let mut compute_by_partition: BTreeMap<usize, u64> = BTreeMap::new();
+    let add = |figures: &mut BTreeMap<String, Figure>, key: String, value: usize| {
+        let value = value as u64;
+        if let Figure::Int(total) = figures.entry(key).or_insert(Figure::Int(0)) {
+            *total += value;
+        }
+    };
+    for metric in metrics.iter() {
+        let value = metric.value();
+        match value {
+            MetricValue::OutputRows(count) => {
+                if let Some(partition) = metric.partition() {
+                    *rows_by_partition.entry(partition).or_default() += count.value() as u64;
+                }
+                add(&mut figures, value.name().to_owned(), count.value());
+            }
+            MetricValue::SpillCount(count)
+            | MetricValue::SpilledBytes(count)
+            | MetricValue::OutputBytes(count)
+            | MetricValue::OutputBatches(count)
+            | MetricValue::SpilledRows(count)
+            | MetricValue::Count { count, .. } => {
+                add(&mut figures, value.name().to_owned(), count.value());
+            }
+            MetricValue::CurrentMemoryUsage(gauge)
+            | MetricValue::Gauge { gauge, .. }
+            | MetricValue::PeakMemoryUsage { gauge, .. } => {
+                add(&mut figures, value.name().to_owned(), gauge.value());
+            }
+            MetricValue::ElapsedCompute(time) => {
+                if let Some(partition) = metric.partition() {
+                    *compute_by_partition.entry(partition).or_default() += time.value() as u64;
+                }
+                add(&mut figures, format!("{}_ns", value.name()), time.value());
+            }
+            MetricValue::Time { time, .. } => {
+                add(&mut figures, format!("{}_ns", value.name()), time.value());
+            }
+            // The span's own start and end.
+            MetricValue::StartTimestamp(_) | MetricValue::EndTimestamp(_) => {}
+            MetricValue::PruningMetrics {
+                pruning_metrics, ..
+            } => {
+                let entry = figures
+                    .entry(value.name().to_owned())
+                    .or_insert(Figure::Pruning {
+                        pruned: 0,
+                        matched: 0,
+                        fully_matched: 0,
+                    });
+                if let Figure::Pruning {
+                    pruned,
+                    matched,
+                    fully_matched,
+                } = entry
+                {
+                    *pruned += pruning_metrics.pruned() as u64;
+                    *matched += pruning_metrics.matched() as u64;
+                    *fully_matched += pruning_metrics.fully_matched() as u64;
+                }
+            }
+            MetricValue::Ratio { ratio_metrics, .. } => {
+                let entry = figures
+                    .entry(value.name().to_owned())
+                    .or_insert(Figure::Ratio { part: 0, total: 0 });
+                if let Figure::Ratio { part, total } = entry {
+                    // Merged as DataFusion merges them (EXPLAIN ANALYZE's
+                    // figures): some ratios share one total over partitions.
+                    let (new_part, new_total) =
+                        (ratio_metrics.part() as u64, ratio_metrics.total() as u64);
+                    match ratio_metrics.merge_strategy() {
+                        RatioMergeStrategy::AddPartAddTotal => {
+                            *part += new_part;
+                            *total += new_total;
+                        }
+                        RatioMergeStrategy::AddPartSetTotal => {
+                            *part += new_part;
+                            *total = new_total;
+                        }
+                        RatioMergeStrategy::SetPartAddTotal => {
+                            *part = new_part;
+                            *total += new_total;
+                        }
+                    }
+                }
+            }
+            MetricValue::Custom { .. } => {
+                figures.insert(value.name().to_owned(), Figure::Text(value.to_string()));
+            }
+        }
+    }
+    for (name, figure) in figures {
+        let key = format!("{}{name}", keys::METRICS_PREFIX);
+        match figure {
+            Figure::Int(total) => {
+                if name == "elapsed_compute_ns" {
+                    attributes.push(KeyValue::new(keys::SELF_TIME_NS, int(total)));
+                }
+                attributes.push(KeyValue::new(key, int(total)));
+            }
+            Figure::Pruning {
+                pruned,
+                matched,
+                fully_matched,
+            } => {
+                attributes.push(KeyValue::new(format!("{key}.pruned"), int(pruned)));
+                attributes.push(KeyValue::new(format!("{key}.matched"), int(matched)));
+                attributes.push(KeyValue::new(
+                    format!("{key}.fully_matched"),
+                    int(fully_matched),
+                ));
+            }
+            Figure::Ratio { part, total } => {
+                attributes.push(KeyValue::new(format!("{key}.part"), int(part)));
+                attributes.push(KeyValue::new(format!("{key}.total"), int(total)));
+            }
+            Figure::Text(text) => attributes.push(KeyValue::new(key, Value::from(text))),
+        }
+    }
+    spread(
+        &rows_by_partition,
+        [keys::ROWS_MIN, keys::ROWS_MEDIAN, keys::ROWS_MAX],
+        attributes,
+    );
+    spread(
+        &compute_by_partition,
+        [
+            keys::SELF_TIME_MIN,
+            keys::SELF_TIME_MEDIAN,
+            keys::SELF_TIME_MAX,
+        ],
+        attributes,
+    );
+}
+
+/// Minimum, median (the lower middle) and maximum of the per-partition
+/// values, so skew shows.
+fn spread(
+    values: &BTreeMap<usize, u64>,
+    [min, median, max]: [&'static str; 3],
+    out: &mut Vec<KeyValue>,
+) {
+    let mut sorted: Vec<u64> = values.values().copied().collect();
+    if sorted.is_empty() {
+        return;
+    }
+    sorted.sort_unstable();
+    out.push(KeyValue::new(min, int(sorted[0])));
+    out.push(KeyValue::new(median, int(sorted[(sorted.len() - 1) / 2])));
+    out.push(KeyValue::new(max, int(sorted[sorted.len() - 1])));
+}
