@@ -373,11 +373,12 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     // One pass per configuration for spans (not timed).
     let mut passes: BTreeMap<Variant, SpanCounts> = BTreeMap::new();
     for session in &sessions {
-        // Let the previous pass's spans leave the queue first.
-        tokio::time::sleep(Duration::from_millis(50)).await;
         let before = pipeline.flushed_counts();
         for &q in &options.queries {
-            session.run(tpch_sql(q)).await?;
+            // Counted once every span of the query has ended.
+            if let (_, Some(ended)) = session.run_with_end(tpch_sql(q)).await? {
+                ended.await;
+            }
         }
         passes.insert(session.variant, pipeline.flushed_counts().since(before));
     }

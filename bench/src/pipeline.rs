@@ -74,7 +74,7 @@ impl SpanExporter for DiscardingExporter {
 
 #[derive(Debug)]
 struct CountingProcessor {
-    inner: BatchSpanProcessor,
+    inner: dftrace_bootstrap::ScrubbingProcessor<BatchSpanProcessor>,
     counters: Arc<Counters>,
 }
 
@@ -119,7 +119,8 @@ impl Pipeline {
             .build();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(CountingProcessor {
-                inner: processor,
+                // As dftrace-bootstrap exports: the query's literals masked.
+                inner: dftrace_bootstrap::ScrubbingProcessor::new(processor),
                 counters: Arc::clone(&counters),
             })
             .build();

@@ -8,7 +8,7 @@ use datafusion_tracing::{
     instrument_with_info_spans, pretty_format_compact_batch,
 };
 use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
-use dftrace_rules::{QueryOptions, run_sql};
+use dftrace_rules::{QueryEnded, QueryOptions, run_sql};
 use dftrace_tests::tpch::Table;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -183,24 +183,37 @@ impl Session {
 
     /// Runs `sql` as this configuration's user would, returning the rows.
     pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>, String> {
+        self.run_with_end(sql).await.map(|(batches, _)| batches)
+    }
+
+    /// Like [`Session::run`], with the handle that resolves when the query's
+    /// trace is complete (for dftrace's configurations).
+    pub async fn run_with_end(
+        &self,
+        sql: &str,
+    ) -> Result<(Vec<RecordBatch>, Option<QueryEnded>), String> {
+        let traced = |query: dftrace_rules::TracedQuery| {
+            let ended = query.ended();
+            (query.batches, Some(ended))
+        };
         let result = match self.variant {
-            Variant::Baseline => self.collect(sql).await,
+            Variant::Baseline => self.collect(sql).await.map(|batches| (batches, None)),
             // Upstream gives no root span; a host would open one per query.
-            Variant::Raw => {
-                self.collect(sql)
-                    .instrument(tracing::info_span!("query"))
-                    .await
-            }
+            Variant::Raw => self
+                .collect(sql)
+                .instrument(tracing::info_span!("query"))
+                .await
+                .map(|batches| (batches, None)),
             Variant::MaximalUnsampled => {
                 let options = QueryOptions::new().traceparent(UNSAMPLED_PARENT);
                 run_sql(&self.ctx, sql, &options)
                     .await
-                    .map(|query| query.batches)
+                    .map(traced)
                     .map_err(|e| e.to_string())
             }
             _ => run_sql(&self.ctx, sql, &QueryOptions::new())
                 .await
-                .map(|query| query.batches)
+                .map(traced)
                 .map_err(|e| e.to_string()),
         };
         result.map_err(|e| format!("{}: {e}", self.variant.name()))

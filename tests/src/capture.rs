@@ -6,7 +6,9 @@
 use dftrace_rules::QueryEnded;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{Key, Value};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::{
+    InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor, SpanData,
+};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tracing_subscriber::layer::SubscriberExt;
@@ -45,8 +47,11 @@ pub fn span_capture_filtered(directives: &str) -> &'static SpanCapture {
 fn install(directives: Option<&str>) -> &'static SpanCapture {
     CAPTURE.get_or_init(|| {
         let exporter = InMemorySpanExporter::default();
+        // What the bootstrap exports: spans with the query's literals masked.
         let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
+            .with_span_processor(dftrace_bootstrap::ScrubbingProcessor::new(
+                SimpleSpanProcessor::new(exporter.clone()),
+            ))
             .build();
         // Deferred operator spans are built through the global provider, as
         // dftrace-bootstrap installs it.

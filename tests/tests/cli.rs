@@ -263,3 +263,74 @@ fn an_early_stopping_last_query_keeps_its_root_span() {
         );
     }
 }
+
+/// A literal typed into a statement stays out of the trace file, unless
+/// `rules.record_literals` says otherwise (then it is there: the search
+/// finds what is there).
+#[test]
+fn a_literal_typed_into_the_cli_stays_out_of_its_trace_unless_asked() {
+    let (_data, creates) = tpch_dir();
+    let literal = "Zqliteral7";
+    let sql = format!(
+        "SELECT l_returnflag, count(*) FROM lineitem WHERE l_comment <> '{literal}' AND l_quantity < 48123 GROUP BY l_returnflag"
+    );
+    for (name, env, kept) in [
+        ("literals-masked", vec![], false),
+        (
+            "literals-kept",
+            vec![("DFTRACE_RULES__RECORD_LITERALS", "true")],
+            true,
+        ),
+    ] {
+        let dir = workdir(name);
+        let output = run_cli(&dir, &env, &["-q", "-c", &creates[0], "-c", &sql]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut bytes = String::new();
+        for entry in std::fs::read_dir(dir.join("dftrace-traces"))
+            .unwrap()
+            .flatten()
+        {
+            bytes.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+        }
+        assert!(
+            bytes.contains("FilterExec"),
+            "{name}: the trace has the plan"
+        );
+        assert_eq!(bytes.contains(literal), kept, "{name}: the string literal");
+        assert_eq!(bytes.contains("48123"), kept, "{name}: the number literal");
+    }
+}
+
+/// Settings that hold credentials are never echoed: a malformed header list
+/// and an endpoint with a password make the CLI fail naming the variable
+/// and the defect, without the secret.
+#[test]
+fn credentials_in_settings_are_never_echoed() {
+    for (var, value, secret) in [
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer Zqtoken123,broken",
+            "Zqtoken123",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://user:Zqpassword9@collector:bad",
+            "Zqpassword9",
+        ),
+    ] {
+        let dir = workdir("credentials");
+        let output = run_cli(&dir, &[(var, value)], &["-q", "-c", "SELECT 1"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{var}: refused: {stderr}");
+        assert!(stderr.contains(var), "{var}: names the variable: {stderr}");
+        assert!(
+            !stderr.contains(secret),
+            "{var}: the secret is not echoed: {stderr}"
+        );
+        assert!(stderr.contains("***"), "{var}: shows the mask: {stderr}");
+    }
+}

@@ -20,7 +20,7 @@ use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, Task
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::metrics::{
-    ExecutionPlanMetricsSet, MetricBuilder, MetricValue, MetricsSet,
+    ExecutionPlanMetricsSet, MetricBuilder, MetricType, MetricValue, MetricsSet,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -283,10 +283,15 @@ impl ExecutionPlan for ProbeExec {
         context: Arc<TaskContext>,
     ) -> datafusion::error::Result<SendableRecordBatchStream> {
         let counter = MetricBuilder::new(&self.metrics).counter("probe_custom_counter", partition);
+        // A summary-level metric is kept at every `rules.metrics_level`.
+        let batches = MetricBuilder::new(&self.metrics)
+            .with_type(MetricType::Summary)
+            .counter("probe_summary_batches", partition);
         let schema: SchemaRef = self.input.schema();
         let stream = self.input.execute(partition, context)?.map(move |batch| {
             if let Ok(batch) = &batch {
                 counter.add(batch.num_rows());
+                batches.add(1);
             }
             batch
         });
@@ -351,7 +356,17 @@ fn table_t(ctx: &SessionContext) -> datafusion::error::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_operator_s_own_metric_is_on_its_span_as_an_int() -> TestResult {
     let capture = span_capture();
-    let config = DftraceConfig::builder().build()?;
+    for preset in [Preset::MaximalNoData, Preset::ProductionLean] {
+        probe_case(capture, preset).await?;
+    }
+    Ok(())
+}
+
+/// `production-lean` keeps summary-level metrics only
+/// (`rules.metrics_level`): a host's metric reaches its spans when the host
+/// registers it as `MetricType::Summary`.
+async fn probe_case(capture: &'static SpanCapture, preset: Preset) -> TestResult {
+    let config = DftraceConfig::builder().preset(preset).build()?;
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_dftrace(&config)?
@@ -375,12 +390,25 @@ async fn a_host_operator_s_own_metric_is_on_its_span_as_an_int() -> TestResult {
         .into_iter()
         .filter(|span| span.name == "ProbeExec")
         .collect();
-    assert_eq!(probes.len(), 1, "one span for the host's operator");
     assert_eq!(
-        int(probes[0], "datafusion.metrics.probe_custom_counter"),
-        25,
-        "its own metric, typed"
+        probes.len(),
+        1,
+        "{preset}: one span for the host's operator"
     );
+    assert!(
+        int(probes[0], "datafusion.metrics.probe_summary_batches") >= 1,
+        "{preset}: its summary metric, typed"
+    );
+    let custom = attribute(probes[0], "datafusion.metrics.probe_custom_counter");
+    if preset == Preset::ProductionLean {
+        assert_eq!(custom, None, "{preset}: dev-level metrics are left out");
+    } else {
+        assert_eq!(
+            custom,
+            Some(&Value::I64(25)),
+            "{preset}: its own metric, typed"
+        );
+    }
     Ok(())
 }
 

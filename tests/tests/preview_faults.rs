@@ -48,9 +48,10 @@ fn install(
     builder: SessionStateBuilder,
     context: &mut PluginContext<'_>,
 ) -> datafusion::error::Result<SessionStateBuilder> {
-    context
-        .services()
-        .insert(Arc::new(PreviewFormatter(Arc::new(faulty))));
+    context.services().insert(Arc::new(PreviewFormatter {
+        by_name: Arc::new(faulty),
+        by_sources: Arc::new(|batch, _| faulty(batch)),
+    }));
     Ok(builder)
 }
 

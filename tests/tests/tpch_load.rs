@@ -1,7 +1,8 @@
 //! TPC-H under dftrace: all 22 queries return the same rows with and
-//! without each preset, and 32 concurrent traced queries keep their spans
-//! apart — each trace has one root, and every span of it descends from that
-//! root — with no deadlock and no panic.
+//! without each preset (and with live operator spans), and 32 concurrent
+//! traced queries keep their spans apart — each trace has one root, and
+//! every span of it descends from that root — with no deadlock and no
+//! panic, with deferred and with live operator spans.
 
 // Helpers outside #[test] functions may panic too: in a test, a panic with
 // a message is the failure report.
@@ -37,11 +38,15 @@ async fn register(ctx: &SessionContext, dir: &Path) {
     }
 }
 
-async fn context(preset: Option<Preset>, dir: &Path) -> SessionContext {
+async fn context(preset: Option<Preset>, operator_spans: &str, dir: &Path) -> SessionContext {
     let ctx = match preset {
         None => SessionContext::new(),
         Some(preset) => {
-            let config = DftraceConfig::builder().preset(preset).build().unwrap();
+            let config = DftraceConfig::builder()
+                .preset(preset)
+                .set("rules.operator_spans", operator_spans)
+                .build()
+                .unwrap();
             dftrace_context(&config)
         }
     };
@@ -60,7 +65,7 @@ async fn tpch_results_are_identical_under_every_preset_and_concurrent_traces_sta
             .unwrap();
     }
 
-    let baseline = context(None, &dir).await;
+    let baseline = context(None, "deferred", &dir).await;
     let mut expected = Vec::new();
     for sql in QUERIES {
         let batches = baseline.sql(sql).await.unwrap().collect().await.unwrap();
@@ -70,22 +75,27 @@ async fn tpch_results_are_identical_under_every_preset_and_concurrent_traces_sta
         expected.iter().filter(|rows| !rows.is_empty()).count() >= 20,
         "the queries return rows at scale {SCALE}"
     );
-    for preset in Preset::ALL {
-        let ctx = context(Some(preset), &dir).await;
+    let configurations = Preset::ALL
+        .map(|preset| (preset, "deferred"))
+        .into_iter()
+        .chain([(Preset::Maximal, "live")]);
+    for (preset, operator_spans) in configurations {
+        let ctx = context(Some(preset), operator_spans, &dir).await;
         for (i, sql) in QUERIES.iter().enumerate() {
             let query = run_sql(&ctx, sql, &QueryOptions::new()).await.unwrap();
             assert_eq!(
                 canonical_rows(&query.batches).unwrap(),
                 expected[i],
-                "Q{} under {preset}",
+                "Q{} under {preset}, {operator_spans} operator spans",
                 i + 1
             );
         }
     }
 
-    // 32 queries at once, twice, all traced with every span kind.
-    let ctx = context(Some(Preset::Maximal), &dir).await;
-    for _round in 0..2 {
+    // 32 queries at once, all traced with every span kind: twice with
+    // deferred operator spans, once with live ones.
+    for operator_spans in ["deferred", "deferred", "live"] {
+        let ctx = context(Some(Preset::Maximal), operator_spans, &dir).await;
         let tasks: Vec<_> = (0..32)
             .map(|i| {
                 let ctx = ctx.clone();
@@ -101,7 +111,7 @@ async fn tpch_results_are_identical_under_every_preset_and_concurrent_traces_sta
             assert_eq!(
                 canonical_rows(&query.batches).unwrap(),
                 expected[q],
-                "Q{}",
+                "Q{} ({operator_spans})",
                 q + 1
             );
             // The executed plan holds the operator spans (and so the root)

@@ -71,60 +71,71 @@ async fn an_unsampled_query_runs_its_plan_unwrapped() {
         .with(created.clone());
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
-    let config = DftraceConfig::builder()
-        .preset(Preset::Maximal)
-        .build()
-        .unwrap();
-    let ctx = dftrace_context(&config);
-    let sql =
-        "SELECT v % 3 AS k, count(*) FROM unnest(range(0, 100)) AS t(v) GROUP BY k ORDER BY k";
+    for (mode, digit) in [("deferred", '6'), ("live", '7')] {
+        let config = DftraceConfig::builder()
+            .preset(Preset::Maximal)
+            .set("rules.operator_spans", mode)
+            .build()
+            .unwrap();
+        let ctx = dftrace_context(&config);
+        let sql =
+            "SELECT v % 3 AS k, count(*) FROM unnest(range(0, 100)) AS t(v) GROUP BY k ORDER BY k";
+        let unsampled_trace = format!("4bf92f3577b34da6a3ce929d0e0e473{digit}");
+        let sampled_trace = format!("5bf92f3577b34da6a3ce929d0e0e473{digit}");
 
-    let unsampled =
-        QueryOptions::new().traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
-    let quiet = run_sql(&ctx, sql, &unsampled).await.unwrap();
-    assert_eq!(
-        created.counts(),
-        [0, 0, 0],
-        "no operator, planner or other span created below the root"
-    );
+        let before = created.counts();
+        let unsampled =
+            QueryOptions::new().traceparent(format!("00-{unsampled_trace}-00f067aa0ba902b7-00"));
+        let quiet = run_sql(&ctx, sql, &unsampled).await.unwrap();
+        assert_eq!(
+            created.counts(),
+            before,
+            "{mode}: no operator, planner or other span created below the root"
+        );
 
-    let sampled =
-        QueryOptions::new().traceparent("00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01");
-    let traced = run_sql(&ctx, sql, &sampled).await.unwrap();
-    let ended = traced.ended();
-    let [_, planner, _] = created.counts();
-    assert!(planner > 3, "planner spans when sampled: {planner}");
-    // Operator spans are built from the executed plan when the query ends,
-    // as OpenTelemetry spans (no `tracing` span per operator).
-    tokio::task::spawn_blocking(move || ended.wait_timeout(dftrace_tests::capture::TRACE_DEADLINE))
+        let sampled =
+            QueryOptions::new().traceparent(format!("00-{sampled_trace}-00f067aa0ba902b7-01"));
+        let traced = run_sql(&ctx, sql, &sampled).await.unwrap();
+        let planner = created.counts()[1] - before[1];
+        assert!(planner > 3, "{mode}: planner spans when sampled: {planner}");
+        assert_eq!(
+            datafusion::arrow::util::pretty::pretty_format_batches(&quiet.batches)
+                .unwrap()
+                .to_string(),
+            datafusion::arrow::util::pretty::pretty_format_batches(&traced.batches)
+                .unwrap()
+                .to_string(),
+            "{mode}: same rows either way"
+        );
+        // Deferred operator spans are built when the query ends, as
+        // OpenTelemetry spans (no `tracing` span per operator); live ones
+        // close with the plan.
+        let ended = traced.ended();
+        drop(traced);
+        tokio::task::spawn_blocking(move || {
+            ended.wait_timeout(dftrace_tests::capture::TRACE_DEADLINE)
+        })
         .await
         .unwrap();
-    let operators = exporter
-        .get_finished_spans()
-        .unwrap()
-        .iter()
-        .filter(|s| {
-            s.span_context.trace_id().to_string() == "4bf92f3577b34da6a3ce929d0e0e4737"
-                && s.attributes
-                    .iter()
-                    .any(|kv| kv.key.as_str() == "target" && kv.value.as_str() == EXEC_TARGET)
-        })
-        .count();
-    assert!(operators > 3, "operator spans when sampled: {operators}");
-    assert_eq!(
-        datafusion::arrow::util::pretty::pretty_format_batches(&quiet.batches)
-            .unwrap()
-            .to_string(),
-        datafusion::arrow::util::pretty::pretty_format_batches(&traced.batches)
-            .unwrap()
-            .to_string(),
-        "same rows either way"
-    );
-    let exported = exporter.get_finished_spans().unwrap();
-    assert!(
-        exported
+        let exported = exporter.get_finished_spans().unwrap();
+        let operators = exported
             .iter()
-            .all(|s| s.span_context.trace_id().to_string() != "4bf92f3577b34da6a3ce929d0e0e4736"),
-        "nothing of the unsampled trace is exported"
-    );
+            .filter(|s| {
+                s.span_context.trace_id().to_string() == sampled_trace
+                    && s.attributes
+                        .iter()
+                        .any(|kv| kv.key.as_str() == "target" && kv.value.as_str() == EXEC_TARGET)
+            })
+            .count();
+        assert!(
+            operators > 3,
+            "{mode}: operator spans when sampled: {operators}"
+        );
+        assert!(
+            exported
+                .iter()
+                .all(|s| s.span_context.trace_id().to_string() != unsampled_trace),
+            "{mode}: nothing of the unsampled trace is exported"
+        );
+    }
 }

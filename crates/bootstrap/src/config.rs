@@ -77,8 +77,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// OTLP exporter settings: `[export.otlp]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// OTLP exporter settings: `[export.otlp]`. Its `Debug` output masks header
+/// values and the passwords of endpoints' user info.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Base endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`): used as given for gRPC;
@@ -102,6 +103,27 @@ pub struct OtlpConfig {
     /// Compression (`OTEL_EXPORTER_OTLP_COMPRESSION`): `none` or `gzip`.
     /// Default: `none`.
     pub compression: Compression,
+}
+
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use dftrace_registry::config::{SECRET_MASK, shown_url};
+        let url = |url: &Option<String>| url.as_deref().map(shown_url);
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|key| (key.as_str(), SECRET_MASK))
+            .collect();
+        f.debug_struct("OtlpConfig")
+            .field("endpoint", &url(&self.endpoint))
+            .field("traces_endpoint", &url(&self.traces_endpoint))
+            .field("metrics_endpoint", &url(&self.metrics_endpoint))
+            .field("protocol", &self.protocol)
+            .field("headers", &headers)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("compression", &self.compression)
+            .finish()
+    }
 }
 
 /// Batch span processor settings: `[export.batch]`.

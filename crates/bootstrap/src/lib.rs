@@ -48,6 +48,7 @@
 
 mod config;
 mod policy;
+mod scrub;
 mod sinks;
 mod unsampled;
 #[cfg(feature = "view")]
@@ -58,6 +59,7 @@ pub use config::{
     SamplerKind, Sink,
 };
 pub use policy::{BootstrapError, ResolvedSink};
+pub use scrub::ScrubbingProcessor;
 pub use unsampled::UnsampledTraceFilter;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -309,7 +311,8 @@ fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, 
             .with_batch_config(batch)
             .build();
             builder = builder.with_span_processor(CountingProcessor {
-                inner: processor,
+                // Literal values are masked before anything is exported.
+                inner: ScrubbingProcessor::new(processor),
                 counters: Arc::clone(&counters),
                 value_limit: config.attribute_value_length_limit,
             });

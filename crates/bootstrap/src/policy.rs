@@ -3,6 +3,7 @@
 
 use crate::config::{ExportConfig, Protocol, SamplerKind, Sink};
 use crate::sinks::FileExporter;
+use dftrace_registry::config::{shown_setting, shown_url};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -73,8 +74,9 @@ pub enum BootstrapError {
 }
 
 /// Where spans go, resolved from `sink`, `OTEL_TRACES_EXPORTER`,
-/// `OTEL_SDK_DISABLED` and the endpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `OTEL_SDK_DISABLED` and the endpoints. Its `Debug` output masks the
+/// password of an endpoint's user info.
+#[derive(Clone, PartialEq, Eq)]
 pub enum ResolvedSink {
     /// Nothing is exported.
     None,
@@ -91,6 +93,21 @@ pub enum ResolvedSink {
     },
 }
 
+impl std::fmt::Debug for ResolvedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResolvedSink::None => f.write_str("None"),
+            ResolvedSink::Console => f.write_str("Console"),
+            ResolvedSink::File(path) => f.debug_tuple("File").field(path).finish(),
+            ResolvedSink::Otlp { protocol, endpoint } => f
+                .debug_struct("Otlp")
+                .field("protocol", protocol)
+                .field("endpoint", &shown_url(endpoint))
+                .finish(),
+        }
+    }
+}
+
 pub(crate) struct Plan {
     pub(crate) sink: ResolvedSink,
     pub(crate) console_summary: bool,
@@ -105,7 +122,8 @@ fn invalid(
 ) -> BootstrapError {
     BootstrapError::Invalid {
         field,
-        value: value.to_string(),
+        // Header values and URL passwords stay out of the message.
+        value: shown_setting(field, &value.to_string()),
         expected: expected.into(),
     }
 }
@@ -396,7 +414,7 @@ pub(crate) fn otlp_exporter(
         "metrics",
     );
     let build_error = |message: String| BootstrapError::Exporter {
-        endpoint: endpoint.to_owned(),
+        endpoint: shown_url(endpoint),
         message,
     };
     let interval = Duration::from_millis(config.metric_export_interval_ms);
@@ -591,6 +609,33 @@ mod tests {
         let mut c = base();
         c.traces_exporter = Some("zipkin".into());
         assert!(error(c).contains("expected one of otlp, console, none"));
+    }
+
+    #[test]
+    fn credentials_are_masked_in_errors_and_debug() {
+        let mut c = ExportConfig::default();
+        c.otlp.endpoint = Some("http://user:Zqpassword@collector:bad".into());
+        let message = error(c.clone());
+        assert!(message.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{message}");
+        assert!(
+            message.contains("http://user:***@collector:bad"),
+            "{message}"
+        );
+        assert!(!message.contains("Zqpassword"), "{message}");
+        c.otlp
+            .headers
+            .insert("authorization".into(), "Bearer Zqtoken".into());
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("Zqtoken") && !debug.contains("Zqpassword"),
+            "{debug}"
+        );
+        assert!(debug.contains("authorization"), "{debug}");
+        let sink = ResolvedSink::Otlp {
+            protocol: "grpc",
+            endpoint: "http://u:Zqpassword@h:4317".into(),
+        };
+        assert!(!format!("{sink:?}").contains("Zqpassword"));
     }
 
     #[test]

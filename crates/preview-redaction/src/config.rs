@@ -43,6 +43,18 @@ pub enum Policy {
     AllowList,
 }
 
+/// How a pattern is compared with a field name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NameMatching {
+    /// Case and the separators `_`, `-` and spaces are ignored on both
+    /// sides, so `*password*` matches `Pass_Word`, `PASSWORD`, `passWord`
+    /// and `pass-word`, and `*api_key*` matches `apiKey`.
+    Normalized,
+    /// The glob as written, case and separators included.
+    Exact,
+}
+
 /// Detectors that mask a string value by its content, whatever its column's
 /// name. All off by default and in every preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -70,6 +82,9 @@ pub struct PreviewConfig {
     pub deny: Vec<String>,
     /// Patterns of columns to show under `allow-list`.
     pub allow: Vec<String>,
+    /// How patterns compare with names: `normalized` (case and `_`, `-`,
+    /// space ignored) or `exact`.
+    pub name_matching: NameMatching,
     /// The token that replaces masked strings and binaries.
     pub mask: String,
     /// Content detectors.
@@ -98,6 +113,7 @@ impl Section for PreviewConfig {
             policy: Policy::DenyList,
             deny: DEFAULT_DENY.iter().map(|s| (*s).to_owned()).collect(),
             allow: Vec::new(),
+            name_matching: NameMatching::Normalized,
             mask: DEFAULT_MASK.to_owned(),
             detectors: Detectors::default(),
             max_width: 120,

@@ -60,11 +60,11 @@ mod detect;
 mod mask;
 mod policy;
 
-pub use config::{DEFAULT_DENY, DEFAULT_MASK, Detectors, Policy, PreviewConfig};
+pub use config::{DEFAULT_DENY, DEFAULT_MASK, Detectors, NameMatching, Policy, PreviewConfig};
 
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use dftrace_registry::PreviewFn;
+use dftrace_registry::{ColumnSources, PreviewFn, PreviewFormatter};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -136,14 +136,36 @@ impl Redactor {
     /// The batch with masked values replaced; names and types are kept and
     /// every field becomes nullable.
     pub fn redact(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-        self.masker.redact_batch(batch)
+        self.masker.redact_batch(batch, None)
     }
 
-    /// The bounded, redacted preview of `batch`. Never fails and never shows
-    /// the unredacted batch: any error or panic gives [`ERROR_MARKER`].
+    /// Like [`Redactor::redact`], also masking whole each column whose
+    /// `sources` (one per column) include a denied field, a literal of the
+    /// query, or a derivation dftrace does not follow ([`ColumnSources`]).
+    pub fn redact_with_sources(
+        &self,
+        batch: &RecordBatch,
+        sources: &[ColumnSources],
+    ) -> Result<RecordBatch, ArrowError> {
+        self.masker.redact_batch(batch, Some(sources))
+    }
+
+    /// The bounded, redacted preview of `batch`, masking by column names.
+    /// Never fails and never shows the unredacted batch: any error or panic
+    /// gives [`ERROR_MARKER`].
     pub fn preview(&self, batch: &RecordBatch) -> String {
+        self.bounded(batch, None)
+    }
+
+    /// Like [`Redactor::preview`], masking by column names and by where
+    /// each column comes from (`sources`, one per column).
+    pub fn preview_with_sources(&self, batch: &RecordBatch, sources: &[ColumnSources]) -> String {
+        self.bounded(batch, Some(sources))
+    }
+
+    fn bounded(&self, batch: &RecordBatch, sources: Option<&[ColumnSources]>) -> String {
         let formatted = catch_unwind(AssertUnwindSafe(|| {
-            let redacted = self.redact(batch)?;
+            let redacted = self.masker.redact_batch(batch, sources)?;
             datafusion_tracing::pretty_format_compact_batch(
                 &redacted,
                 self.max_width,
@@ -187,11 +209,25 @@ pub fn preview_fn(config: &PreviewConfig) -> Result<Arc<PreviewFn>, PreviewError
     }))
 }
 
+/// Both formatters the rules plugin uses, redacting and bounding with
+/// `config`: by column names (live operator spans) and by column sources
+/// (operator spans built from the executed plan).
+pub fn preview_formatter(config: &PreviewConfig) -> Result<PreviewFormatter, PreviewError> {
+    let redactor = Arc::new(Redactor::new(config)?);
+    let by_name = Arc::clone(&redactor);
+    Ok(PreviewFormatter {
+        by_name: Arc::new(move |batch: &RecordBatch| Ok(by_name.preview(batch))),
+        by_sources: Arc::new(move |batch: &RecordBatch, sources: &[ColumnSources]| {
+            Ok(redactor.preview_with_sources(batch, sources))
+        }),
+    })
+}
+
 #[cfg(feature = "registry")]
 mod plugin {
-    use crate::{PreviewConfig, preview_fn};
+    use crate::{PreviewConfig, preview_formatter};
     use datafusion::execution::SessionStateBuilder;
-    use dftrace_registry::{Plugin, PluginContext, PreviewFormatter, Stage};
+    use dftrace_registry::{Plugin, PluginContext, Stage};
     use std::sync::Arc;
 
     fn on_builder(
@@ -199,11 +235,9 @@ mod plugin {
         context: &mut PluginContext<'_>,
     ) -> datafusion::error::Result<SessionStateBuilder> {
         let config: PreviewConfig = context.section()?;
-        let formatter = preview_fn(&config)
+        let formatter = preview_formatter(&config)
             .map_err(|error| datafusion::error::DataFusionError::External(Box::new(error)))?;
-        context
-            .services()
-            .insert(Arc::new(PreviewFormatter(formatter)));
+        context.services().insert(Arc::new(formatter));
         Ok(builder)
     }
 

@@ -12,6 +12,7 @@ use datafusion::arrow::compute::kernels::zip::zip;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use dftrace_registry::ColumnSources;
 use std::sync::Arc;
 
 /// Applies a column policy, value detectors and a mask token to batches.
@@ -25,12 +26,31 @@ pub(crate) struct Masker {
 impl Masker {
     /// The batch with every masked value replaced. Column names and types
     /// stay; fields become nullable, because masking turns values into nulls.
-    pub(crate) fn redact_batch(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    ///
+    /// With `sources` (one per column), a column is also masked whole when
+    /// it comes from a denied field, from a literal, or from a derivation
+    /// nobody followed; a wrong count of sources masks every column.
+    pub(crate) fn redact_batch(
+        &self,
+        batch: &RecordBatch,
+        sources: Option<&[ColumnSources]>,
+    ) -> Result<RecordBatch, ArrowError> {
         let schema = batch.schema();
         let mut fields = Vec::with_capacity(schema.fields().len());
         let mut columns = Vec::with_capacity(schema.fields().len());
-        for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            let decision = self.policy.decide(field.name(), field.name());
+        let sources =
+            sources.map(|sources| (sources.len() == schema.fields().len()).then_some(sources));
+        for (index, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+            let denied_source = match sources {
+                None => false,
+                Some(None) => true,
+                Some(Some(sources)) => self.denies(&sources[index]),
+            };
+            let decision = if denied_source {
+                Decision::Mask
+            } else {
+                self.policy.decide(field.name(), field.name())
+            };
             let column = self.transform(column, field.name(), decision)?;
             fields.push(relaxed(field, column.data_type()));
             columns.push(column);
@@ -40,6 +60,16 @@ impl Masker {
             columns,
             &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
         )
+    }
+
+    /// Whether a column with these sources must be masked whole.
+    fn denies(&self, sources: &ColumnSources) -> bool {
+        match sources {
+            ColumnSources::Unknown => true,
+            ColumnSources::Known { fields, literal } => {
+                *literal || fields.iter().any(|path| self.policy.denies_source(path))
+            }
+        }
     }
 
     fn transform(

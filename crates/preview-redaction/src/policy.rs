@@ -1,7 +1,7 @@
 //! Which fields a preview masks, from glob patterns over field names and
 //! dotted paths.
 
-use crate::config::{Policy, PreviewConfig};
+use crate::config::{NameMatching, Policy, PreviewConfig};
 
 /// What to do with one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +15,8 @@ pub(crate) enum Decision {
     Descend,
 }
 
-/// A compiled case-insensitive glob (`*` any run, `?` one character).
+/// A compiled glob (`*` any run, `?` one character), compared with names as
+/// [`NameMatching`] says.
 #[derive(Debug, Clone)]
 struct Pattern {
     glob: Vec<char>,
@@ -23,22 +24,30 @@ struct Pattern {
     by_path: bool,
 }
 
+/// `text` as patterns and names are compared: lowercase, without the
+/// separators `_`, `-` and spaces (dots, which separate path segments, and
+/// glob characters stay).
+fn normalized(text: &str, matching: NameMatching) -> Vec<char> {
+    match matching {
+        NameMatching::Exact => text.chars().collect(),
+        NameMatching::Normalized => text
+            .chars()
+            .filter(|c| !matches!(c, '_' | '-' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect(),
+    }
+}
+
 impl Pattern {
-    fn new(text: &str) -> Self {
+    fn new(text: &str, matching: NameMatching) -> Self {
         Pattern {
-            glob: text.to_lowercase().chars().collect(),
+            glob: normalized(text, matching),
             by_path: text.contains('.'),
         }
     }
 
-    fn matches(&self, name: &str, path: &str) -> bool {
-        let subject: Vec<char> = if self.by_path {
-            path.to_lowercase()
-        } else {
-            name.to_lowercase()
-        }
-        .chars()
-        .collect();
+    fn matches(&self, name: &str, path: &str, matching: NameMatching) -> bool {
+        let subject = normalized(if self.by_path { path } else { name }, matching);
         glob_match(&self.glob, &subject)
     }
 }
@@ -75,6 +84,7 @@ fn glob_match(glob: &[char], text: &[char]) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct ColumnPolicy {
     policy: Policy,
+    matching: NameMatching,
     patterns: Vec<Pattern>,
 }
 
@@ -87,19 +97,46 @@ impl ColumnPolicy {
         };
         ColumnPolicy {
             policy: config.policy,
-            patterns: patterns.iter().map(|p| Pattern::new(p)).collect(),
+            matching: config.name_matching,
+            patterns: patterns
+                .iter()
+                .map(|p| Pattern::new(p, config.name_matching))
+                .collect(),
         }
     }
 
     /// The decision for the field `name` at dotted `path`.
     pub(crate) fn decide(&self, name: &str, path: &str) -> Decision {
-        let matched = || self.patterns.iter().any(|p| p.matches(name, path));
+        let matched = || {
+            self.patterns
+                .iter()
+                .any(|p| p.matches(name, path, self.matching))
+        };
         match self.policy {
             Policy::None => Decision::Keep,
             Policy::DenyList if matched() => Decision::Mask,
             Policy::AllowList if matched() => Decision::Keep,
             Policy::DenyList | Policy::AllowList => Decision::Descend,
         }
+    }
+
+    /// Whether the scanned field at dotted `path` is denied: the first
+    /// decision from its outermost segment inwards, as a nested column is
+    /// decided (a leaf left undecided takes the policy's default).
+    pub(crate) fn denies_source(&self, path: &str) -> bool {
+        let mut prefix = String::new();
+        for segment in path.split('.') {
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(segment);
+            match self.decide(segment, &prefix) {
+                Decision::Mask => return true,
+                Decision::Keep => return false,
+                Decision::Descend => {}
+            }
+        }
+        self.leaf_default() == Decision::Mask
     }
 
     /// What a leaf that reached [`Decision::Descend`] becomes.
@@ -131,6 +168,32 @@ mod tests {
         assert!(glob("*", ""));
         assert!(!glob("a*b*c", "aXbXd"));
         assert!(glob("a*b*c", "aXbXbc"));
+    }
+
+    #[test]
+    fn name_variants_match_after_normalising_and_exact_keeps_them_apart() {
+        let normalized = ColumnPolicy::new(&PreviewConfig::default());
+        for name in [
+            "Pass_Word",
+            "PASSWORD",
+            "passWord",
+            "pass-word",
+            "user password",
+        ] {
+            assert_eq!(normalized.decide(name, name), Decision::Mask, "{name}");
+        }
+        assert_eq!(normalized.decide("apiKey", "apiKey"), Decision::Mask);
+        assert_eq!(normalized.decide("nickname", "nickname"), Decision::Descend);
+        let exact = ColumnPolicy::new(&PreviewConfig {
+            name_matching: NameMatching::Exact,
+            ..PreviewConfig::default()
+        });
+        assert_eq!(exact.decide("password", "password"), Decision::Mask);
+        assert_eq!(exact.decide("Pass_Word", "Pass_Word"), Decision::Descend);
+        // A source path is denied by its outermost decided segment.
+        assert!(normalized.denies_source("creds.token"));
+        assert!(normalized.denies_source("x.api_key.v"));
+        assert!(!normalized.denies_source("x.name"));
     }
 
     #[test]

@@ -143,7 +143,10 @@ pub trait Section: Serialize + DeserializeOwned {
 /// The layered dftrace configuration. Build one with [`DftraceConfig::builder`]
 /// or [`DftraceConfig::from_env`], then read typed sections with
 /// [`DftraceConfig::section`].
-#[derive(Debug, Clone, Default)]
+///
+/// Its `Debug` output masks what can hold a credential (header values, the
+/// passwords in endpoint URLs), whichever layer set it.
+#[derive(Clone, Default)]
 pub struct DftraceConfig {
     preset: Preset,
     preset_origin: String,
@@ -153,7 +156,57 @@ pub struct DftraceConfig {
     code: Map<String, Value>,
 }
 
-#[derive(Debug, Clone)]
+/// A layer's values as `Debug` shows them: credentials masked.
+fn shown_layer(layer: &Map<String, Value>, prefix: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (key, value) in layer {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Object(inner) if may_hold_credentials(&path) => {
+                for key in inner.keys() {
+                    out.insert(format!("{path}.{key}"), SECRET_MASK.to_owned());
+                }
+            }
+            Value::Object(inner) => out.extend(shown_layer(inner, &path)),
+            Value::String(text) => {
+                out.insert(path.clone(), shown_setting(&path, text));
+            }
+            other => {
+                out.insert(path, other.to_string());
+            }
+        }
+    }
+    out
+}
+
+impl fmt::Debug for DftraceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env: BTreeMap<&str, String> = self
+            .env
+            .iter()
+            .map(|(var, value)| (var.as_str(), shown_setting(var, value)))
+            .collect();
+        f.debug_struct("DftraceConfig")
+            .field("preset", &self.preset)
+            .field("preset_origin", &self.preset_origin)
+            .field(
+                "file",
+                &self
+                    .file
+                    .as_ref()
+                    .map(|file| (&file.origin, shown_layer(&file.sections, ""))),
+            )
+            .field("env", &env)
+            .field("code", &shown_layer(&self.code, ""))
+            .finish()
+    }
+}
+
+#[derive(Clone)]
 struct FileLayer {
     origin: String,
     sections: Map<String, Value>,
@@ -242,10 +295,16 @@ impl DftraceConfig {
                 field.push('.');
                 field.push_str(segment);
             }
+            let mut message = error.into_inner().to_string();
+            // Serde quotes the value it refused: not for settings that hold
+            // credentials.
+            if may_hold_credentials(&field) {
+                message = quoted_masked(&message);
+            }
             ConfigError::InvalidValue {
                 field,
                 origin: origins.find(&path),
-                message: error.into_inner().to_string(),
+                message,
             }
         })
     }
@@ -601,10 +660,86 @@ fn set_env(
     Ok(())
 }
 
+/// The mask that stands for a secret in messages and `Debug` output.
+pub const SECRET_MASK: &str = "***";
+
+/// Whether the setting `name` (a variable or a dotted field) can hold a
+/// credential: headers (`authorization`), and endpoints (user info).
+pub fn may_hold_credentials(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.contains("headers") || name.contains("endpoint")
+}
+
+/// `value` of the setting `name` (a variable or a dotted field) as it may be
+/// shown in an error message or `Debug` output: header values masked
+/// (`authorization=***`), the password in a URL's user info masked
+/// (`http://user:***@host`), any other value as it is.
+pub fn shown_setting(name: &str, value: &str) -> String {
+    if !may_hold_credentials(name) {
+        return value.to_owned();
+    }
+    if name.to_ascii_lowercase().contains("headers") {
+        return value
+            .split(',')
+            .map(|entry| match entry.split_once('=') {
+                Some((key, _)) => format!("{key}={SECRET_MASK}"),
+                None if entry.trim().is_empty() => entry.to_owned(),
+                None => SECRET_MASK.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    shown_url(value)
+}
+
+/// `message` with what its double quotes and backticks hold masked.
+fn quoted_masked(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside: Option<char> = None;
+    for c in message.chars() {
+        match inside {
+            Some(q) if c == q => {
+                out.push_str(SECRET_MASK);
+                out.push(c);
+                inside = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || c == '`' {
+                    inside = Some(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `url` with the password of its user info masked.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some((user_info, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = user_info
+        .split_once(':')
+        .map_or(user_info, |(user, _)| user);
+    let masked = if user_info.contains(':') {
+        format!("{user}:{SECRET_MASK}")
+    } else {
+        SECRET_MASK.to_owned()
+    };
+    format!("{scheme}://{masked}@{host}{}", &rest[authority_end..])
+}
+
 fn coerce_env(current: &Value, var: &str, raw: &str) -> Result<Value> {
     let invalid = |expected: &str| ConfigError::InvalidEnv {
         var: var.to_owned(),
-        value: raw.to_owned(),
+        value: shown_setting(var, raw),
         expected: expected.to_owned(),
     };
     let trimmed = raw.trim();

@@ -87,10 +87,48 @@ pub type PreviewFn = dyn Fn(
     + Send
     + Sync;
 
+/// Where a preview column's values come from, as far as the executed plan
+/// tells: the scanned fields it is computed from (dotted paths for nested
+/// fields, `user.email`), and whether a literal value of the query flows
+/// into it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ColumnSources {
+    /// Computed from `fields` (and from literals of the query, when
+    /// `literal`); no fields and no literal: from nothing a policy can name
+    /// (`count(*)`).
+    Known {
+        /// The scanned fields, as dotted paths.
+        fields: Vec<String>,
+        /// A literal value of the query flows into the column (only set when
+        /// literals are to be kept out of traces).
+        literal: bool,
+    },
+    /// A derivation dftrace does not follow: counts as denied.
+    #[default]
+    Unknown,
+}
+
+/// A row-preview formatter that also knows each column's sources (one per
+/// column of the batch), so it can mask a column derived from a denied one.
+pub type SourcedPreviewFn = dyn Fn(
+        &datafusion::arrow::record_batch::RecordBatch,
+        &[ColumnSources],
+    ) -> std::result::Result<String, datafusion::arrow::error::ArrowError>
+    + Send
+    + Sync;
+
 /// The service a preview plugin provides (e.g. `dftrace-preview-redaction`'s
-/// redacting formatter) and the rules plugin uses for operator previews.
+/// redacting formatter) and the rules plugin uses for operator previews:
+/// by column names alone (what `datafusion-tracing`'s live previews call),
+/// and, for previews built from the executed plan, with each column's
+/// sources.
 #[derive(Clone)]
-pub struct PreviewFormatter(pub Arc<PreviewFn>);
+pub struct PreviewFormatter {
+    /// Masks by the batch's column names.
+    pub by_name: Arc<PreviewFn>,
+    /// Masks by column names and by where each column comes from.
+    pub by_sources: Arc<SourcedPreviewFn>,
+}
 
 impl fmt::Debug for PreviewFormatter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -67,6 +67,7 @@ mod error;
 #[cfg(feature = "session")]
 mod hooks;
 pub mod keys;
+pub mod literals;
 mod plugin;
 #[cfg(feature = "session")]
 mod session;
@@ -79,8 +80,8 @@ pub use error::RegistryError;
 pub use error::{ConfigError, Result};
 #[cfg(feature = "session")]
 pub use hooks::{
-    BuilderHook, PluginContext, PreviewFn, PreviewFormatter, QueryEnd, QueryObserver, Services,
-    StateHook,
+    BuilderHook, ColumnSources, PluginContext, PreviewFn, PreviewFormatter, QueryEnd,
+    QueryObserver, Services, SourcedPreviewFn, StateHook,
 };
 pub use plugin::{Plugin, Stage, linked_plugins};
 #[cfg(feature = "session")]

@@ -47,6 +47,19 @@ pub enum OperatorSpansWhen {
     Failed,
 }
 
+/// Which of an operator's metrics its deferred span carries, by DataFusion's
+/// own `MetricType` (what `EXPLAIN ANALYZE` shows at each
+/// `datafusion.explain.analyze_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricsLevel {
+    /// The summary metrics: rows, batches, bytes, compute time, spills.
+    Summary,
+    /// Every metric, the developer-level ones too (file pruning, timers of
+    /// each phase, ...).
+    Dev,
+}
+
 /// Operator and planner instrumentation settings: the `[rules]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +82,13 @@ pub struct RulesConfig {
     /// Record DataFusion's metrics on operator spans
     /// (`datafusion.metrics.*`).
     pub record_metrics: bool,
+    /// Which metrics deferred operator spans carry: `summary` (rows, bytes,
+    /// compute time, spills) or `dev` (every metric the operator reports).
+    pub metrics_level: MetricsLevel,
+    /// Put DataFusion's row estimate on deferred operator spans
+    /// (`dftrace.operator.estimated_rows`); computing it walks the plan's
+    /// statistics once per query.
+    pub estimated_rows: bool,
     /// Rows kept per operator for the `datafusion.preview` attribute; 0 turns
     /// previews off.
     pub preview_limit: usize,
@@ -87,16 +107,25 @@ pub struct RulesConfig {
     /// Put the raw SQL text on the root query span (`db.query.text`). Off by
     /// default: SQL can carry literal values; the fingerprint never does.
     pub record_sql: bool,
+    /// Keep the query's literal values where plan text shows them (operator
+    /// descriptions, plan diffs, the planner's plans), in error messages
+    /// and in previews of columns computed from them. Off by default: they
+    /// show as `?`. `record_sql` is the other way a query's values can be
+    /// exported.
+    pub record_literals: bool,
 }
 
 impl Section for RulesConfig {
     const NAME: &'static str = "rules";
 
     fn for_preset(preset: Preset) -> Self {
-        let (rule_mode, plan_diff, preview_limit) = match preset {
-            Preset::Maximal => (RuleMode::Full, true, 5),
-            Preset::MaximalNoData => (RuleMode::Full, true, 0),
-            Preset::ProductionLean => (RuleMode::PhaseOnly, false, 0),
+        // production-lean keeps what ranks operators (summary metrics, self
+        // time) and leaves out what costs most per query: dev metrics and
+        // the statistics walk behind the row estimates.
+        let (rule_mode, plan_diff, preview_limit, metrics_level, estimated_rows) = match preset {
+            Preset::Maximal => (RuleMode::Full, true, 5, MetricsLevel::Dev, true),
+            Preset::MaximalNoData => (RuleMode::Full, true, 0, MetricsLevel::Dev, true),
+            Preset::ProductionLean => (RuleMode::PhaseOnly, false, 0, MetricsLevel::Summary, false),
         };
         RulesConfig {
             exec_spans: true,
@@ -105,12 +134,15 @@ impl Section for RulesConfig {
             slow_query_ms: 1000,
             span_level: SpanLevel::Info,
             record_metrics: true,
+            metrics_level,
+            estimated_rows,
             preview_limit,
             allow_unredacted_preview: false,
             custom_fields: BTreeMap::new(),
             rule_mode,
             plan_diff,
             record_sql: false,
+            record_literals: false,
         }
     }
 }

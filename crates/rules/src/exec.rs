@@ -5,8 +5,9 @@
 use crate::config::{OperatorSpans, RulesConfig};
 use crate::error::RulesError;
 use crate::operators::{DeferredOptions, DeferredRule};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use dftrace_registry::PreviewFn;
+use dftrace_registry::{ColumnSources, PreviewFormatter};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,9 @@ pub use dftrace_registry::keys::EXEC_TARGET;
 /// one span per operator from the executed plan; with `"live"` it is
 /// `datafusion-tracing`'s `Instrument` rule.
 ///
-/// `preview` is the formatter for `datafusion.preview`. When it is `None` and
+/// `preview` formats `datafusion.preview` (`dftrace-preview-redaction`'s
+/// `preview_formatter` redacts by column names and, for deferred spans, by
+/// each column's sources in the plan). When it is `None` and
 /// `config.preview_limit > 0`, this fails unless
 /// `config.allow_unredacted_preview` is set (then Arrow's plain table
 /// formatter is used).
@@ -36,7 +39,7 @@ pub use dftrace_registry::keys::EXEC_TARGET;
 /// ```
 pub fn exec_rule(
     config: &RulesConfig,
-    preview: Option<Arc<PreviewFn>>,
+    preview: Option<PreviewFormatter>,
 ) -> Result<Arc<dyn PhysicalOptimizerRule + Send + Sync>, RulesError> {
     config.check()?;
     if config.preview_limit > 0 && preview.is_none() && !config.allow_unredacted_preview {
@@ -49,9 +52,12 @@ pub fn exec_rule(
         OperatorSpans::Deferred => {
             crate::propagation::follow_spawned_tasks();
             let options = DeferredOptions {
+                record_literals: config.record_literals,
                 level: config.span_level,
                 record_metrics: config.record_metrics,
-                preview,
+                metrics_level: config.metrics_level,
+                estimated_rows: config.estimated_rows,
+                preview: preview.map(|formatter| formatter.by_sources),
                 custom_fields: config
                     .custom_fields
                     .iter()
@@ -62,7 +68,10 @@ pub fn exec_rule(
             };
             Ok(Arc::new(DeferredRule::new(options, config.preview_limit)))
         }
-        OperatorSpans::Live => Ok(crate::live::live_rule(config, preview)),
+        OperatorSpans::Live => Ok(crate::live::live_rule(
+            config,
+            preview.map(|formatter| formatter.by_name),
+        )),
     }
 }
 
@@ -71,20 +80,38 @@ pub fn exec_rule(
 pub const PREVIEW_FAILED: &str = "<preview unavailable: the formatter failed>";
 
 /// Arrow's plain table, for hosts that allowed unredacted previews.
-fn plain_table() -> Arc<PreviewFn> {
-    Arc::new(|batch| {
+fn plain_table() -> PreviewFormatter {
+    let plain = |batch: &RecordBatch| {
         datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(batch))
             .map(|table| table.to_string())
-    })
+    };
+    PreviewFormatter {
+        by_name: Arc::new(plain),
+        by_sources: Arc::new(move |batch: &RecordBatch, _: &[ColumnSources]| plain(batch)),
+    }
 }
 
 /// `preview` such that a failure or a panic becomes [`PREVIEW_FAILED`]
 /// instead of a missing attribute or a panicked query.
-fn guarded(preview: Arc<PreviewFn>) -> Arc<PreviewFn> {
-    Arc::new(move |batch| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| preview(batch))) {
-            Ok(Ok(text)) => Ok(text),
-            Ok(Err(_)) | Err(_) => Ok(PREVIEW_FAILED.to_owned()),
-        }
-    })
+fn guarded(preview: PreviewFormatter) -> PreviewFormatter {
+    let PreviewFormatter {
+        by_name,
+        by_sources,
+    } = preview;
+    let failed = |text: std::thread::Result<datafusion::arrow::error::Result<String>>| match text {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(_)) | Err(_) => Ok(PREVIEW_FAILED.to_owned()),
+    };
+    PreviewFormatter {
+        by_name: Arc::new(move |batch| {
+            failed(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || by_name(batch),
+            )))
+        }),
+        by_sources: Arc::new(move |batch, sources| {
+            failed(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || by_sources(batch, sources),
+            )))
+        }),
+    }
 }

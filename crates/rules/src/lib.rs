@@ -45,13 +45,14 @@ mod config;
 mod ended;
 mod error;
 mod exec;
+mod literals;
 mod live;
 mod operators;
 mod planner;
 mod propagation;
 mod query;
 
-pub use config::{OperatorSpans, OperatorSpansWhen, RuleMode, RulesConfig};
+pub use config::{MetricsLevel, OperatorSpans, OperatorSpansWhen, RuleMode, RulesConfig};
 pub use ended::QueryEnded;
 pub use error::RulesError;
 pub use exec::{EXEC_TARGET, PREVIEW_FAILED, exec_rule};
@@ -111,7 +112,7 @@ mod plugin {
         let preview = context
             .services()
             .get::<PreviewFormatter>()
-            .map(|f| f.0.clone());
+            .map(|formatter| (*formatter).clone());
         let rule = exec_rule(&config, preview)?;
         Ok(builder.with_physical_optimizer_rule(rule))
     }

@@ -47,6 +47,7 @@ pub(crate) fn live_rule(
         }
     };
     let fields = Arc::new(LiveFields {
+        record_literals: config.record_literals,
         custom_fields: config
             .custom_fields
             .iter()
@@ -73,8 +74,12 @@ impl PhysicalOptimizerRule for LiveRule {
         plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         config: &datafusion::config::ConfigOptions,
     ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        if trace_known_unsampled(&Span::current()) {
+        let current = Span::current();
+        if trace_known_unsampled(&current) {
             return Ok(plan);
+        }
+        if let Some(trace) = crate::literals::watched_trace(&current) {
+            crate::literals::add_physical(trace, &plan);
         }
         let recorded = wrap_operators(plan, 0, None, Some(&self.fields))?;
         self.inner.optimize(recorded, config)

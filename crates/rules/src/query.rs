@@ -96,6 +96,8 @@ pub struct QuerySpan {
     ended: QueryEnded,
     /// The operators that run under the span report here.
     collector: Arc<Collector>,
+    /// `rules.record_literals`: error messages keep the values they quote.
+    record_literals: bool,
     /// Decided once, when the span starts.
     unsampled: bool,
     run_id: String,
@@ -137,8 +139,9 @@ impl QuerySpan {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         span.record(keys::RUN_ID, run_id.as_str());
-        if let Some(sql) = sql {
-            span.record(keys::SQL_FINGERPRINT, sql_fingerprint(sql).as_str());
+        let shape = sql.map(recent_shape);
+        if let (Some(sql), Some(shape)) = (sql, &shape) {
+            span.record(keys::SQL_FINGERPRINT, shape.fingerprint.as_str());
             if config.record_sql {
                 span.record(keys::QUERY_TEXT, sql);
             }
@@ -157,6 +160,22 @@ impl QuerySpan {
         let unsampled = trace_known_unsampled(&span);
         if unsampled {
             span.record(dftrace_registry::UNSAMPLED_FIELD, true);
+        } else {
+            // The export pipeline holds this trace's spans until the root
+            // ends and masks every literal value of the query in them (or,
+            // with `rules.record_literals`, lets them through as they are).
+            let trace = span.context().span().span_context().trace_id();
+            if trace != TraceId::INVALID {
+                let key = u128::from_be_bytes(trace.to_bytes());
+                if config.record_literals {
+                    dftrace_registry::literals::keep(key);
+                } else {
+                    dftrace_registry::literals::watch(key);
+                    if let Some(shape) = &shape {
+                        dftrace_registry::literals::add(key, shape.literals.iter().cloned());
+                    }
+                }
+            }
         }
         let observers = services.query_observers();
         let ended = QueryEnded::watch(&span);
@@ -166,6 +185,7 @@ impl QuerySpan {
             span,
             ended,
             collector,
+            record_literals: config.record_literals,
             unsampled,
             run_id,
             started: Instant::now(),
@@ -233,7 +253,7 @@ impl QuerySpan {
     /// Records a failed outcome with its message, builds the operator spans
     /// (deferred mode), and tells the observers.
     pub fn record_error(&self, error: &dyn std::fmt::Display) {
-        let message = error.to_string();
+        let message = crate::literals::error_text(error.to_string(), self.record_literals);
         self.span.record("otel.status_code", "ERROR");
         self.span
             .record("otel.status_description", message.as_str());
@@ -333,8 +353,12 @@ pub async fn run_sql(
     options: &QueryOptions,
 ) -> Result<TracedQuery> {
     let query = QuerySpan::start(&ctx.copied_config(), Some(sql), options)?;
-    let work = async {
+    let span = query.span().clone();
+    let work = async move {
         let df = ctx.sql(sql).await?;
+        if let Some(trace) = crate::literals::watched_trace(&span) {
+            crate::literals::add_logical(trace, df.logical_plan());
+        }
         execute(df).await
     };
     finish(query, work).await
@@ -439,40 +463,80 @@ pub fn parse_traceparent(value: &str) -> std::result::Result<SpanContext, RulesE
     ))
 }
 
+/// [`sql_shape`], remembered for the last few hundred distinct SQL texts:
+/// hosts run the same statement again and again (dashboards, prepared
+/// queries), and tokenizing it is the root span's largest cost.
+fn recent_shape(sql: &str) -> Arc<SqlShape> {
+    const REMEMBERED: usize = 512;
+    type Recent = std::collections::HashMap<String, Arc<SqlShape>>;
+    static RECENT: std::sync::LazyLock<std::sync::Mutex<Recent>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut recent = RECENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(shape) = recent.get(sql) {
+        return Arc::clone(shape);
+    }
+    let shape = Arc::new(sql_shape(sql));
+    if recent.len() >= REMEMBERED {
+        recent.clear();
+    }
+    recent.insert(sql.to_owned(), Arc::clone(&shape));
+    shape
+}
+
 /// A stable fingerprint of a SQL text with its literals removed: statements
 /// that differ only in literal values, whitespace, comments or keyword case
 /// share a fingerprint, and no literal value can be read back from it.
 /// 16 hex digits (FNV-1a, 64 bits).
 pub fn sql_fingerprint(sql: &str) -> String {
+    sql_shape(sql).fingerprint
+}
+
+/// What the root span learns from a SQL text in one pass of the tokenizer:
+/// its literal-free fingerprint, and its literal values (for the export
+/// pipeline to mask).
+#[derive(Debug)]
+struct SqlShape {
+    fingerprint: String,
+    literals: Vec<String>,
+}
+
+fn sql_shape(sql: &str) -> SqlShape {
+    let mut literals = Vec::new();
     let normalized = match Tokenizer::new(&GenericDialect {}, sql).tokenize() {
         Ok(tokens) => tokens
             .iter()
-            .filter_map(|token| match token {
-                Token::Whitespace(_) | Token::EOF => None,
-                Token::Number(..)
-                | Token::SingleQuotedString(_)
-                | Token::DoubleQuotedString(_)
-                | Token::TripleSingleQuotedString(_)
-                | Token::TripleDoubleQuotedString(_)
-                | Token::DollarQuotedString(_)
-                | Token::SingleQuotedByteStringLiteral(_)
-                | Token::DoubleQuotedByteStringLiteral(_)
-                | Token::TripleSingleQuotedByteStringLiteral(_)
-                | Token::TripleDoubleQuotedByteStringLiteral(_)
-                | Token::SingleQuotedRawStringLiteral(_)
-                | Token::DoubleQuotedRawStringLiteral(_)
-                | Token::TripleSingleQuotedRawStringLiteral(_)
-                | Token::TripleDoubleQuotedRawStringLiteral(_)
-                | Token::NationalStringLiteral(_)
-                | Token::QuoteDelimitedStringLiteral(_)
-                | Token::NationalQuoteDelimitedStringLiteral(_)
-                | Token::EscapedStringLiteral(_)
-                | Token::UnicodeStringLiteral(_)
-                | Token::HexStringLiteral(_) => Some("?".to_owned()),
-                Token::Word(word) if word.quote_style.is_none() => {
-                    Some(word.value.to_ascii_uppercase())
-                }
-                other => Some(other.to_string()),
+            .filter_map(|token| {
+                let literal = match token {
+                    Token::Whitespace(_) | Token::EOF => return None,
+                    Token::Number(text, _) => text,
+                    Token::SingleQuotedString(text)
+                    | Token::DoubleQuotedString(text)
+                    | Token::TripleSingleQuotedString(text)
+                    | Token::TripleDoubleQuotedString(text)
+                    | Token::SingleQuotedByteStringLiteral(text)
+                    | Token::DoubleQuotedByteStringLiteral(text)
+                    | Token::TripleSingleQuotedByteStringLiteral(text)
+                    | Token::TripleDoubleQuotedByteStringLiteral(text)
+                    | Token::SingleQuotedRawStringLiteral(text)
+                    | Token::DoubleQuotedRawStringLiteral(text)
+                    | Token::TripleSingleQuotedRawStringLiteral(text)
+                    | Token::TripleDoubleQuotedRawStringLiteral(text)
+                    | Token::NationalStringLiteral(text)
+                    | Token::EscapedStringLiteral(text)
+                    | Token::UnicodeStringLiteral(text)
+                    | Token::HexStringLiteral(text) => text,
+                    Token::DollarQuotedString(quoted) => &quoted.value,
+                    Token::QuoteDelimitedStringLiteral(quoted)
+                    | Token::NationalQuoteDelimitedStringLiteral(quoted) => &quoted.value,
+                    Token::Word(word) if word.quote_style.is_none() => {
+                        return Some(word.value.to_ascii_uppercase());
+                    }
+                    other => return Some(other.to_string()),
+                };
+                literals.push(literal.clone());
+                Some("?".to_owned())
             })
             .collect::<Vec<_>>()
             .join(" "),
@@ -485,7 +549,10 @@ pub fn sql_fingerprint(sql: &str) -> String {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{hash:016x}")
+    SqlShape {
+        fingerprint: format!("{hash:016x}"),
+        literals,
+    }
 }
 
 #[cfg(test)]

@@ -418,3 +418,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn credentials_are_masked_in_messages_and_debug() {
+    use crate::config::{shown_setting, shown_url};
+    assert_eq!(
+        shown_setting(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer Zq1,broken"
+        ),
+        "authorization=***,***"
+    );
+    assert_eq!(
+        shown_url("http://user:Zq2@host:bad/v1"),
+        "http://user:***@host:bad/v1"
+    );
+    assert_eq!(shown_url("https://Zq3@host"), "https://***@host");
+    assert_eq!(shown_setting("OTEL_SERVICE_NAME", "svc"), "svc");
+    let config = DftraceConfig::builder()
+        .env([
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS".to_owned(),
+                "authorization=Bearer Zq4".to_owned(),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+                "http://u:Zq5@h:4317".to_owned(),
+            ),
+        ])
+        .build()
+        .unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("Zq4") && !debug.contains("Zq5"), "{debug}");
+    assert!(debug.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{debug}");
+}

@@ -16,6 +16,7 @@
 //! rules plugin is applied, so physical planning is under it too, or else
 //! at the plan's first `execute`.
 
+mod lineage;
 mod record;
 mod root;
 pub(crate) mod spans;
@@ -60,8 +61,12 @@ impl PhysicalOptimizerRule for DeferredRule {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // An unsampled trace exports nothing: the plan runs unwrapped.
-        if trace_known_unsampled(&Span::current()) || DftraceExec::of(plan.as_ref()).is_some() {
+        let current = Span::current();
+        if trace_known_unsampled(&current) || DftraceExec::of(plan.as_ref()).is_some() {
             return Ok(plan);
+        }
+        if let Some(trace) = crate::literals::watched_trace(&current) {
+            crate::literals::add_physical(trace, &plan);
         }
         let wrapped = wrap_operators(plan, self.preview_limit, Some(&self.options), None)?;
         if inside_query() {

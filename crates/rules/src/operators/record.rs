@@ -6,7 +6,7 @@ use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::ExecutionPlan;
-use dftrace_registry::{PreviewFn, QUERY_SPAN_NAME, SpanLevel};
+use dftrace_registry::{QUERY_SPAN_NAME, SourcedPreviewFn, SpanLevel};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,6 +53,8 @@ pub(crate) struct NodeRecord {
 #[derive(Debug, Default)]
 pub(crate) struct LiveFields {
     pub(crate) custom_fields: Vec<(String, String)>,
+    /// `rules.record_literals`: error statuses keep the values they quote.
+    pub(crate) record_literals: bool,
 }
 
 #[derive(Debug)]
@@ -192,7 +194,11 @@ fn owned_rows(batch: &RecordBatch, n: usize) -> Result<RecordBatch> {
 pub(crate) struct DeferredOptions {
     pub(crate) level: SpanLevel,
     pub(crate) record_metrics: bool,
-    pub(crate) preview: Option<Arc<PreviewFn>>,
+    pub(crate) metrics_level: crate::MetricsLevel,
+    pub(crate) estimated_rows: bool,
+    pub(crate) preview: Option<Arc<SourcedPreviewFn>>,
+    /// Keep literal values in what the spans show (`rules.record_literals`).
+    pub(crate) record_literals: bool,
     pub(crate) custom_fields: Vec<(String, String)>,
     pub(crate) when: crate::OperatorSpansWhen,
     pub(crate) slow: Duration,

@@ -55,9 +55,15 @@ impl QueryPlanner for QueryRootPlanner {
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         if inside_query() {
+            if let Some(trace) = crate::literals::watched_trace(&Span::current()) {
+                crate::literals::add_logical(trace, logical_plan);
+            }
             return self.inner.create_physical_plan(logical_plan, session).await;
         }
         let query = QuerySpan::start_auto(session.config())?;
+        if let Some(trace) = crate::literals::watched_trace(query.span()) {
+            crate::literals::add_logical(trace, logical_plan);
+        }
         let planned = self
             .inner
             .create_physical_plan(logical_plan, session)

@@ -2,11 +2,13 @@
 //! plan, built from what the plan's own metrics and the wrappers' records
 //! say, under the query's root span.
 
+use super::lineage;
 use super::record::{DeferredOptions, Executed, NodeRecord, now_unix_ns, unix_ns_time};
 use super::wrapper::DftraceExec;
+use crate::MetricsLevel;
 use crate::exec::{EXEC_TARGET, PREVIEW_FAILED};
 use datafusion::common::stats::Precision;
-use datafusion::physical_plan::metrics::{MetricValue, MetricsSet, RatioMergeStrategy};
+use datafusion::physical_plan::metrics::{MetricType, MetricValue, MetricsSet, RatioMergeStrategy};
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext, displayable,
 };
@@ -15,9 +17,9 @@ use dftrace_registry::keys;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
 };
-use opentelemetry::{Context, InstrumentationScope, KeyValue, Value};
+use opentelemetry::{Context, InstrumentationScope, Key, KeyValue, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
 /// How the query ended, for `rules.operator_spans_when`.
@@ -182,11 +184,12 @@ impl Pass<'_> {
         if self.options.record_metrics
             && let Some(metrics) = inner.metrics()
         {
-            metric_attributes(&metrics, &mut attributes);
+            metric_attributes(&metrics, self.options.metrics_level, &mut attributes);
         }
-        if let Ok(statistics) = self
-            .statistics
-            .compute(inner.as_ref(), &StatisticsArgs::new())
+        if self.options.estimated_rows
+            && let Ok(statistics) = self
+                .statistics
+                .compute(inner.as_ref(), &StatisticsArgs::new())
         {
             let estimate = match statistics.num_rows {
                 Precision::Exact(rows) => Some((rows, true)),
@@ -198,7 +201,7 @@ impl Pass<'_> {
                 attributes.push(KeyValue::new(keys::ESTIMATED_ROWS_EXACT, exact));
             }
         }
-        self.preview(record, &mut attributes);
+        self.preview(inner, record, &mut attributes);
         for (key, value) in &self.options.custom_fields {
             attributes.push(KeyValue::new(key.clone(), value.clone()));
         }
@@ -211,7 +214,9 @@ impl Pass<'_> {
             .with_attributes(attributes)
             .start_with_context(self.tracer, parent);
         if let Some(error) = failed_here(record, inner) {
-            span.set_status(Status::error(error.to_owned()));
+            let message =
+                crate::literals::error_text(error.to_owned(), self.options.record_literals);
+            span.set_status(Status::error(message));
         }
         let context = parent.with_span(span);
         for &child in &self.forest.children[index] {
@@ -220,7 +225,12 @@ impl Pass<'_> {
         context.span().end_with_timestamp(unix_ns_time(window.end));
     }
 
-    fn preview(&self, record: &NodeRecord, attributes: &mut Vec<KeyValue>) {
+    fn preview(
+        &self,
+        inner: &Arc<dyn ExecutionPlan>,
+        record: &NodeRecord,
+        attributes: &mut Vec<KeyValue>,
+    ) {
         let Some(formatter) = &self.options.preview else {
             return;
         };
@@ -230,12 +240,16 @@ impl Pass<'_> {
             return;
         }
         let Some(first) = rows.first() else { return };
+        // Each column is masked by its name and by what it is computed from.
+        let sources = lineage::output_sources(inner, self.options.record_literals);
         let text = datafusion::arrow::compute::concat_batches(&first.schema(), &rows)
             .ok()
             .and_then(|batch| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| formatter(&batch)))
-                    .ok()
-                    .and_then(Result::ok)
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    formatter(&batch, &sources)
+                }))
+                .ok()
+                .and_then(Result::ok)
             })
             .unwrap_or_else(|| PREVIEW_FAILED.to_owned());
         attributes.push(KeyValue::new(keys::PREVIEW, text));
@@ -273,10 +287,17 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// What a count or a time is measured in.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Count,
+    Nanoseconds,
+}
+
 /// One metric's figures, summed over partitions.
 #[derive(Debug)]
 enum Figure {
-    Int(u64),
+    Int(Unit, u64),
     Pruning {
         pruned: u64,
         matched: u64,
@@ -291,28 +312,37 @@ enum Figure {
     Text(String),
 }
 
-/// Every metric `metrics` holds, whatever its name, summed over partitions
-/// and typed by its kind (counts, bytes and gauges as Int; times as Int
-/// nanoseconds in a `_ns` key; pruning and ratio figures as Int pairs), plus
-/// the operator's own time and its per-partition spread.
-fn metric_attributes(metrics: &MetricsSet, attributes: &mut Vec<KeyValue>) {
-    let mut figures: BTreeMap<String, Figure> = BTreeMap::new();
+/// Every metric `metrics` holds at `level`, whatever its name, summed over
+/// partitions and typed by its kind (counts, bytes and gauges as Int; times
+/// as Int nanoseconds in a `_ns` key; pruning and ratio figures as Int
+/// pairs), plus the operator's own time and its per-partition spread.
+fn metric_attributes<'m>(
+    metrics: &'m MetricsSet,
+    level: MetricsLevel,
+    attributes: &mut Vec<KeyValue>,
+) {
+    let mut figures: BTreeMap<&'m str, Figure> = BTreeMap::new();
     let mut rows_by_partition: BTreeMap<usize, u64> = BTreeMap::new();
     let mut compute_by_partition: BTreeMap<usize, u64> = BTreeMap::new();
-    let add = |figures: &mut BTreeMap<String, Figure>, key: String, value: usize| {
-        let value = value as u64;
-        if let Figure::Int(total) = figures.entry(key).or_insert(Figure::Int(0)) {
-            *total += value;
+    let mut compute: Option<u64> = None;
+    let add = |figures: &mut BTreeMap<&'m str, Figure>, name: &'m str, unit: Unit, value: usize| {
+        let entry = figures.entry(name).or_insert(Figure::Int(unit, 0));
+        if let Figure::Int(_, total) = entry {
+            *total += value as u64;
         }
     };
     for metric in metrics.iter() {
+        if level == MetricsLevel::Summary && metric.metric_type() != MetricType::Summary {
+            continue;
+        }
         let value = metric.value();
+        let name = value.name();
         match value {
             MetricValue::OutputRows(count) => {
                 if let Some(partition) = metric.partition() {
                     *rows_by_partition.entry(partition).or_default() += count.value() as u64;
                 }
-                add(&mut figures, value.name().to_owned(), count.value());
+                add(&mut figures, name, Unit::Count, count.value());
             }
             MetricValue::SpillCount(count)
             | MetricValue::SpilledBytes(count)
@@ -320,34 +350,33 @@ fn metric_attributes(metrics: &MetricsSet, attributes: &mut Vec<KeyValue>) {
             | MetricValue::OutputBatches(count)
             | MetricValue::SpilledRows(count)
             | MetricValue::Count { count, .. } => {
-                add(&mut figures, value.name().to_owned(), count.value());
+                add(&mut figures, name, Unit::Count, count.value());
             }
             MetricValue::CurrentMemoryUsage(gauge)
             | MetricValue::Gauge { gauge, .. }
             | MetricValue::PeakMemoryUsage { gauge, .. } => {
-                add(&mut figures, value.name().to_owned(), gauge.value());
+                add(&mut figures, name, Unit::Count, gauge.value());
             }
             MetricValue::ElapsedCompute(time) => {
                 if let Some(partition) = metric.partition() {
                     *compute_by_partition.entry(partition).or_default() += time.value() as u64;
                 }
-                add(&mut figures, format!("{}_ns", value.name()), time.value());
+                *compute.get_or_insert(0) += time.value() as u64;
+                add(&mut figures, name, Unit::Nanoseconds, time.value());
             }
             MetricValue::Time { time, .. } => {
-                add(&mut figures, format!("{}_ns", value.name()), time.value());
+                add(&mut figures, name, Unit::Nanoseconds, time.value());
             }
             // The span's own start and end.
             MetricValue::StartTimestamp(_) | MetricValue::EndTimestamp(_) => {}
             MetricValue::PruningMetrics {
                 pruning_metrics, ..
             } => {
-                let entry = figures
-                    .entry(value.name().to_owned())
-                    .or_insert(Figure::Pruning {
-                        pruned: 0,
-                        matched: 0,
-                        fully_matched: 0,
-                    });
+                let entry = figures.entry(name).or_insert(Figure::Pruning {
+                    pruned: 0,
+                    matched: 0,
+                    fully_matched: 0,
+                });
                 if let Figure::Pruning {
                     pruned,
                     matched,
@@ -361,7 +390,7 @@ fn metric_attributes(metrics: &MetricsSet, attributes: &mut Vec<KeyValue>) {
             }
             MetricValue::Ratio { ratio_metrics, .. } => {
                 let entry = figures
-                    .entry(value.name().to_owned())
+                    .entry(name)
                     .or_insert(Figure::Ratio { part: 0, total: 0 });
                 if let Figure::Ratio { part, total } = entry {
                     // Merged as DataFusion merges them (EXPLAIN ANALYZE's
@@ -385,37 +414,50 @@ fn metric_attributes(metrics: &MetricsSet, attributes: &mut Vec<KeyValue>) {
                 }
             }
             MetricValue::Custom { .. } => {
-                figures.insert(value.name().to_owned(), Figure::Text(value.to_string()));
+                figures.insert(name, Figure::Text(value.to_string()));
             }
         }
     }
     for (name, figure) in figures {
-        let key = format!("{}{name}", keys::METRICS_PREFIX);
         match figure {
-            Figure::Int(total) => {
-                if name == "elapsed_compute_ns" {
-                    attributes.push(KeyValue::new(keys::SELF_TIME_NS, int(total)));
-                }
-                attributes.push(KeyValue::new(key, int(total)));
+            Figure::Int(Unit::Count, total) => {
+                attributes.push(KeyValue::new(metric_key(name, Suffix::None), int(total)));
+            }
+            Figure::Int(Unit::Nanoseconds, total) => {
+                attributes.push(KeyValue::new(
+                    metric_key(name, Suffix::Nanoseconds),
+                    int(total),
+                ));
             }
             Figure::Pruning {
                 pruned,
                 matched,
                 fully_matched,
             } => {
-                attributes.push(KeyValue::new(format!("{key}.pruned"), int(pruned)));
-                attributes.push(KeyValue::new(format!("{key}.matched"), int(matched)));
+                attributes.push(KeyValue::new(metric_key(name, Suffix::Pruned), int(pruned)));
                 attributes.push(KeyValue::new(
-                    format!("{key}.fully_matched"),
+                    metric_key(name, Suffix::Matched),
+                    int(matched),
+                ));
+                attributes.push(KeyValue::new(
+                    metric_key(name, Suffix::FullyMatched),
                     int(fully_matched),
                 ));
             }
             Figure::Ratio { part, total } => {
-                attributes.push(KeyValue::new(format!("{key}.part"), int(part)));
-                attributes.push(KeyValue::new(format!("{key}.total"), int(total)));
+                attributes.push(KeyValue::new(metric_key(name, Suffix::Part), int(part)));
+                attributes.push(KeyValue::new(metric_key(name, Suffix::Total), int(total)));
             }
-            Figure::Text(text) => attributes.push(KeyValue::new(key, Value::from(text))),
+            Figure::Text(text) => {
+                attributes.push(KeyValue::new(
+                    metric_key(name, Suffix::None),
+                    Value::from(text),
+                ));
+            }
         }
+    }
+    if let Some(compute) = compute {
+        attributes.push(KeyValue::new(keys::SELF_TIME_NS, int(compute)));
     }
     spread(
         &rows_by_partition,
@@ -431,6 +473,62 @@ fn metric_attributes(metrics: &MetricsSet, attributes: &mut Vec<KeyValue>) {
         ],
         attributes,
     );
+}
+
+/// The suffixes a metric's keys can have.
+#[derive(Debug, Clone, Copy)]
+enum Suffix {
+    None,
+    Nanoseconds,
+    Pruned,
+    Matched,
+    FullyMatched,
+    Part,
+    Total,
+}
+
+impl Suffix {
+    const ALL: usize = 7;
+
+    fn text(self) -> &'static str {
+        match self {
+            Suffix::None => "",
+            Suffix::Nanoseconds => "_ns",
+            Suffix::Pruned => ".pruned",
+            Suffix::Matched => ".matched",
+            Suffix::FullyMatched => ".fully_matched",
+            Suffix::Part => ".part",
+            Suffix::Total => ".total",
+        }
+    }
+}
+
+/// The attribute key of metric `name` with `suffix`, made once per process:
+/// metric names are few (DataFusion's and the host's), and the spans of
+/// every query share the same keys instead of formatting them anew.
+fn metric_key(name: &str, suffix: Suffix) -> Key {
+    /// Per suffix: metric name → key.
+    type Keys = [RwLock<HashMap<Box<str>, Key>>; Suffix::ALL];
+    static KEYS: LazyLock<Keys> =
+        LazyLock::new(|| std::array::from_fn(|_| RwLock::new(HashMap::new())));
+    let keys = &KEYS[suffix as usize];
+    if let Some(key) = keys
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(name)
+    {
+        return key.clone();
+    }
+    let key = Key::from(Arc::<str>::from(format!(
+        "{}{name}{}",
+        keys::METRICS_PREFIX,
+        suffix.text()
+    )));
+    keys.write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(name.into())
+        .or_insert(key)
+        .clone()
 }
 
 /// Minimum, median (the lower middle) and maximum of the per-partition

@@ -72,6 +72,11 @@ impl DftraceExec {
         }
     }
 
+    /// The node this wraps.
+    pub(crate) fn inner(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.inner
+    }
+
     /// The records of the wrapped children (through a live
     /// `InstrumentedExec` around them, whose downcasts reach this wrapper).
     pub(crate) fn child_records(inner: &Arc<dyn ExecutionPlan>) -> Vec<Arc<NodeRecord>> {
@@ -451,11 +456,11 @@ impl OperatorStream {
 
     /// Under a live span: ERROR where the error started (no child saw it).
     fn on_error_live(&self, error: &DataFusionError) {
-        if self.record.live().is_some()
+        if let Some(live) = self.record.live()
             && !self.children.iter().any(|child| child.error().is_some())
         {
-            tracing::Span::current()
-                .set_status(opentelemetry::trace::Status::error(error.to_string()));
+            let message = crate::literals::error_text(error.to_string(), live.record_literals);
+            tracing::Span::current().set_status(opentelemetry::trace::Status::error(message));
         }
     }
 
