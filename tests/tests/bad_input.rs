@@ -7,7 +7,7 @@ use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
 use dftrace_registry::{DftraceConfig, linked_plugins};
-use dftrace_rules::parse_traceparent;
+use dftrace_rules::parse_trace_context;
 use dftrace_tests::config_doc::{env_var, field_paths};
 use proptest::prelude::*;
 
@@ -30,7 +30,7 @@ proptest! {
 
     #[test]
     fn any_string_is_parsed_or_refused_with_a_reason(text in ".{0,80}") {
-        match parse_traceparent(&text) {
+        match parse_trace_context(&text, None) {
             Ok(context) => prop_assert!(context.is_valid()),
             Err(error) => {
                 let message = error.to_string();
@@ -45,7 +45,7 @@ proptest! {
         let original = text[at];
         text[at] = c;
         let text: String = text.into_iter().collect();
-        if let Ok(context) = parse_traceparent(&text) {
+        if let Ok(context) = parse_trace_context(&text, None) {
             // Only the same character (no change at all: seen when a `-`
             // replaced a `-`) or another lowercase hex digit can pass.
             prop_assert!(context.is_valid());

@@ -5,9 +5,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use dftrace_bootstrap::view::{Trace, ViewFiles, read_trace_file, render_trace_file};
 use dftrace_tests::tpch::{Q3, Table, write_tables};
 use dftrace_tests::{cli_binary, isolated_command, workspace_root};
+use dftrace_view::{Trace, ViewFiles, read_trace_file, render_trace_file};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 use std::collections::{BTreeMap, HashMap};

@@ -1,6 +1,6 @@
 //! `cargo xtask view <trace-file.jsonl> [--trace-id ID] [--out DIR]`: one
 //! query of a trace file as a flame graph (SVG), a Chrome trace and an HTML
-//! page, by dftrace-bootstrap's `dftrace-view` binary (feature `view`).
+//! page, by the `dftrace-view` crate's binary.
 
 use crate::process::{cargo, run};
 use std::path::PathBuf;
@@ -28,16 +28,14 @@ pub(crate) fn run_view(args: &[String]) -> Result<(), String> {
         });
         previous = Some(arg.as_str());
     }
-    // Only dftrace-bootstrap and its OpenTelemetry dependencies: seconds.
+    // Only dftrace-view and its OpenTelemetry dependencies: seconds.
     run(cargo()
         .args([
             "run",
             "-q",
             "--locked",
             "-p",
-            "dftrace-bootstrap",
-            "--features",
-            "view",
+            "dftrace-view",
             "--bin",
             "dftrace-view",
             "--",

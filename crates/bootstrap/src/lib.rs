@@ -41,23 +41,22 @@
 //! - `grpc`: OTLP over gRPC (tonic, on a small Tokio runtime of its own).
 //! - `http`: OTLP over HTTP, `http/protobuf` and `http/json` (blocking
 //!   reqwest client on the batch processor's thread).
-//! - `view`: the `view` module draws one query of a trace file as a flame graph,
-//!   a Chrome trace and an HTML page (and builds the `dftrace-view` binary).
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod config;
+mod overrides;
 mod policy;
 mod scrub;
 mod sinks;
+mod tracer;
 mod unsampled;
-#[cfg(feature = "view")]
-pub mod view;
 
 pub use config::{
     BatchConfig, Compression, ExportConfig, FileConfig, LogFormat, OtlpConfig, Protocol,
     SamplerKind, Sink,
 };
+pub use overrides::{ExportOverrides, Sampler};
 pub use policy::{BootstrapError, ResolvedSink};
 pub use scrub::ScrubbingProcessor;
 pub use unsampled::UnsampledTraceFilter;
@@ -95,6 +94,28 @@ impl ShutdownReport {
     /// exports, or still pending when shutdown timed out.
     pub fn dropped(&self) -> u64 {
         self.ended.saturating_sub(self.exported)
+    }
+}
+
+/// One line for people: `12 of 40 spans were not exported (12 in failed
+/// exports, shutdown timed out)`, or `all 40 spans were exported`.
+impl std::fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.dropped() == 0 {
+            return write!(f, "all {} spans were exported", self.ended);
+        }
+        write!(
+            f,
+            "{} of {} spans were not exported ({} in failed exports{})",
+            self.dropped(),
+            self.ended,
+            self.failed,
+            if self.timed_out {
+                ", shutdown timed out"
+            } else {
+                ""
+            }
+        )
     }
 }
 
@@ -175,21 +196,8 @@ impl TelemetryGuard {
             // Never blocks, so it is safe inside an async context too.
             runtime.shutdown_background();
         }
-        let report = self.report(timed_out);
-        if report.dropped() > 0 {
-            eprintln!(
-                "dftrace: {} of {} spans were not exported ({} in failed exports{})",
-                report.dropped(),
-                report.ended,
-                report.failed,
-                if timed_out {
-                    ", shutdown timed out"
-                } else {
-                    ""
-                }
-            );
-        }
-        report
+        // Library code reports; the caller decides what to print.
+        self.report(timed_out)
     }
 
     fn report(&self, timed_out: bool) -> ShutdownReport {
@@ -221,10 +229,17 @@ pub fn otel_layer<S>(
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
+    // Spans dftrace builds itself after a query (operator spans) go through
+    // the same tracer, found in the root span's extensions.
+    let operator_tracer = tracer::TracerLayer::new(opentelemetry::global::BoxedTracer::new(
+        Box::new(tracer.clone()),
+    ));
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_context_activation(config.context_activation);
-    UnsampledTraceFilter.and_then(otel)
+    UnsampledTraceFilter
+        .and_then(otel)
+        .and_then(operator_tracer)
 }
 
 /// The global filter for `directives` (`RUST_LOG` syntax): a `Targets`
@@ -232,12 +247,14 @@ where
 /// `EnvFilter`. `EnvFilter` looks every entered span up in a locked map in
 /// case a span directive applies, and operator spans are entered on every
 /// poll; `Targets` keeps no per-span state.
-pub fn filter_layer<S>(directives: &str) -> Result<Box<dyn Layer<S> + Send + Sync>, String>
+pub fn filter_layer<S>(
+    directives: &str,
+) -> Result<Box<dyn Layer<S> + Send + Sync>, tracing_subscriber::filter::ParseError>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
     // Parsed by `EnvFilter` either way, so both accept the same directives.
-    let env_filter = EnvFilter::try_new(directives).map_err(|error| error.to_string())?;
+    let env_filter = EnvFilter::try_new(directives)?;
     // Span and field directives are the ones in brackets (`Targets` would
     // read `[span]` as a target name).
     if !directives.contains('[')
@@ -248,23 +265,106 @@ where
     Ok(env_filter.boxed())
 }
 
-/// Installs the global subscriber and the OpenTelemetry providers.
+/// Telemetry built from an [`ExportConfig`] but not installed yet: the
+/// `tracing` subscriber (filter, OpenTelemetry layer, log layer) and the
+/// OpenTelemetry providers behind it. Install it for the process
+/// ([`Telemetry::install`]) or for the current thread
+/// ([`Telemetry::set_default`]).
+#[must_use = "telemetry does nothing until it is installed"]
+pub struct Telemetry {
+    subscriber: tracing::Dispatch,
+    guard: TelemetryGuard,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("guard", &self.guard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// The guard that flushes it, for a look at its sink before installing.
+    pub fn guard(&self) -> &TelemetryGuard {
+        &self.guard
+    }
+
+    /// Installs the subscriber for the whole process, with the `log`
+    /// bridge, and the OpenTelemetry providers and propagator as the global
+    /// ones. Once per process: a second call is
+    /// [`BootstrapError::AlreadyInitialized`].
+    pub fn install(self) -> Result<TelemetryGuard, BootstrapError> {
+        if INITIALIZED.swap(true, Ordering::SeqCst) {
+            return Err(BootstrapError::AlreadyInitialized);
+        }
+        if let Err(error) = self.subscriber.try_init() {
+            INITIALIZED.store(false, Ordering::SeqCst);
+            return Err(BootstrapError::SubscriberInstalled(error));
+        }
+        if let Some(provider) = &self.guard.tracer_provider {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
+        }
+        if let Some(provider) = &self.guard.meter_provider {
+            opentelemetry::global::set_meter_provider(provider.clone());
+        }
+        Ok(self.guard)
+    }
+
+    /// Installs the subscriber for the current thread only, until the
+    /// returned value is dropped; nothing global changes. Spans made on
+    /// other threads (a multi-threaded runtime's workers) are not seen, and
+    /// OpenTelemetry metrics, which go through the global meter provider,
+    /// are not exported: use it on a current-thread runtime, in tests.
+    pub fn set_default(self) -> ScopedTelemetry {
+        let default = self.subscriber.set_default();
+        ScopedTelemetry {
+            guard: self.guard,
+            _default: default,
+        }
+    }
+}
+
+/// Telemetry installed for one thread ([`Telemetry::set_default`]); dropping
+/// it (or [`ScopedTelemetry::shutdown`]) flushes it and restores the
+/// thread's previous subscriber.
+#[derive(Debug)]
+#[must_use = "dropping it uninstalls telemetry"]
+pub struct ScopedTelemetry {
+    guard: TelemetryGuard,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+impl ScopedTelemetry {
+    /// The guard: sink, trace file, counts so far.
+    pub fn guard(&self) -> &TelemetryGuard {
+        &self.guard
+    }
+
+    /// Flushes and stops the providers; reports what was delivered.
+    pub fn shutdown(self) -> ShutdownReport {
+        let ScopedTelemetry { guard, _default } = self;
+        guard.shutdown()
+    }
+}
+
+/// Builds telemetry from `config` and installs it for the process: what a
+/// host calls once at start (`build(config)?.install()`).
 ///
 /// Fails with a clear error on a bad setting, and when called a second time
 /// in the process (the global subscriber can be set once).
 pub fn init(config: &ExportConfig) -> Result<TelemetryGuard, BootstrapError> {
-    let plan = policy::resolve(config)?;
-    if INITIALIZED.swap(true, Ordering::SeqCst) {
-        return Err(BootstrapError::AlreadyInitialized);
-    }
-    let result = install(config, plan);
-    if result.is_err() {
-        INITIALIZED.store(false, Ordering::SeqCst);
-    }
-    result
+    build(config)?.install()
 }
 
-fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, BootstrapError> {
+/// Builds telemetry from `config` without installing anything: the
+/// exporters, the providers and the subscriber. Fails with a clear error on
+/// a bad setting.
+pub fn build(config: &ExportConfig) -> Result<Telemetry, BootstrapError> {
+    let plan = policy::resolve(config)?;
     let counters = Arc::new(SpanCounters::default());
     #[cfg(feature = "grpc")]
     let mut runtime = None;
@@ -325,18 +425,14 @@ fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, 
         None
     };
 
-    if let Some(meter_provider) = &meter_provider {
-        opentelemetry::global::set_meter_provider(meter_provider.clone());
-    }
-
     let (origin, directives) = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => ("RUST_LOG", directives),
         _ => ("export.filter", config.filter.clone()),
     };
-    let filter = filter_layer(&directives).map_err(|error| BootstrapError::Filter {
+    let filter = filter_layer(&directives).map_err(|source| BootstrapError::Filter {
         origin,
         directives,
-        error,
+        source,
     })?;
     let log_layer = match config.log_format {
         LogFormat::None => None,
@@ -353,30 +449,29 @@ fn install(config: &ExportConfig, plan: policy::Plan) -> Result<TelemetryGuard, 
                 .boxed(),
         ),
     };
-    let otel_layer = tracer_provider.as_ref().map(|provider| {
-        opentelemetry::global::set_tracer_provider(provider.clone());
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
-        otel_layer(provider.tracer("dftrace"), config)
-    });
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(otel_layer)
-        .with(log_layer)
-        .try_init()
-        .map_err(|error| BootstrapError::SubscriberInstalled(error.to_string()))?;
+    let otel_layer = tracer_provider
+        .as_ref()
+        .map(|provider| otel_layer(provider.tracer("dftrace"), config));
+    let subscriber = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(otel_layer)
+            .with(log_layer),
+    );
 
-    Ok(TelemetryGuard {
-        tracer_provider,
-        meter_provider,
-        counters,
-        shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
-        trace_file,
-        sink: plan.sink,
-        #[cfg(feature = "grpc")]
-        runtime,
-        done: false,
+    Ok(Telemetry {
+        subscriber,
+        guard: TelemetryGuard {
+            tracer_provider,
+            meter_provider,
+            counters,
+            shutdown_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+            trace_file,
+            sink: plan.sink,
+            #[cfg(feature = "grpc")]
+            runtime,
+            done: false,
+        },
     })
 }
 
@@ -422,6 +517,7 @@ mod tests {
 
         let error = filter_layer::<Registry>("dftrace=loud")
             .err()
+            .map(|error| error.to_string())
             .unwrap_or_default();
         assert!(
             error.contains("expected one of"),

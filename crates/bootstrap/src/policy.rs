@@ -35,12 +35,12 @@ pub enum BootstrapError {
         feature: &'static str,
     },
     /// The OTLP exporter could not be built.
-    #[error("cannot build the OTLP exporter for {endpoint}: {message}")]
+    #[error("cannot build the OTLP exporter for {endpoint}: {source}")]
     Exporter {
-        /// The endpoint.
+        /// The endpoint (a password in it masked).
         endpoint: String,
         /// What the exporter reported.
-        message: String,
+        source: opentelemetry_otlp::ExporterBuildError,
     },
     /// The trace file could not be opened.
     #[error("cannot open the trace file {}: {source}", path.display())]
@@ -51,14 +51,14 @@ pub enum BootstrapError {
         source: std::io::Error,
     },
     /// The filter directives do not parse.
-    #[error("invalid tracing filter `{directives}` in {origin}: {error}")]
+    #[error("invalid tracing filter `{directives}` in {origin}: {source}")]
     Filter {
         /// `RUST_LOG` or `export.filter`.
         origin: &'static str,
         /// The directives.
         directives: String,
         /// What the parser reported.
-        error: String,
+        source: tracing_subscriber::filter::ParseError,
     },
     /// `init` was already called in this process.
     #[error(
@@ -67,7 +67,7 @@ pub enum BootstrapError {
     AlreadyInitialized,
     /// Another global `tracing` subscriber was installed first.
     #[error("a global tracing subscriber is already installed: {0}")]
-    SubscriberInstalled(String),
+    SubscriberInstalled(#[source] tracing_subscriber::util::TryInitError),
     /// The runtime for the gRPC exporter could not start.
     #[error("cannot start the runtime for the gRPC exporter: {0}")]
     Runtime(std::io::Error),
@@ -413,9 +413,9 @@ pub(crate) fn otlp_exporter(
         config.otlp.metrics_endpoint.as_deref(),
         "metrics",
     );
-    let build_error = |message: String| BootstrapError::Exporter {
+    let build_error = |source: opentelemetry_otlp::ExporterBuildError| BootstrapError::Exporter {
         endpoint: shown_url(endpoint),
-        message,
+        source,
     };
     let interval = Duration::from_millis(config.metric_export_interval_ms);
     let meter = |exporter: opentelemetry_otlp::MetricExporter| {
@@ -478,8 +478,8 @@ pub(crate) fn otlp_exporter(
                 spans = spans.with_compression(compression);
                 metrics = metrics.with_compression(compression);
             }
-            let spans = spans.build().map_err(|e| build_error(e.to_string()))?;
-            let metrics = metrics.build().map_err(|e| build_error(e.to_string()))?;
+            let spans = spans.build().map_err(build_error)?;
+            let metrics = metrics.build().map_err(build_error)?;
             drop(_entered);
             Ok((
                 AnyExporter::Otlp(Box::new(spans)),
@@ -526,8 +526,8 @@ pub(crate) fn otlp_exporter(
                 spans = spans.with_compression(compression);
                 metrics = metrics.with_compression(compression);
             }
-            let spans = spans.build().map_err(|e| build_error(e.to_string()))?;
-            let metrics = metrics.build().map_err(|e| build_error(e.to_string()))?;
+            let spans = spans.build().map_err(build_error)?;
+            let metrics = metrics.build().map_err(build_error)?;
             #[cfg(feature = "grpc")]
             let runtime = None;
             #[cfg(not(feature = "grpc"))]

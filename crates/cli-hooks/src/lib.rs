@@ -58,6 +58,10 @@ impl Drop for CliTelemetry {
         if let Some(guard) = self.guard.take() {
             let file = guard.trace_file().map(|path| path.display().to_string());
             let report = guard.shutdown();
+            // dftrace-bootstrap reports; the CLI says it, as it always has.
+            if report.dropped() > 0 {
+                eprintln!("dftrace: {report}");
+            }
             if let Some(file) = file
                 && report.exported > 0
             {

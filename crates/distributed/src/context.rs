@@ -15,10 +15,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::sync::Arc;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The W3C trace-context header naming the parent span.
-pub const TRACEPARENT: &str = "traceparent";
-/// The W3C trace-context header carrying vendor state.
-pub const TRACESTATE: &str = "tracestate";
+pub use dftrace_rules::{TRACEPARENT, TRACESTATE};
 
 /// The W3C trace-context headers of `span` (`traceparent`, and `tracestate`
 /// when the trace has one); empty when the span has no valid OpenTelemetry

@@ -11,10 +11,7 @@ use datafusion_distributed::{
 };
 use dftrace_registry::{DftraceConfig, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
 use http::HeaderMap;
-use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, TraceContextExt};
-use opentelemetry_http::HeaderExtractor;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::task::{Context, Poll};
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
@@ -99,16 +96,23 @@ fn request_span(path: &str, headers: &HeaderMap) -> tracing::Span {
 /// header is reported once per request and ignored: the query still runs.
 fn remote_parent(headers: &HeaderMap) -> Option<SpanContext> {
     let traceparent = headers.get(TRACEPARENT)?;
-    let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-    let parent = context.span().span_context().clone();
-    if parent.is_valid() {
-        Some(parent)
-    } else {
-        tracing::warn!(
-            target: WORKER_TARGET,
-            "ignoring the request's malformed traceparent {traceparent:?}"
-        );
-        None
+    let parsed = traceparent
+        .to_str()
+        .map_err(|_| "it is not visible ASCII".to_owned())
+        .and_then(|traceparent| {
+            let tracestate = headers.get(TRACESTATE).and_then(|v| v.to_str().ok());
+            dftrace_rules::parse_trace_context(traceparent, tracestate)
+                .map_err(|error| error.to_string())
+        });
+    match parsed {
+        Ok(parent) => Some(parent),
+        Err(reason) => {
+            tracing::warn!(
+                target: WORKER_TARGET,
+                "ignoring the request's traceparent {traceparent:?}: {reason}"
+            );
+            None
+        }
     }
 }
 

@@ -34,7 +34,7 @@ pub const ENV_PRESET: &str = "DFTRACE_PRESET";
 pub const ENV_CONFIG: &str = "DFTRACE_CONFIG";
 /// Variables of dftrace's own tooling (`cargo xtask test` sets them for the
 /// tests); the config loader accepts and ignores them.
-pub const TOOLING_VARS: &[&str] = &[
+const TOOLING_VARS: &[&str] = &[
     "DFTRACE_ROTEL_BIN",
     "DFTRACE_MOTO_BIN",
     "DFTRACE_CLI_BIN",
@@ -347,15 +347,53 @@ impl DftraceConfig {
                 } else {
                     known.join(", ")
                 };
+                let remedy = section_remedy(&section);
                 return Err(ConfigError::UnknownSection {
                     section,
                     origin,
                     linked,
+                    remedy,
                 });
             }
         }
         Ok(())
     }
+}
+
+/// The dftrace sections, the crate that owns each and the `dftrace` facade
+/// feature that links it (`None`: the facade always links it).
+const SECTION_OWNERS: &[(&str, &str, Option<&str>)] = &[
+    ("rules", "dftrace-rules", Some("rules")),
+    ("preview", "dftrace-preview-redaction", Some("preview")),
+    (
+        "object_store",
+        "dftrace-object-store-registry",
+        Some("object-store"),
+    ),
+    ("metrics", "dftrace-metrics-summary", Some("metrics")),
+    ("export", "dftrace-bootstrap", None),
+];
+
+/// What to do when `section` names no linked plugin.
+fn section_remedy(section: &str) -> String {
+    let Some((_, owner, feature)) = SECTION_OWNERS.iter().find(|(name, ..)| *name == section)
+    else {
+        let sections: Vec<&str> = SECTION_OWNERS.iter().map(|(name, ..)| *name).collect();
+        return format!(
+            "No dftrace crate owns it (dftrace's sections: {}); a host plugin's section \
+             needs that plugin linked",
+            sections.join(", ")
+        );
+    };
+    let with_facade = match feature {
+        Some(feature) => format!("with the `dftrace` crate, enable its `{feature}` feature"),
+        None => "the `dftrace` crate always links it".to_owned(),
+    };
+    format!(
+        "It belongs to {owner}: {with_facade}; depending on {owner} alone, reference it \
+         once (`use {} as _;`) so the linker keeps it",
+        owner.replace('-', "_")
+    )
 }
 
 /// Builds a [`DftraceConfig`] from its layers. The order of calls does not
@@ -424,6 +462,18 @@ impl ConfigBuilder {
     pub fn set(mut self, path: impl Into<String>, value: impl Into<Value>) -> Self {
         self.code.push((path.into(), value.into()));
         self
+    }
+
+    /// Sets one field of section `S` in code to a typed value (what the
+    /// sections' typed overrides, such as `dftrace_rules::RulesOverrides`,
+    /// call): `field` is the field's path inside the section.
+    pub fn set_field<S: Section, T: Serialize>(self, field: &str, value: T) -> Self {
+        // The sections' values are plain enums, strings and numbers, whose
+        // serialization cannot fail; a value that did would reach `build` as
+        // a string the section rejects, naming the field.
+        let value = serde_json::to_value(value)
+            .unwrap_or_else(|error| Value::String(format!("unserializable value: {error}")));
+        self.set(format!("{}.{field}", S::NAME), value)
     }
 
     /// Resolves the layers into a config. Sections are checked when read

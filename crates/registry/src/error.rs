@@ -80,8 +80,7 @@ pub enum ConfigError {
     /// program.
     #[error(
         "config section `[{section}]` (from {origin}) names no linked dftrace plugin; \
-         linked plugins: {linked}. Add the crate that owns the section as a dependency and \
-         reference it (`use dftrace_<crate> as _;`) so the linker keeps it"
+         linked plugins: {linked}. {remedy}"
     )]
     UnknownSection {
         /// The section name.
@@ -90,6 +89,8 @@ pub enum ConfigError {
         origin: String,
         /// The linked plugins, comma separated (or `none`).
         linked: String,
+        /// How to link the plugin that owns the section.
+        remedy: String,
     },
 }
 

@@ -72,9 +72,7 @@ mod plugin;
 #[cfg(feature = "session")]
 mod session;
 
-pub use config::{
-    ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel, TOOLING_VARS,
-};
+pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel};
 #[cfg(feature = "session")]
 pub use error::RegistryError;
 pub use error::{ConfigError, Result};

@@ -6,9 +6,9 @@
 pub enum RulesError {
     /// Previews were asked for without a redacting formatter.
     #[error(
-        "rules.preview_limit is {limit}, but no preview formatter is available: link \
-         dftrace-preview-redaction (and reference it: `use dftrace_preview_redaction as _;`), \
-         pass a preview function in code, or set rules.allow_unredacted_preview = true; \
+        "rules.preview_limit is {limit}, but no preview formatter is available: enable the \
+         `dftrace` crate's `preview` feature (or depend on dftrace-preview-redaction and \
+         reference it: `use dftrace_preview_redaction as _;`), pass a preview function in code, or set rules.allow_unredacted_preview = true; \
          set rules.preview_limit = 0 to turn previews off"
     )]
     UnredactedPreview {

@@ -48,19 +48,23 @@ mod exec;
 mod literals;
 mod live;
 mod operators;
+mod overrides;
 mod planner;
 mod propagation;
 mod query;
+mod trace_context;
 
 pub use config::{MetricsLevel, OperatorSpans, OperatorSpansWhen, RuleMode, RulesConfig};
 pub use ended::QueryEnded;
 pub use error::RulesError;
 pub use exec::{EXEC_TARGET, PREVIEW_FAILED, exec_rule};
+pub use overrides::RulesOverrides;
 pub use planner::{PLANNER_TARGET, instrument_planner};
 pub use query::{
-    QUERY_SPAN_NAME, QUERY_TARGET, QueryOptions, QuerySpan, TracedQuery, parse_traceparent,
-    run_dataframe, run_sql, sql_fingerprint,
+    QUERY_SPAN_NAME, QUERY_TARGET, QueryOptions, QuerySpan, TracedQuery, run_dataframe, run_sql,
+    sql_fingerprint,
 };
+pub use trace_context::{TRACEPARENT, TRACESTATE, parse_trace_context};
 
 /// `state` with a root query span for every statement whatever API the host
 /// runs it through: its query planner and table factories open one when no

@@ -5,6 +5,7 @@ use crate::config::RulesConfig;
 use crate::ended::QueryEnded;
 use crate::error::RulesError;
 use crate::operators::Collector;
+use crate::trace_context::parse_trace_context;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::Result;
@@ -13,7 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use dftrace_registry::{DftraceSession, QueryEnd, QueryObserver, SpanLevel, keys};
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{TraceContextExt, TraceId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, Span};
@@ -55,6 +56,7 @@ fn new_query_span(level: SpanLevel) -> Span {
 #[must_use]
 pub struct QueryOptions {
     traceparent: Option<String>,
+    tracestate: Option<String>,
     run_id: Option<String>,
     attributes: Vec<(String, String)>,
 }
@@ -68,6 +70,13 @@ impl QueryOptions {
     /// Joins a caller's distributed trace: a W3C `traceparent` header value.
     pub fn traceparent(mut self, traceparent: impl Into<String>) -> Self {
         self.traceparent = Some(traceparent.into());
+        self
+    }
+
+    /// The caller's W3C `tracestate`, kept with the `traceparent` parent
+    /// (ignored without one).
+    pub fn tracestate(mut self, tracestate: impl Into<String>) -> Self {
+        self.tracestate = Some(tracestate.into());
         self
     }
 
@@ -125,7 +134,7 @@ impl QuerySpan {
         let parent = options
             .traceparent
             .as_deref()
-            .map(parse_traceparent)
+            .map(|traceparent| parse_trace_context(traceparent, options.tracestate.as_deref()))
             .transpose()?;
 
         let span = new_query_span(config.span_level);
@@ -273,7 +282,13 @@ impl QuerySpan {
                 elapsed: self.elapsed(),
                 failed: error.is_some(),
             };
-            crate::operators::spans::build_operator_spans(&self.span.context(), executed, outcome);
+            let tracer = crate::operators::span_tracer(&self.span);
+            crate::operators::spans::build_operator_spans(
+                &self.span.context(),
+                tracer,
+                executed,
+                outcome,
+            );
         }
         if self.observers.is_empty() {
             return;
@@ -411,58 +426,6 @@ fn rules_config(config: &SessionConfig) -> RulesConfig {
         .unwrap_or_default()
 }
 
-/// Parses a W3C `traceparent` (version 00) into a remote span context.
-pub fn parse_traceparent(value: &str) -> std::result::Result<SpanContext, RulesError> {
-    let invalid = |reason| RulesError::InvalidTraceparent {
-        value: value.to_owned(),
-        reason,
-    };
-    let parts: Vec<&str> = value.trim().split('-').collect();
-    let [version, trace_id, span_id, flags] = parts.as_slice() else {
-        return Err(invalid("it does not have four dash-separated parts"));
-    };
-    let is_hex = |text: &str, len: usize| {
-        text.len() == len
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    if !is_hex(version, 2) {
-        return Err(invalid("the version is not 2 lowercase hex digits"));
-    }
-    if *version == "ff" {
-        return Err(invalid("version ff is forbidden"));
-    }
-    if *version != "00" {
-        return Err(invalid("only version 00 is supported"));
-    }
-    if !is_hex(trace_id, 32) {
-        return Err(invalid("the trace id is not 32 lowercase hex digits"));
-    }
-    if !is_hex(span_id, 16) {
-        return Err(invalid("the parent id is not 16 lowercase hex digits"));
-    }
-    if !is_hex(flags, 2) {
-        return Err(invalid("the flags are not 2 lowercase hex digits"));
-    }
-    let trace_id = TraceId::from_hex(trace_id).map_err(|_| invalid("the trace id is not hex"))?;
-    let span_id = SpanId::from_hex(span_id).map_err(|_| invalid("the parent id is not hex"))?;
-    if trace_id == TraceId::INVALID {
-        return Err(invalid("the trace id is all zeros"));
-    }
-    if span_id == SpanId::INVALID {
-        return Err(invalid("the parent id is all zeros"));
-    }
-    let flags = u8::from_str_radix(flags, 16).map_err(|_| invalid("the flags are not hex"))?;
-    Ok(SpanContext::new(
-        trace_id,
-        span_id,
-        TraceFlags::new(flags),
-        true,
-        TraceState::default(),
-    ))
-}
-
 /// [`sql_shape`], remembered for the last few hundred distinct SQL texts:
 /// hosts run the same statement again and again (dashboards, prepared
 /// queries), and tokenizing it is the root span's largest cost.
@@ -570,60 +533,5 @@ mod tests {
         );
         assert_eq!(a.len(), 16);
         assert_eq!(sql_fingerprint("SELECT 'x"), sql_fingerprint("SELECT  'x"));
-    }
-
-    #[test]
-    fn traceparent_accepts_the_w3c_form_and_names_each_problem() {
-        let parsed = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        let context = parsed.expect("valid");
-        assert_eq!(
-            context.trace_id().to_string(),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
-        );
-        assert_eq!(context.span_id().to_string(), "00f067aa0ba902b7");
-        assert!(context.is_sampled() && context.is_remote());
-
-        let cases = [
-            ("", "four dash-separated parts"),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
-                "four dash-separated",
-            ),
-            (
-                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                "version ff",
-            ),
-            (
-                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                "only version 00",
-            ),
-            (
-                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-                "trace id is not 32",
-            ),
-            (
-                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-                "trace id is all zeros",
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-                "parent id is all zeros",
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
-                "flags",
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba9é2b7-01",
-                "parent id is not 16",
-            ),
-        ];
-        for (value, expected) in cases {
-            let message = parse_traceparent(value)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(message.contains(expected), "{value:?}: {message}");
-        }
     }
 }

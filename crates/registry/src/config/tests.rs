@@ -360,11 +360,19 @@ fn unknown_sections_list_the_linked_plugins() {
     assert!(config.check_sections(&["export", "rules"]).is_ok());
     insta::assert_snapshot!(
         config.check_sections(&["export"]).map_err(|e| e.to_string()).err().unwrap_or_default(),
-        @"config section `[rules]` (from inline TOML) names no linked dftrace plugin; linked plugins: export. Add the crate that owns the section as a dependency and reference it (`use dftrace_<crate> as _;`) so the linker keeps it"
+        @"config section `[rules]` (from inline TOML) names no linked dftrace plugin; linked plugins: export. It belongs to dftrace-rules: with the `dftrace` crate, enable its `rules` feature; depending on dftrace-rules alone, reference it once (`use dftrace_rules as _;`) so the linker keeps it"
     );
     insta::assert_snapshot!(
         config.check_sections(&[]).map_err(|e| e.to_string()).err().unwrap_or_default(),
-        @"config section `[export]` (from DFTRACE_EXPORT__SINK) names no linked dftrace plugin; linked plugins: none. Add the crate that owns the section as a dependency and reference it (`use dftrace_<crate> as _;`) so the linker keeps it"
+        @"config section `[export]` (from DFTRACE_EXPORT__SINK) names no linked dftrace plugin; linked plugins: none. It belongs to dftrace-bootstrap: the `dftrace` crate always links it; depending on dftrace-bootstrap alone, reference it once (`use dftrace_bootstrap as _;`) so the linker keeps it"
+    );
+    let host_section = DftraceConfig::builder()
+        .toml_str("[hello]\ngreeting = 1\n")
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!(
+        host_section.check_sections(&["export"]).map_err(|e| e.to_string()).err().unwrap_or_default(),
+        @"config section `[hello]` (from inline TOML) names no linked dftrace plugin; linked plugins: export. No dftrace crate owns it (dftrace's sections: rules, preview, object_store, metrics, export); a host plugin's section needs that plugin linked"
     );
 }
 

@@ -22,7 +22,7 @@ mod root;
 pub(crate) mod spans;
 mod wrapper;
 
-pub(crate) use record::{Collector, DeferredOptions, LiveFields};
+pub(crate) use record::{Collector, DeferredOptions, LiveFields, span_tracer};
 pub(crate) use root::{QueryRootPlanner, TracedTableFactory};
 
 use crate::query::trace_known_unsampled;

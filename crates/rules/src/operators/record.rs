@@ -292,6 +292,22 @@ impl NodeRecord {
     }
 }
 
+/// The tracer dftrace-bootstrap's layers keep in `span` or the nearest of
+/// its ancestors (`None` with another subscriber: then the global provider's
+/// is used).
+pub(crate) fn span_tracer(span: &Span) -> Option<Arc<opentelemetry::global::BoxedTracer>> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let span = registry.span(id)?;
+        span.scope().find_map(|span| {
+            span.extensions()
+                .get::<Arc<opentelemetry::global::BoxedTracer>>()
+                .cloned()
+        })
+    })
+    .flatten()
+}
+
 /// Runs `f` on the nearest span named `name` among the current span and its
 /// ancestors, if any.
 fn with_enclosing<T>(

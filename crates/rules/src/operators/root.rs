@@ -11,7 +11,7 @@
 //! the physical optimizer, the operators and storage requests are under the
 //! root.
 
-use super::record::{Collector, inside_query, inside_span_named};
+use super::record::{Collector, inside_query, inside_span_named, span_tracer};
 use super::spans::{Outcome, build_operator_spans};
 use super::with_query_root;
 use crate::query::QuerySpan;
@@ -148,6 +148,7 @@ enum RootQuery {
     /// span ends with the request.
     Worker {
         parent: opentelemetry::Context,
+        tracer: Option<Arc<opentelemetry::global::BoxedTracer>>,
         collector: Arc<Collector>,
         started: Instant,
     },
@@ -199,8 +200,10 @@ impl RootState {
             ));
         }
         if inside_span_named(WORKER_SPAN_NAME) {
+            let current = Span::current();
             *query = RootQuery::Worker {
-                parent: Span::current().context(),
+                parent: current.context(),
+                tracer: span_tracer(&current),
                 collector: Arc::default(),
                 started: Instant::now(),
             };
@@ -259,6 +262,7 @@ impl RootState {
             },
             RootQuery::Worker {
                 parent,
+                tracer,
                 collector,
                 started,
             } => {
@@ -266,7 +270,7 @@ impl RootState {
                     elapsed: started.elapsed(),
                     failed: self.error.get().is_some(),
                 };
-                build_operator_spans(&parent, collector.take(), outcome);
+                build_operator_spans(&parent, tracer, collector.take(), outcome);
             }
             RootQuery::Lazy | RootQuery::Done => {}
         }

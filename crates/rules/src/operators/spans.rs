@@ -14,6 +14,7 @@ use datafusion::physical_plan::{
 };
 use dftrace_registry::SpanLevel;
 use dftrace_registry::keys;
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
 };
@@ -56,12 +57,17 @@ fn level_enabled(level: SpanLevel) -> bool {
 /// the global tracer provider (the one `dftrace-bootstrap` installs). The
 /// operators are linked as in the plans they ran in; each tree of them is
 /// built when `rules.operator_spans_when` wants its query.
-pub(crate) fn build_operator_spans(root: &Context, executed: Vec<Executed>, outcome: Outcome) {
+pub(crate) fn build_operator_spans(
+    root: &Context,
+    tracer: Option<Arc<BoxedTracer>>,
+    executed: Vec<Executed>,
+    outcome: Outcome,
+) {
     if executed.is_empty() || !root.span().span_context().is_sampled() {
         return;
     }
     let forest = Forest::new(executed);
-    let mut tracer = None;
+    let mut tracer = tracer;
     for &top in &forest.roots {
         let Some(options) = forest.nodes[top].record.deferred() else {
             continue;
@@ -69,9 +75,13 @@ pub(crate) fn build_operator_spans(root: &Context, executed: Vec<Executed>, outc
         if !options.wants(outcome) || !level_enabled(options.level) {
             continue;
         }
+        // The subscriber's own tracer (dftrace-bootstrap's layers put it in
+        // the root span), else the global provider's.
         let tracer = tracer.get_or_insert_with(|| {
-            opentelemetry::global::tracer_provider()
-                .tracer_with_scope(InstrumentationScope::builder("dftrace").build())
+            Arc::new(
+                opentelemetry::global::tracer_provider()
+                    .tracer_with_scope(InstrumentationScope::builder("dftrace").build()),
+            )
         });
         let now = now_unix_ns();
         let mut pass = Pass {
@@ -140,7 +150,7 @@ struct Window {
 }
 
 struct Pass<'a> {
-    tracer: &'a opentelemetry::global::BoxedTracer,
+    tracer: &'a BoxedTracer,
     options: &'a DeferredOptions,
     forest: &'a Forest,
     statistics: StatisticsContext,

@@ -1,21 +1,25 @@
-//! Pictures of one query from a trace file (feature `view`): a flame graph
-//! (SVG, drawn by `inferno`), a Chrome trace-event timeline (Perfetto or
-//! `chrome://tracing` open it) and a self-contained HTML page with the flame
-//! graph and a table of the query's operators.
+//! `dftrace-view`: pictures of one query from a trace file — a flame graph
+//! (SVG, drawn by `inferno`; by wall time, or by each operator's own time),
+//! a Chrome trace-event timeline (Perfetto or `chrome://tracing` open it) and
+//! a self-contained HTML page with the flame graph and a table of the
+//! query's operators. `cargo xtask view` runs its binary. A host's
+//! production binary never needs it: it reads files the sinks wrote.
 //!
 //! The input is what the file sink writes: one OTLP `ExportTraceServiceRequest`
 //! per line, in the OTLP JSON encoding. Files written by a collector's file
 //! exporter in the same encoding read the same way.
 //!
 //! ```no_run
-//! let files = dftrace_bootstrap::view::render_trace_file(
+//! let files = dftrace_view::render_trace_file(
 //!     "dftrace-traces/trace-1795258618557-27729.jsonl".as_ref(),
 //!     None, // the last query in the file
 //!     "target/view".as_ref(),
 //! )?;
 //! println!("open {}", files.html.display());
-//! # Ok::<(), dftrace_bootstrap::view::ViewError>(())
+//! # Ok::<(), dftrace_view::ViewError>(())
 //! ```
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod chrome;
 mod flame;

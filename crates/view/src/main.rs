@@ -48,7 +48,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         file.parent()
             .map_or_else(|| PathBuf::from("view"), |dir| dir.join("view"))
     });
-    let files = dftrace_bootstrap::view::render_trace_file(&file, trace_id.as_deref(), &out)
+    let files = dftrace_view::render_trace_file(&file, trace_id.as_deref(), &out)
         .map_err(|error| error.to_string())?;
     println!("trace {}", files.trace_id);
     println!("  flame graph   {}", files.svg.display());

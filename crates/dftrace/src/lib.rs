@@ -1,0 +1,188 @@
+//! `dftrace`: observability for Apache DataFusion in one dependency.
+//!
+//! Adding this crate links every dftrace component its features select
+//! (operator and planner spans, redacted previews, storage spans, the
+//! metrics summary); a host's whole setup is one call that reads the
+//! configuration (a preset, `DFTRACE_CONFIG`, `DFTRACE_*` and the standard
+//! `OTEL_*` variables) and installs telemetry, and one call on its
+//! `SessionStateBuilder`:
+//!
+//! ```
+//! use datafusion::execution::SessionStateBuilder;
+//! use datafusion::prelude::SessionContext;
+//! use dftrace::SessionStateBuilderExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("dftrace-facade-doc-{}", std::process::id()));
+//! # let config = dftrace::DftraceConfig::builder()
+//! #     .set("export.sink", "file")
+//! #     .set("export.file.dir", dir.display().to_string())
+//! #     .build()?;
+//! let dftrace = dftrace::init_with(config)?; // or dftrace::init(): from the environment
+//! let state = SessionStateBuilder::new().with_default_features().build_with_dftrace(&dftrace)?;
+//! let ctx = SessionContext::new_with_state(state);
+//!
+//! let rows = ctx.sql("SELECT 1 AS one").await?.collect().await?;
+//! assert_eq!(rows[0].num_rows(), 1);
+//! let report = dftrace.shutdown(); // or drop it: every span is flushed
+//! assert_eq!(report.dropped(), 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every statement gets a root span (`dftrace.query`) whatever API runs it;
+//! `dftrace::rules::run_sql` adds identity (a `traceparent`, attributes, a
+//! run id) and a handle on the query's trace. The components stay usable
+//! alone: each is its own crate, re-exported here.
+//!
+//! # Feature flags
+//!
+//! - `rules` (default): operator spans built from the executed plan, planner
+//!   spans, the root query span ([`rules`], `dftrace-rules`).
+//! - `preview` (default): redacted row previews for the `maximal` preset
+//!   ([`preview`], `dftrace-preview-redaction`).
+//! - `object-store` (default): storage request spans and per-query bytes
+//!   ([`object_store`], `dftrace-object-store-registry`); `s3`, `gcs`,
+//!   `azure` and `http` build those object store backends.
+//! - `metrics` (default): the per-query metrics summary and OpenTelemetry
+//!   metrics ([`metrics`], `dftrace-metrics-summary`).
+//! - `export-http` (default): OTLP over HTTP (protobuf and JSON);
+//!   `export-grpc`: OTLP over gRPC. Without either, spans go to the
+//!   OTLP-JSON-lines file sink, the console, or nowhere.
+//! - `distributed`: one trace across datafusion-distributed workers
+//!   ([`distributed`], `dftrace-distributed`).
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::session_state::SessionState;
+
+pub use dftrace_bootstrap as bootstrap;
+pub use dftrace_bootstrap::{
+    ExportConfig, ExportOverrides, Protocol, Sampler, ShutdownReport, Sink, TelemetryGuard,
+};
+pub use dftrace_registry as registry;
+pub use dftrace_registry::{ConfigBuilder, DftraceConfig, Preset};
+#[cfg(feature = "rules")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rules")))]
+pub use dftrace_rules::{OperatorSpans, RuleMode, RulesOverrides};
+
+/// The traits a host calls through: `use dftrace::prelude::*;`.
+pub mod prelude {
+    pub use crate::SessionStateBuilderExt as _;
+    pub use dftrace_bootstrap::ExportOverrides as _;
+    #[cfg(feature = "rules")]
+    pub use dftrace_rules::RulesOverrides as _;
+}
+
+#[cfg(feature = "distributed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
+pub use dftrace_distributed as distributed;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use dftrace_metrics_summary as metrics;
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+pub use dftrace_object_store_registry as object_store;
+#[cfg(feature = "preview")]
+#[cfg_attr(docsrs, doc(cfg(feature = "preview")))]
+pub use dftrace_preview_redaction as preview;
+#[cfg(feature = "rules")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rules")))]
+pub use dftrace_rules as rules;
+
+/// Why dftrace could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration has a bad value (the message names the field, the
+    /// value, where it came from and what is accepted).
+    #[error(transparent)]
+    Config(#[from] dftrace_registry::ConfigError),
+    /// Telemetry could not be installed.
+    #[error(transparent)]
+    Telemetry(#[from] dftrace_bootstrap::BootstrapError),
+    /// A plugin refused the session.
+    #[error(transparent)]
+    Session(#[from] dftrace_registry::RegistryError),
+}
+
+/// dftrace set up for a process: the configuration every session uses and
+/// the installed telemetry. Dropping it (or [`Dftrace::shutdown`]) flushes
+/// every pending span and metric.
+#[derive(Debug)]
+#[must_use = "dropping it shuts telemetry down"]
+pub struct Dftrace {
+    config: DftraceConfig,
+    telemetry: TelemetryGuard,
+}
+
+impl Dftrace {
+    /// The configuration the sessions are built with.
+    pub fn config(&self) -> &DftraceConfig {
+        &self.config
+    }
+
+    /// The installed telemetry (its sink, trace file, meter provider).
+    pub fn telemetry(&self) -> &TelemetryGuard {
+        &self.telemetry
+    }
+
+    /// Flushes and stops telemetry; reports what was delivered.
+    pub fn shutdown(self) -> ShutdownReport {
+        self.telemetry.shutdown()
+    }
+}
+
+/// Reads the configuration from the environment (`DFTRACE_PRESET`,
+/// `DFTRACE_CONFIG`, `DFTRACE_*`, `OTEL_*`) and installs telemetry for the
+/// process (once per process).
+pub fn init() -> Result<Dftrace, Error> {
+    init_with(config().build()?)
+}
+
+/// A configuration builder with the process environment as its environment
+/// layer, for typed overrides in code (which win over the preset, the file
+/// and the environment):
+///
+/// ```
+/// use dftrace::prelude::*;
+/// let config = dftrace::config()
+///     .preset(dftrace::Preset::MaximalNoData)
+///     .sink(dftrace::Sink::Console)
+///     .service_name("billing")
+///     .sampler(dftrace::Sampler::ParentBasedTraceIdRatio(0.1))
+///     .rule_mode(dftrace::RuleMode::PhaseOnly)
+///     .set("metrics.otel_metrics", false) // any other field, by path
+///     .build()?;
+/// assert_eq!(config.preset(), dftrace::Preset::MaximalNoData);
+/// # Ok::<(), dftrace::registry::ConfigError>(())
+/// ```
+pub fn config() -> ConfigBuilder {
+    DftraceConfig::builder().env(std::env::vars())
+}
+
+/// Installs telemetry from `config` (built with [`config`] or [`DftraceConfig::builder`],
+/// which layers a preset, a file, the environment and code).
+pub fn init_with(config: DftraceConfig) -> Result<Dftrace, Error> {
+    let export: ExportConfig = config.section()?;
+    let telemetry = dftrace_bootstrap::init(&export)?;
+    Ok(Dftrace { config, telemetry })
+}
+
+/// The one call on a host's `SessionStateBuilder`.
+pub trait SessionStateBuilderExt: Sized {
+    /// Applies every linked dftrace plugin under `dftrace`'s configuration
+    /// and builds the state (the host's own builder calls come before it;
+    /// dftrace's operator rule still ends up last).
+    fn build_with_dftrace(self, dftrace: &Dftrace) -> Result<SessionState, Error>;
+}
+
+impl SessionStateBuilderExt for SessionStateBuilder {
+    fn build_with_dftrace(self, dftrace: &Dftrace) -> Result<SessionState, Error> {
+        use dftrace_registry::SessionStateBuilderExt as _;
+        Ok(self.with_dftrace(&dftrace.config)?.build_dftrace()?)
+    }
+}
