@@ -42,3 +42,9 @@ pub fn wait_for(
         );
     }
 }
+
+/// What a shutdown may take beyond its configured timeout before a test
+/// calls it hung: the guard gives up at the timeout (and says so in its
+/// report); the slack absorbs a loaded machine's scheduling, so it bounds a
+/// hang without measuring speed.
+pub const SHUTDOWN_SLACK_MS: u64 = 5_000;

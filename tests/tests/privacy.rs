@@ -3,7 +3,8 @@
 //! normalisation must catch, nested in structs, lists and maps, as strings,
 //! views, dictionaries and binaries) and generated queries (projections
 //! with aliases, struct access, functions, filters with string and number
-//! literals, joins, aggregates, unions) run under every preset through
+//! literals, joins, aggregates, unions, a column named `column3` aliased to a
+//! secret name) run under every preset through
 //! dftrace-bootstrap's real file sink; afterwards the exported bytes hold
 //! no secret value and no literal of any query, the results equal an
 //! uninstrumented run, and the previews still show public values. A session
@@ -182,6 +183,26 @@ fn register(ctx: &SessionContext, table: &Generated) -> datafusion::error::Resul
         ],
     )?;
     ctx.register_table("u", Arc::new(MemTable::try_new(u_schema, vec![vec![u]])?))?;
+    // The secrets again under a name that says nothing (a headerless CSV's
+    // `column3`): only a query's alias tells they are secret.
+    let headerless_schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("column3", DataType::Utf8, false),
+    ]));
+    let headerless = RecordBatch::try_new(
+        headerless_schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..8)),
+            Arc::new(StringArray::from_iter_values(&table.secrets)),
+        ],
+    )?;
+    ctx.register_table(
+        "headerless",
+        Arc::new(MemTable::try_new(
+            headerless_schema,
+            vec![vec![headerless]],
+        )?),
+    )?;
     Ok(())
 }
 
@@ -215,6 +236,8 @@ fn queries(table: &Generated, string_literal: &str, number: u32) -> Vec<String> 
             "SELECT {p} AS v FROM t UNION ALL SELECT '{string_literal}' AS v FROM u WHERE id > {number}"
         ),
         format!("SELECT {s} FROM t WHERE id <> {number}"),
+        // Masked below the alias too: in the filter's and the scan's previews.
+        format!("SELECT id, column3 AS {s} FROM headerless WHERE id <> {number}"),
     ]
 }
 

@@ -17,14 +17,14 @@
 use dftrace_tests::isolated_command;
 use dftrace_tests::moto::free_port;
 use dftrace_tests::rotel::Rotel;
-use dftrace_tests::wait::poll_until;
+use dftrace_tests::wait::{SHUTDOWN_SLACK_MS, poll_until};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One case at a time (see the module docs).
@@ -180,7 +180,8 @@ impl SilentCollector {
     /// export is in flight and unanswered.
     fn wait_for_an_export(&self) {
         assert!(
-            poll_until(DELIVERY_TIMEOUT, || self.received.load(Ordering::SeqCst) > 0),
+            poll_until(DELIVERY_TIMEOUT, || self.received.load(Ordering::SeqCst)
+                > 0),
             "no export reached the silent collector within {DELIVERY_TIMEOUT:?}"
         );
     }
@@ -217,7 +218,10 @@ fn collector_absent_at_start_costs_dropped_spans_only() {
         count(&report, "ended"),
         "{report}"
     );
-    assert!(count(&report, "shutdown_ms") <= 4_000, "{report}");
+    assert!(
+        count(&report, "shutdown_ms") <= 3_000 + SHUTDOWN_SLACK_MS,
+        "{report}"
+    );
 }
 
 #[test]
@@ -315,7 +319,7 @@ fn collector_that_never_answers_neither_blocks_queries_nor_grows_memory() {
         );
         assert_eq!(report["timed_out"], true, "{protocol}: {report}");
         assert!(
-            count(&report, "shutdown_ms") <= 3_000,
+            count(&report, "shutdown_ms") <= 2_000 + SHUTDOWN_SLACK_MS,
             "{protocol}: the shutdown timeout holds: {report}"
         );
     }

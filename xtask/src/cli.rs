@@ -9,6 +9,7 @@
 //! `datafusion-cli` is kept in this repository: only these hooks, each a
 //! few lines calling `dftrace-cli-hooks`.
 
+use crate::files::write_if_changed;
 use crate::process::{cargo, run};
 use std::path::{Path, PathBuf};
 
@@ -113,9 +114,12 @@ pub(crate) fn build(release: bool) -> Result<PathBuf, String> {
             }
             text = text.replacen(hook.expected, hook.replacement, 1);
         }
-        write_if_changed(&crate_dir.join(file), &text)?;
+        write_if_changed(&crate_dir.join(file), text.as_bytes())?;
     }
-    write_if_changed(&crate_dir.join("Cargo.toml"), &manifest(&root, &upstream)?)?;
+    write_if_changed(
+        &crate_dir.join("Cargo.toml"),
+        manifest(&root, &upstream)?.as_bytes(),
+    )?;
     // The workspace's lock pins every shared dependency to what the
     // workspace built; cargo adds the CLI-only ones.
     let lock = crate_dir.join("Cargo.lock");
@@ -239,12 +243,4 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Writes only on change, so cargo does not rebuild an unchanged crate.
-fn write_if_changed(path: &Path, text: &str) -> Result<(), String> {
-    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
-        return Ok(());
-    }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }

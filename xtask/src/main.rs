@@ -1,8 +1,9 @@
-//! `cargo xtask`: the project's automation, in Rust, with no dependencies
-//! beyond the standard library.
+//! `cargo xtask`: the project's automation, in Rust (its one dependency,
+//! `serde_json`, reads `cargo metadata`).
 //!
 //! - `cargo xtask test`: every check CI runs (formatting, lints, tests,
-//!   doctests, docs), after installing the test peers (the `rotel` collector
+//!   doctests, docs, the rust-version check, the packaged crates and
+//!   the downstream hosts), after installing the test peers (the `rotel` collector
 //!   and the `moto` S3 server) into `target/tools/venv` when missing.
 //! - `cargo xtask cli`: build `datafusion-cli` patched with dftrace, and run it.
 //! - `cargo xtask demo`: TPC-H Q1 through the traced CLI.
@@ -12,10 +13,16 @@
 //! - `cargo xtask schema [--update]`: check (or regenerate) the span schema
 //!   and configuration reference in `docs/`.
 //! - `cargo xtask peers`: only install the test peers and print their paths.
+//! - `cargo xtask downstream`: package the publishable crates and build and
+//!   run the hosts of `tests/downstream/` against the packages.
+//! - `cargo xtask msrv`: check the declared `rust-version`.
 
 mod bench;
 mod cli;
 mod demo;
+mod downstream;
+mod files;
+mod msrv;
 mod peers;
 mod process;
 mod schema;
@@ -49,6 +56,10 @@ commands:
   schema   check the span schema and configuration docs against the code;
            cargo xtask schema --update regenerates them (review the diff)
   peers    install the test peers under target/tools and print their paths
+  downstream  cargo package every publishable crate, then build and run the
+           hosts of tests/downstream/ against the packages (part of test)
+  msrv     check rust-version against the dependencies' declared minimum
+           (part of test)
 ";
 
 fn main() -> ExitCode {
@@ -60,6 +71,8 @@ fn main() -> ExitCode {
         Some("bench") => bench::run_bench(&args[1..]),
         Some("view") => view::run_view(&args[1..]),
         Some("schema") => schema::run_schema(&args[1..]),
+        Some("downstream") => downstream::run_all(),
+        Some("msrv") => msrv::check(),
         Some("peers") => peers::ensure().map(|peers| {
             for (var, path) in peers.env() {
                 println!("{var}={}", path.display());

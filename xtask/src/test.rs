@@ -11,6 +11,7 @@ pub(crate) fn run_all(peers: &peers::Peers) -> Result<(), String> {
         command
     };
     run_command(cargo().args(["fmt", "--all", "--check"]))?;
+    crate::msrv::check()?;
     run_command(cargo().args([
         "clippy",
         "--locked",
@@ -38,6 +39,9 @@ pub(crate) fn run_all(peers: &peers::Peers) -> Result<(), String> {
             .args(["doc", "--locked", "--workspace", "--no-deps"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    // The publishable crates packaged, and hosts outside the workspace built
+    // against the packages.
+    crate::downstream::run_all()?;
     Ok(())
 }
 

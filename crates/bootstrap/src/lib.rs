@@ -43,6 +43,7 @@
 //!   reqwest client on the batch processor's thread).
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod overrides;

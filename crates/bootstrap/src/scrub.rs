@@ -26,9 +26,12 @@ use std::time::Duration;
 const MAX_WAITING_SPANS: usize = 16_384;
 
 /// The attributes that hold plan or expression text, error text, or
-/// anything else a literal of the query can show up in.
+/// anything else a literal of the query can show up in: row previews too,
+/// where a value typed in the query (`VALUES ('ada')`, a constant column)
+/// is query text as much as data.
 const TEXT_KEYS: &[&str] = &[
     keys::NODE,
+    keys::PREVIEW,
     keys::PLAN_DIFF,
     keys::PARTITIONING,
     "logical_plan",

@@ -14,6 +14,7 @@
 //!   statement, with the executed plan handed to the metrics summary.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Linked so their plugins register (link-time registration).
 use dftrace_metrics_summary as _;

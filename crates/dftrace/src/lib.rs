@@ -186,3 +186,9 @@ impl SessionStateBuilderExt for SessionStateBuilder {
         Ok(self.with_dftrace(&dftrace.config)?.build_dftrace()?)
     }
 }
+
+// The repository README's host example compiles and links against this
+// crate alone, as a host's would.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

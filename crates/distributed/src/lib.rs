@@ -25,6 +25,7 @@
 //! coordinator's plan for the query's metrics summary.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod context;
 mod worker;

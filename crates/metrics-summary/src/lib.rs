@@ -44,6 +44,7 @@
 //!   `dftrace-object-store-registry`.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod instruments;
 mod summary;

@@ -41,6 +41,7 @@
 //!   built by the host needs none of them.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod counting;

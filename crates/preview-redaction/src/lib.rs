@@ -54,6 +54,7 @@
 //!   `dftrace-registry`.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod detect;

@@ -66,8 +66,16 @@ impl Masker {
     fn denies(&self, sources: &ColumnSources) -> bool {
         match sources {
             ColumnSources::Unknown => true,
-            ColumnSources::Known { fields, literal } => {
-                *literal || fields.iter().any(|path| self.policy.denies_source(path))
+            ColumnSources::Known {
+                fields,
+                literal,
+                names_above,
+            } => {
+                *literal
+                    || fields
+                        .iter()
+                        .chain(names_above)
+                        .any(|path| self.policy.denies_source(path))
             }
         }
     }

@@ -87,10 +87,11 @@ pub type PreviewFn = dyn Fn(
     + Send
     + Sync;
 
-/// Where a preview column's values come from, as far as the executed plan
-/// tells: the scanned fields it is computed from (dotted paths for nested
-/// fields, `user.email`), and whether a literal value of the query flows
-/// into it.
+/// Where a preview column's values come from, and where they go, as far as
+/// the executed plan tells: the scanned fields it is computed from (dotted
+/// paths for nested fields, `user.email`), whether a literal value of the
+/// query flows into it, and the names its values take in the operators
+/// above it (`column3 AS password`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ColumnSources {
     /// Computed from `fields` (and from literals of the query, when
@@ -102,6 +103,10 @@ pub enum ColumnSources {
         /// A literal value of the query flows into the column (only set when
         /// literals are to be kept out of traces).
         literal: bool,
+        /// The output names of the columns above that show this column's
+        /// values (through aliases, expressions, aggregates): a policy that
+        /// masks one of those names masks this column too.
+        names_above: Vec<String>,
     },
     /// A derivation dftrace does not follow: counts as denied.
     #[default]

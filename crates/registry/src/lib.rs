@@ -61,6 +61,7 @@
 //! is accepted.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
 mod error;
@@ -74,15 +75,18 @@ mod session;
 
 pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel};
 #[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use error::RegistryError;
 pub use error::{ConfigError, Result};
 #[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use hooks::{
     BuilderHook, ColumnSources, PluginContext, PreviewFn, PreviewFormatter, QueryEnd,
     QueryObserver, Services, SourcedPreviewFn, StateHook,
 };
 pub use plugin::{Plugin, Stage, linked_plugins};
 #[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
 
 pub use keys::{QUERY_SPAN_NAME, UNSAMPLED_FIELD};

@@ -40,6 +40,7 @@
 //! - `registry` (default): register the `rules` plugin with `dftrace-registry`.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod ended;

@@ -14,18 +14,24 @@
 //! joins and unions pass their inputs' columns on under the same names). A
 //! column no rule accounts for is [`ColumnSources::Unknown`], which the
 //! redactor treats as denied.
+//!
+//! The other direction, [`NamesAbove`]: the names each column's values take
+//! in the operators above it, by the same rules walked top-down, so a
+//! column aliased to a denied name further up (`column3 AS password`) is
+//! masked below the alias as well.
 
 use super::wrapper::DftraceExec;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
 use dftrace_registry::ColumnSources;
 use std::any::Any;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The sources of each output column of `node` (an operator as it ran; its
@@ -62,6 +68,7 @@ fn union(parts: impl IntoIterator<Item = ColumnSources>) -> ColumnSources {
             ColumnSources::Known {
                 fields: more,
                 literal: from_literal,
+                ..
             } => {
                 fields.extend(more);
                 literal |= from_literal;
@@ -71,6 +78,7 @@ fn union(parts: impl IntoIterator<Item = ColumnSources>) -> ColumnSources {
     ColumnSources::Known {
         fields: fields.into_iter().collect(),
         literal,
+        names_above: Vec::new(),
     }
 }
 
@@ -78,6 +86,7 @@ fn field(name: &str) -> ColumnSources {
     ColumnSources::Known {
         fields: vec![name.to_owned()],
         literal: false,
+        names_above: Vec::new(),
     }
 }
 
@@ -209,6 +218,7 @@ impl Lineage {
                 ColumnSources::Known { fields, .. } if counts => ColumnSources::Known {
                     fields,
                     literal: false,
+                    names_above: Vec::new(),
                 },
                 other => other,
             });
@@ -229,6 +239,7 @@ impl Lineage {
             return ColumnSources::Known {
                 fields: Vec::new(),
                 literal: !self.record_literals,
+                names_above: Vec::new(),
             };
         }
         if let Some(function) = expr.downcast_ref::<ScalarFunctionExpr>()
@@ -247,7 +258,11 @@ impl Lineage {
                 .collect();
             if let Some(names) = names {
                 return match self.expr(base, input) {
-                    ColumnSources::Known { fields, literal } => ColumnSources::Known {
+                    ColumnSources::Known {
+                        fields,
+                        literal,
+                        names_above,
+                    } => ColumnSources::Known {
                         fields: fields
                             .into_iter()
                             .map(|path| {
@@ -258,6 +273,7 @@ impl Lineage {
                             })
                             .collect(),
                         literal,
+                        names_above,
                     },
                     ColumnSources::Unknown => ColumnSources::Unknown,
                 };
@@ -270,5 +286,141 @@ impl Lineage {
             return ColumnSources::Unknown;
         }
         union(children.into_iter().map(|child| self.expr(child, input)))
+    }
+}
+
+/// For each operator of a plan, the names each of its output columns'
+/// values take in the operators above it (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct NamesAbove {
+    by_node: HashMap<usize, Vec<BTreeSet<String>>>,
+}
+
+/// An operator's identity in [`NamesAbove`]: the address of the node under
+/// the wrappers.
+fn node_key(node: &dyn ExecutionPlan) -> usize {
+    std::ptr::from_ref(unwrapped(node)).cast::<()>() as usize
+}
+
+impl NamesAbove {
+    /// Walks the plan under `root` from the top.
+    pub(crate) fn of(root: &Arc<dyn ExecutionPlan>) -> Self {
+        let mut names = NamesAbove::default();
+        let top = unwrapped(root.as_ref());
+        names.visit(top, vec![BTreeSet::new(); top.schema().fields().len()]);
+        names
+    }
+
+    /// `sources` of `node`'s output columns with their names above added.
+    pub(crate) fn add_to(&self, node: &dyn ExecutionPlan, sources: &mut [ColumnSources]) {
+        let Some(names) = self.by_node.get(&node_key(node)) else {
+            return;
+        };
+        for (sources, names) in sources.iter_mut().zip(names) {
+            if let ColumnSources::Known { names_above, .. } = sources {
+                names_above.extend(names.iter().cloned());
+            }
+        }
+    }
+
+    /// Records `above` for `node` (already unwrapped), then passes each
+    /// column's names (its own included) down to the columns it reads.
+    fn visit(&mut self, node: &dyn ExecutionPlan, above: Vec<BTreeSet<String>>) {
+        let schema = node.schema();
+        let shown: Vec<BTreeSet<String>> = above
+            .iter()
+            .zip(schema.fields())
+            .map(|(names, field)| {
+                let mut names = names.clone();
+                names.insert(field.name().clone());
+                names
+            })
+            .collect();
+        match self.by_node.entry(node_key(node)) {
+            std::collections::hash_map::Entry::Occupied(mut seen) => {
+                // Reached again (a shared subplan): more names, same walk.
+                for (names, more) in seen.get_mut().iter_mut().zip(above) {
+                    names.extend(more);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(above);
+            }
+        }
+        if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
+            let input = unwrapped(projection.input().as_ref());
+            let mut below = vec![BTreeSet::new(); input.schema().fields().len()];
+            for (projected, names) in projection.expr().iter().zip(&shown) {
+                mark_read(&mut below, &projected.expr, names);
+            }
+            return self.visit(input, below);
+        }
+        if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+            let input = unwrapped(aggregate.input().as_ref());
+            let input_schema = input.schema();
+            let mut below = vec![BTreeSet::new(); input_schema.fields().len()];
+            let groups = aggregate.group_expr().expr();
+            for ((expr, _), names) in groups.iter().zip(&shown) {
+                mark_read(&mut below, expr, names);
+            }
+            for (output, names) in schema.fields().iter().zip(&shown).skip(groups.len()) {
+                let name = output.name();
+                let Some(function) = aggregate
+                    .aggr_expr()
+                    .iter()
+                    .find(|f| name == f.name() || name.starts_with(&format!("{}[", f.name())))
+                else {
+                    continue;
+                };
+                // A count shows how many rows, never a value it was given.
+                if function.name().starts_with("count(") {
+                    continue;
+                }
+                for arg in function.expressions() {
+                    mark_read(&mut below, &arg, names);
+                }
+                // A final aggregate reads the partial one's state columns.
+                for (index, field) in input_schema.fields().iter().enumerate() {
+                    if field.name() == function.name()
+                        || field.name().starts_with(&format!("{}[", function.name()))
+                    {
+                        below[index].extend(names.iter().cloned());
+                    }
+                }
+            }
+            return self.visit(input, below);
+        }
+        // Every other operator passes its inputs' columns on by name.
+        for child in node.children() {
+            let child = unwrapped(child.as_ref());
+            let below: Vec<BTreeSet<String>> = child
+                .schema()
+                .fields()
+                .iter()
+                .map(|input| {
+                    schema
+                        .fields()
+                        .iter()
+                        .zip(&shown)
+                        .filter(|(output, _)| output.name() == input.name())
+                        .flat_map(|(_, names)| names.iter().cloned())
+                        .collect()
+                })
+                .collect();
+            self.visit(child, below);
+        }
+    }
+}
+
+/// Adds `names` to each input column `expr` reads.
+fn mark_read(
+    below: &mut [BTreeSet<String>],
+    expr: &Arc<dyn PhysicalExpr>,
+    names: &BTreeSet<String>,
+) {
+    for column in collect_columns(expr) {
+        if let Some(slot) = below.get_mut(column.index()) {
+            slot.extend(names.iter().cloned());
+        }
     }
 }

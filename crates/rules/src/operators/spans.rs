@@ -84,10 +84,17 @@ pub(crate) fn build_operator_spans(
             )
         });
         let now = now_unix_ns();
+        // Previews mask a column by the names it takes above, too.
+        let names_above = if options.preview.is_some() {
+            lineage::NamesAbove::of(&forest.nodes[top].inner)
+        } else {
+            lineage::NamesAbove::default()
+        };
         let mut pass = Pass {
             tracer,
             options,
             forest: &forest,
+            names_above: &names_above,
             statistics: StatisticsContext::new(),
             next_index: 0,
             now,
@@ -153,6 +160,7 @@ struct Pass<'a> {
     tracer: &'a BoxedTracer,
     options: &'a DeferredOptions,
     forest: &'a Forest,
+    names_above: &'a lineage::NamesAbove,
     statistics: StatisticsContext,
     next_index: i64,
     now: u64,
@@ -251,7 +259,8 @@ impl Pass<'_> {
         }
         let Some(first) = rows.first() else { return };
         // Each column is masked by its name and by what it is computed from.
-        let sources = lineage::output_sources(inner, self.options.record_literals);
+        let mut sources = lineage::output_sources(inner, self.options.record_literals);
+        self.names_above.add_to(inner.as_ref(), &mut sources);
         let text = datafusion::arrow::compute::concat_batches(&first.schema(), &rows)
             .ok()
             .and_then(|batch| {
