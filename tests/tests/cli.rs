@@ -334,3 +334,93 @@ fn credentials_in_settings_are_never_echoed() {
         assert!(stderr.contains("***"), "{var}: shows the mask: {stderr}");
     }
 }
+
+/// The lines of a CSV result printed by `-q --format csv`, after its header.
+fn csv_rows<'a>(stdout: &'a str, header: &str) -> Vec<&'a str> {
+    let mut lines = stdout.lines().skip_while(|line| *line != header).skip(1);
+    let mut rows = Vec::new();
+    for line in lines.by_ref() {
+        // The next statement's header starts with a letter; rows here
+        // start with a digit or a quote.
+        if line.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+            break;
+        }
+        rows.push(line);
+    }
+    rows
+}
+
+#[test]
+fn the_session_and_past_traces_can_be_asked_in_sql() {
+    let (_data, creates) = tpch_dir();
+    // A first session writes a trace file.
+    let earlier = workdir("history-earlier");
+    let output = run_cli(&earlier, &[], &["-q", "-c", &creates[0], "-c", SELECT]);
+    assert!(output.status.success());
+    let file = std::fs::read_dir(earlier.join("dftrace-traces"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a trace file")
+        .path();
+    let written = spans_in(&earlier);
+    let mut root_rows: Vec<(u64, String)> = written
+        .iter()
+        .filter(|s| s["name"] == "dftrace.query")
+        .map(|s| {
+            (
+                s["startTimeUnixNano"].as_str().unwrap().parse().unwrap(),
+                attribute(s, "dftrace.rows").unwrap()["intValue"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    root_rows.sort();
+
+    // A second one asks its own queries and the first one's trace file.
+    let dir = workdir("history");
+    let spans_path = file.display().to_string();
+    let output = run_cli(
+        &dir,
+        &[("DFTRACE_HISTORY__SPANS_PATH", &spans_path)],
+        &[
+            "-q",
+            "--format",
+            "csv",
+            "-c",
+            &creates[0],
+            "-c",
+            SELECT,
+            "-c",
+            "SELECT count(*) AS total FROM lineitem",
+            "-c",
+            "SELECT output_rows, outcome FROM dftrace.queries ORDER BY duration_ns DESC LIMIT 5",
+            "-c",
+            "SELECT count(*) AS spans FROM dftrace.spans",
+            "-c",
+            "SELECT int_attributes['dftrace.rows'] AS root_rows FROM dftrace.spans \
+             WHERE name = 'dftrace.query' ORDER BY start",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("SELECT * FROM dftrace.queries"),
+        "the CLI names the tables: {stderr}"
+    );
+    // The three statements before it, whatever their order by duration:
+    // the CREATE (no rows), the SELECT's 3 groups, the count's one row.
+    let mut queries = csv_rows(&stdout, "output_rows,outcome");
+    queries.sort_unstable();
+    assert_eq!(queries, ["0,ok", "1,ok", "3,ok"], "{stdout}");
+    assert_eq!(
+        csv_rows(&stdout, "spans"),
+        [written.len().to_string()],
+        "every span of the earlier file: {stdout}"
+    );
+    let expected: Vec<&str> = root_rows.iter().map(|(_, rows)| rows.as_str()).collect();
+    assert_eq!(csv_rows(&stdout, "root_rows"), expected, "{stdout}");
+}

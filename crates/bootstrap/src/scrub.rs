@@ -66,13 +66,6 @@ fn trace_key(trace: TraceId) -> u128 {
     u128::from_be_bytes(trace.to_bytes())
 }
 
-/// `text` with `values` masked, then DataFusion's literal syntax.
-fn masked(text: &str, values: &[String]) -> Option<String> {
-    let by_value = literals::mask_values(text, values);
-    let current = by_value.as_deref().unwrap_or(text);
-    literals::mask_literal_syntax(current).or(by_value)
-}
-
 /// Masks `values` (and literal syntax) in `span`'s text attributes, status
 /// description and event attributes.
 pub(crate) fn scrub(span: &mut SpanData, values: &[String]) {
@@ -81,20 +74,20 @@ pub(crate) fn scrub(span: &mut SpanData, values: &[String]) {
             continue;
         }
         if let Value::String(text) = &kv.value
-            && let Some(masked) = masked(text.as_str(), values)
+            && let Some(masked) = literals::mask_text(text.as_str(), values)
         {
             kv.value = Value::String(masked.into());
         }
     }
     if let Status::Error { description } = &span.status
-        && let Some(masked) = masked(description, values)
+        && let Some(masked) = literals::mask_text(description, values)
     {
         span.status = Status::error(masked);
     }
     for event in span.events.events.iter_mut() {
         for kv in &mut event.attributes {
             if let Value::String(text) = &kv.value
-                && let Some(masked) = masked(text.as_str(), values)
+                && let Some(masked) = literals::mask_text(text.as_str(), values)
             {
                 kv.value = Value::String(masked.into());
             }

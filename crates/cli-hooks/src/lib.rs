@@ -9,7 +9,9 @@
 //!   no OTLP endpoint it writes OTLP-JSON lines under `dftrace-traces/` and
 //!   prints one summary line per query on stderr.
 //! - [`session_state`]: the CLI's session state, built through the dftrace
-//!   registry with every plugin.
+//!   registry with every plugin; `history.enabled` is on unless the config
+//!   sets it, so `dftrace.queries`, `dftrace.operators` and `dftrace.spans`
+//!   are there from the first statement.
 //! - [`traced_statement`] and [`note_plan`]: one root query span per SQL
 //!   statement, with the executed plan handed to the metrics summary.
 
@@ -17,6 +19,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Linked so their plugins register (link-time registration).
+use dftrace_history as _;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
@@ -28,13 +31,20 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use dftrace_bootstrap::{ExportConfig, ResolvedSink, Sink, TelemetryGuard};
-use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+use dftrace_history::HistoryConfig;
+use dftrace_registry::{DftraceConfig, Preset, Section, SessionStateBuilderExt};
 use dftrace_rules::{QueryOptions, QuerySpan};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tracing::Instrument;
 
 static CONFIG: OnceLock<DftraceConfig> = OnceLock::new();
+
+/// Whether the session keeps its queries as tables, and the hint naming
+/// them has yet to be printed (after the first statement, with the console
+/// line).
+static TABLES_HINT: AtomicBool = AtomicBool::new(false);
 
 /// The trace id of the last statement, for the view command printed at exit.
 static LAST_TRACE: Mutex<Option<String>> = Mutex::new(None);
@@ -114,15 +124,18 @@ where
 
 /// Reads the config and starts telemetry. Errors name the bad setting.
 pub fn init() -> Result<CliTelemetry> {
-    let mut config = DftraceConfig::from_env().map_err(external)?;
-    if config.preset_origin() == "default" {
+    let asked = DftraceConfig::from_env().map_err(external)?;
+    let mut builder = DftraceConfig::builder().env(std::env::vars());
+    if asked.preset_origin() == "default" {
         // The CLI is for seeing everything; a host library defaults lower.
-        config = DftraceConfig::builder()
-            .preset(Preset::Maximal)
-            .env(std::env::vars())
-            .build()
-            .map_err(external)?;
+        builder = builder.preset(Preset::Maximal);
     }
+    if !asked.sets_field(HistoryConfig::NAME, "enabled") {
+        // The session's queries as tables (`dftrace.queries`, ...): on in
+        // the CLI unless the user says otherwise.
+        builder = builder.set_field::<HistoryConfig, _>("enabled", true);
+    }
+    let config = builder.build().map_err(external)?;
     let mut export: ExportConfig = config.section().map_err(external)?;
     let has_endpoint = export.otlp.endpoint.is_some() || export.otlp.traces_endpoint.is_some();
     if export.sink == Sink::File || (export.sink == Sink::Auto && !has_endpoint) {
@@ -133,6 +146,8 @@ pub fn init() -> Result<CliTelemetry> {
     if let ResolvedSink::Otlp { endpoint, protocol } = guard.sink() {
         tracing::debug!(endpoint, protocol, "dftrace exports over OTLP");
     }
+    let history: HistoryConfig = config.section().map_err(external)?;
+    TABLES_HINT.store(history.enabled && export.console_summary, Ordering::Relaxed);
     let _ = CONFIG.set(config);
     Ok(CliTelemetry { guard: Some(guard) })
 }
@@ -203,5 +218,11 @@ where
     // The plan holds the operator spans open: end them before the root.
     drop(plan);
     drop(query);
+    if TABLES_HINT.swap(false, Ordering::Relaxed) {
+        eprintln!(
+            "dftrace: this session's queries are tables: SELECT * FROM dftrace.queries \
+             (and dftrace.operators, dftrace.spans)"
+        );
+    }
     result
 }

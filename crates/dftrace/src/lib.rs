@@ -51,7 +51,11 @@
 //!   `export-grpc`: OTLP over gRPC. Without either, spans go to the
 //!   OTLP-JSON-lines file sink, the console, or nowhere.
 //! - `distributed`: one trace across datafusion-distributed workers
-//!   ([`distributed`], `dftrace-distributed`).
+//!   (`distributed`, `dftrace-distributed`).
+//! - `history`: the session's recent queries, their operators and past
+//!   trace files as SQL tables (`dftrace.queries`, `dftrace.operators`,
+//!   `dftrace.spans`) once `history.enabled` is set (`history`,
+//!   `dftrace-history`).
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -80,6 +84,9 @@ pub mod prelude {
 #[cfg(feature = "distributed")]
 #[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
 pub use dftrace_distributed as distributed;
+#[cfg(feature = "history")]
+#[cfg_attr(docsrs, doc(cfg(feature = "history")))]
+pub use dftrace_history as history;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use dftrace_metrics_summary as metrics;

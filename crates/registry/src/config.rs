@@ -338,6 +338,28 @@ impl DftraceConfig {
         found.into_iter().collect()
     }
 
+    /// Whether a file, a variable or code sets the field `section.field`
+    /// (so a host's own default for it, such as the traced CLI's
+    /// `history.enabled`, must give way).
+    pub fn sets_field(&self, section: &str, field: &str) -> bool {
+        let in_layer = |layer: &Map<String, Value>| {
+            layer
+                .get(section)
+                .and_then(Value::as_object)
+                .is_some_and(|fields| fields.contains_key(field))
+        };
+        let var = format!(
+            "{ENV_PREFIX}{}{ENV_NESTING}{}",
+            section.to_ascii_uppercase(),
+            field.to_ascii_uppercase()
+        );
+        self.file
+            .as_ref()
+            .is_some_and(|file| in_layer(&file.sections))
+            || self.env.contains_key(&var)
+            || in_layer(&self.code)
+    }
+
     /// Fails when the config mentions a section not in `known`.
     pub fn check_sections(&self, known: &[&str]) -> Result<()> {
         for (section, origin) in self.mentioned_sections() {
@@ -371,6 +393,7 @@ const SECTION_OWNERS: &[(&str, &str, Option<&str>)] = &[
         Some("object-store"),
     ),
     ("metrics", "dftrace-metrics-summary", Some("metrics")),
+    ("history", "dftrace-history", Some("history")),
     ("export", "dftrace-bootstrap", None),
 ];
 

@@ -141,12 +141,74 @@ impl fmt::Debug for PreviewFormatter {
     }
 }
 
+/// The smallest, middle (the lower median) and largest of an operator's
+/// per-partition figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    /// The smallest partition's figure.
+    pub min: u64,
+    /// The lower median over partitions.
+    pub median: u64,
+    /// The largest partition's figure.
+    pub max: u64,
+}
+
+/// One operator of a query as it ran: the figures its deferred operator
+/// span carries (`dftrace-rules`), typed, for observers that keep them
+/// (such as `dftrace-history`'s `dftrace.operators` table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorFigures {
+    /// Its position in the query, top first (`dftrace.operator.index`).
+    pub id: u64,
+    /// The `id` of the operator it feeds; `None` at the top of a plan.
+    pub parent: Option<u64>,
+    /// The operator's name (`SortExec`).
+    pub name: String,
+    /// DataFusion's one-line description, as `datafusion.node` shows it
+    /// before the export pipeline masks its literals.
+    pub description: String,
+    /// First partition start and last partition end, Unix nanoseconds.
+    pub start_unix_ns: u64,
+    /// See `start_unix_ns`.
+    pub end_unix_ns: u64,
+    /// Output partitions.
+    pub partitions: u64,
+    /// Its own compute time (`elapsed_compute` over partitions).
+    pub self_time_ns: Option<u64>,
+    /// Rows it produced.
+    pub output_rows: Option<u64>,
+    /// DataFusion's estimate of its output rows.
+    pub estimated_rows: Option<u64>,
+    /// Rows over partitions.
+    pub rows_spread: Option<Spread>,
+    /// Own time over partitions.
+    pub self_time_spread: Option<Spread>,
+    /// Bytes it spilled to disk.
+    pub spilled_bytes: Option<u64>,
+    /// Every integer metric, by DataFusion's (or the host's) metric name
+    /// with dftrace's suffix (`elapsed_compute_ns`, `row_groups_pruned_statistics.pruned`).
+    pub metrics: Vec<(String, i64)>,
+    /// An error started at this operator.
+    pub failed: bool,
+}
+
 /// What a [`QueryObserver`] sees when a query ends, while its root span is
 /// still open (so attributes recorded on it are exported).
 #[derive(Debug)]
 pub struct QueryEnd<'a> {
     /// The root query span.
     pub span: &'a tracing::Span,
+    /// The run id on the root span.
+    pub run_id: &'a str,
+    /// The literal-free SQL fingerprint, when the SQL text is known.
+    pub fingerprint: Option<&'a str>,
+    /// The SQL text, only when `rules.record_sql` is on.
+    pub sql: Option<&'a str>,
+    /// When the root span started.
+    pub started: std::time::SystemTime,
+    /// The operators that ran, when an observer asked for them
+    /// ([`QueryObserver::wants_operators`]) and the trace is sampled.
+    pub operators: &'a [OperatorFigures],
     /// The executed physical plan, with its metrics, when the host has it.
     pub plan: Option<&'a Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
     /// Time from the root span's start to the end of the query.
@@ -165,6 +227,12 @@ pub struct QueryEnd<'a> {
 pub trait QueryObserver: Send + Sync + fmt::Debug {
     /// Called once per query, before its root span closes.
     fn on_query_end(&self, end: &QueryEnd<'_>);
+
+    /// Whether [`QueryEnd::operators`] should be filled for this observer
+    /// (the figures are then computed even when no operator span is built).
+    fn wants_operators(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Default)]

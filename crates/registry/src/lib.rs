@@ -81,8 +81,8 @@ pub use error::{ConfigError, Result};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use hooks::{
-    BuilderHook, ColumnSources, PluginContext, PreviewFn, PreviewFormatter, QueryEnd,
-    QueryObserver, Services, SourcedPreviewFn, StateHook,
+    BuilderHook, ColumnSources, OperatorFigures, PluginContext, PreviewFn, PreviewFormatter,
+    QueryEnd, QueryObserver, Services, SourcedPreviewFn, Spread, StateHook,
 };
 pub use plugin::{Plugin, Stage, linked_plugins};
 #[cfg(feature = "session")]

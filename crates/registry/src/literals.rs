@@ -121,6 +121,15 @@ pub fn forget(trace: u128) {
     });
 }
 
+/// `text` with `values` masked ([`mask_values`]), then DataFusion's literal
+/// syntax ([`mask_literal_syntax`]): what the export pipeline does to plan
+/// text. `None` when nothing changed.
+pub fn mask_text(text: &str, values: &[String]) -> Option<String> {
+    let by_value = mask_values(text, values);
+    let current = by_value.as_deref().unwrap_or(text);
+    mask_literal_syntax(current).or(by_value)
+}
+
 /// What a masked value becomes.
 pub const PLACEHOLDER: &str = "?";
 

@@ -110,7 +110,12 @@ pub struct QuerySpan {
     /// Decided once, when the span starts.
     unsampled: bool,
     run_id: String,
+    /// The literal-free fingerprint of the SQL, when known.
+    fingerprint: Option<String>,
+    /// The SQL text, kept only with `rules.record_sql`.
+    sql: Option<String>,
     started: Instant,
+    started_at: std::time::SystemTime,
     observers: Vec<Arc<dyn QueryObserver>>,
 }
 
@@ -197,7 +202,10 @@ impl QuerySpan {
             record_literals: config.record_literals,
             unsampled,
             run_id,
+            fingerprint: shape.map(|shape| shape.fingerprint.clone()),
+            sql: sql.filter(|_| config.record_sql).map(str::to_owned),
             started: Instant::now(),
+            started_at: std::time::SystemTime::now(),
             observers,
         })
     }
@@ -275,19 +283,24 @@ impl QuerySpan {
         rows: Option<usize>,
         error: Option<String>,
     ) {
+        // The query's time, without the operator spans built below.
+        let elapsed = self.elapsed();
         let executed = self.collector.take();
         let first = executed.first().map(|node| Arc::clone(&node.inner));
+        let mut operators = Vec::new();
         if !self.unsampled {
             let outcome = crate::operators::spans::Outcome {
-                elapsed: self.elapsed(),
+                elapsed,
                 failed: error.is_some(),
             };
             let tracer = crate::operators::span_tracer(&self.span);
-            crate::operators::spans::build_operator_spans(
+            let collect = self.observers.iter().any(|o| o.wants_operators());
+            operators = crate::operators::spans::build_operator_spans(
                 &self.span.context(),
                 tracer,
                 executed,
                 outcome,
+                collect,
             );
         }
         if self.observers.is_empty() {
@@ -298,8 +311,13 @@ impl QuerySpan {
         let plan = plan.or(first.as_ref());
         let end = QueryEnd {
             span: &self.span,
+            run_id: &self.run_id,
+            fingerprint: self.fingerprint.as_deref(),
+            sql: self.sql.as_deref(),
+            started: self.started_at,
+            operators: &operators,
             plan,
-            elapsed: self.elapsed(),
+            elapsed,
             rows,
             error,
             unsampled: self.unsampled,

@@ -28,7 +28,7 @@ mod html;
 mod trace;
 
 pub use flame::FlameWidth;
-pub use trace::{Trace, TraceSpan, read_trace_file};
+pub use trace::{Trace, TraceSpan, read_line, read_trace_file};
 
 use std::path::{Path, PathBuf};
 

@@ -24,11 +24,15 @@ pub struct TraceSpan {
     pub end_unix_ns: u64,
     /// Attributes, sorted by key; arrays and maps as JSON-like text.
     pub attributes: BTreeMap<String, String>,
+    /// The attributes whose values are integers, as numbers.
+    pub int_attributes: BTreeMap<String, i64>,
     /// `service.name` of the resource that sent it, with `/service.instance.id`
     /// when the resource has one.
     pub service: String,
     /// The status message of a span that ended in error.
     pub error: Option<String>,
+    /// The OTLP status code: 0 unset, 1 ok, 2 error.
+    pub status_code: i32,
 }
 
 impl TraceSpan {
@@ -108,49 +112,13 @@ pub fn read_trace_file(path: &Path, trace_id: Option<&str>) -> Result<Trace, Vie
     })?;
     let mut traces: HashMap<String, Vec<TraceSpan>> = HashMap::new();
     for (number, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let request: ExportTraceServiceRequest =
-            serde_json::from_str(line).map_err(|source| ViewError::Parse {
-                path: path.to_path_buf(),
-                line: number + 1,
-                source,
-            })?;
-        for resource_spans in request.resource_spans {
-            let resource = resource_spans
-                .resource
-                .map(|resource| resource.attributes)
-                .unwrap_or_default();
-            let service = service_label(&resource);
-            for span in resource_spans
-                .scope_spans
-                .into_iter()
-                .flat_map(|scope| scope.spans)
-            {
-                let error = span
-                    .status
-                    .filter(|status| status.code == 2)
-                    .map(|status| status.message);
-                let parent = hex(&span.parent_span_id);
-                traces
-                    .entry(hex(&span.trace_id))
-                    .or_default()
-                    .push(TraceSpan {
-                        span_id: hex(&span.span_id),
-                        parent_span_id: (!parent.is_empty()).then_some(parent),
-                        name: span.name,
-                        start_unix_ns: span.start_time_unix_nano,
-                        end_unix_ns: span.end_time_unix_nano,
-                        attributes: span
-                            .attributes
-                            .iter()
-                            .map(|kv| (kv.key.clone(), value_text(kv.value.as_ref())))
-                            .collect(),
-                        service: service.clone(),
-                        error,
-                    });
-            }
+        let spans = read_line(line).map_err(|source| ViewError::Parse {
+            path: path.to_path_buf(),
+            line: number + 1,
+            source,
+        })?;
+        for (trace_id, span) in spans {
+            traces.entry(trace_id).or_default().push(span);
         }
     }
     let first_start = |spans: &[TraceSpan]| spans.iter().map(|s| s.start_unix_ns).min();
@@ -188,6 +156,63 @@ pub fn read_trace_file(path: &Path, trace_id: Option<&str>) -> Result<Trace, Vie
             .cmp(&(b.start_unix_ns, std::cmp::Reverse(b.end_unix_ns)))
     });
     Ok(Trace { trace_id, spans })
+}
+
+/// The spans of one line of an OTLP-JSON-lines file (one export request),
+/// each with its hex trace id. A blank line holds none.
+pub fn read_line(line: &str) -> Result<Vec<(String, TraceSpan)>, serde_json::Error> {
+    if line.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let request: ExportTraceServiceRequest = serde_json::from_str(line)?;
+    let mut spans = Vec::new();
+    for resource_spans in request.resource_spans {
+        let resource = resource_spans
+            .resource
+            .map(|resource| resource.attributes)
+            .unwrap_or_default();
+        let service = service_label(&resource);
+        for span in resource_spans
+            .scope_spans
+            .into_iter()
+            .flat_map(|scope| scope.spans)
+        {
+            let status_code = span.status.as_ref().map_or(0, |status| status.code);
+            let error = span
+                .status
+                .filter(|status| status.code == 2)
+                .map(|status| status.message);
+            let parent = hex(&span.parent_span_id);
+            let int_attributes = span
+                .attributes
+                .iter()
+                .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    any_value::Value::IntValue(number) => Some((kv.key.clone(), *number)),
+                    _ => None,
+                })
+                .collect();
+            spans.push((
+                hex(&span.trace_id),
+                TraceSpan {
+                    span_id: hex(&span.span_id),
+                    parent_span_id: (!parent.is_empty()).then_some(parent),
+                    name: span.name,
+                    start_unix_ns: span.start_time_unix_nano,
+                    end_unix_ns: span.end_time_unix_nano,
+                    attributes: span
+                        .attributes
+                        .iter()
+                        .map(|kv| (kv.key.clone(), value_text(kv.value.as_ref())))
+                        .collect(),
+                    int_attributes,
+                    service: service.clone(),
+                    error,
+                    status_code,
+                },
+            ));
+        }
+    }
+    Ok(spans)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -270,7 +270,7 @@ impl RootState {
                     elapsed: started.elapsed(),
                     failed: self.error.get().is_some(),
                 };
-                build_operator_spans(&parent, tracer, collector.take(), outcome);
+                build_operator_spans(&parent, tracer, collector.take(), outcome, false);
             }
             RootQuery::Lazy | RootQuery::Done => {}
         }

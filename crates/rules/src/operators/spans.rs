@@ -12,8 +12,8 @@ use datafusion::physical_plan::metrics::{MetricType, MetricValue, MetricsSet, Ra
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext, displayable,
 };
-use dftrace_registry::SpanLevel;
 use dftrace_registry::keys;
+use dftrace_registry::{OperatorFigures, SpanLevel, Spread};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
@@ -56,23 +56,30 @@ fn level_enabled(level: SpanLevel) -> bool {
 /// one query) under the root whose OpenTelemetry context is `root`, through
 /// the global tracer provider (the one `dftrace-bootstrap` installs). The
 /// operators are linked as in the plans they ran in; each tree of them is
-/// built when `rules.operator_spans_when` wants its query.
+/// built when `rules.operator_spans_when` wants its query. With `collect`,
+/// returns every operator's figures (the spans' values, typed), whether or
+/// not its span was built.
 pub(crate) fn build_operator_spans(
     root: &Context,
     tracer: Option<Arc<BoxedTracer>>,
     executed: Vec<Executed>,
     outcome: Outcome,
-) {
-    if executed.is_empty() || !root.span().span_context().is_sampled() {
-        return;
+    collect: bool,
+) -> Vec<OperatorFigures> {
+    let sampled = root.span().span_context().is_sampled();
+    if executed.is_empty() || !(sampled || collect) {
+        return Vec::new();
     }
     let forest = Forest::new(executed);
     let mut tracer = tracer;
+    let mut figures = Vec::new();
+    let mut next_index = 0;
     for &top in &forest.roots {
         let Some(options) = forest.nodes[top].record.deferred() else {
             continue;
         };
-        if !options.wants(outcome) || !level_enabled(options.level) {
+        let build = sampled && options.wants(outcome) && level_enabled(options.level);
+        if !build && !collect {
             continue;
         }
         // The subscriber's own tracer (dftrace-bootstrap's layers put it in
@@ -85,7 +92,7 @@ pub(crate) fn build_operator_spans(
         });
         let now = now_unix_ns();
         // Previews mask a column by the names it takes above, too.
-        let names_above = if options.preview.is_some() {
+        let names_above = if build && options.preview.is_some() {
             lineage::NamesAbove::of(&forest.nodes[top].inner)
         } else {
             lineage::NamesAbove::default()
@@ -96,18 +103,23 @@ pub(crate) fn build_operator_spans(
             forest: &forest,
             names_above: &names_above,
             statistics: StatisticsContext::new(),
-            next_index: 0,
+            next_index,
             now,
+            build,
+            figures: collect.then_some(&mut figures),
         };
         pass.operator(
             top,
             root,
+            None,
             Window {
                 start: now,
                 end: now,
             },
         );
+        next_index = pass.next_index;
     }
+    figures
 }
 
 /// The operators that ran, linked as in their plans: a node's children are
@@ -164,11 +176,21 @@ struct Pass<'a> {
     statistics: StatisticsContext,
     next_index: i64,
     now: u64,
+    /// Spans are built (else only figures are collected).
+    build: bool,
+    figures: Option<&'a mut Vec<OperatorFigures>>,
 }
 
 impl Pass<'_> {
-    /// The span of node `index` under `parent`, then its children under it.
-    fn operator(&mut self, index: usize, parent: &Context, parent_window: Window) {
+    /// The span of node `index` under `parent` (operator `parent_id`), then
+    /// its children under it.
+    fn operator(
+        &mut self,
+        index: usize,
+        parent: &Context,
+        parent_id: Option<i64>,
+        parent_window: Window,
+    ) {
         let Executed { inner, record } = &self.forest.nodes[index];
         let window = window(record, parent_window, self.now);
         let position = self.next_index;
@@ -219,6 +241,23 @@ impl Pass<'_> {
                 attributes.push(KeyValue::new(keys::ESTIMATED_ROWS_EXACT, exact));
             }
         }
+        let failed = failed_here(record, inner);
+        if let Some(figures) = self.figures.as_deref_mut() {
+            figures.push(operator_figures(
+                inner,
+                position,
+                parent_id,
+                window,
+                failed.is_some(),
+                &attributes,
+            ));
+        }
+        if !self.build {
+            for &child in &self.forest.children[index] {
+                self.operator(child, parent, Some(position), window);
+            }
+            return;
+        }
         self.preview(inner, record, &mut attributes);
         for (key, value) in &self.options.custom_fields {
             attributes.push(KeyValue::new(key.clone(), value.clone()));
@@ -231,14 +270,14 @@ impl Pass<'_> {
             .with_start_time(unix_ns_time(window.start))
             .with_attributes(attributes)
             .start_with_context(self.tracer, parent);
-        if let Some(error) = failed_here(record, inner) {
+        if let Some(error) = failed {
             let message =
                 crate::literals::error_text(error.to_owned(), self.options.record_literals);
             span.set_status(Status::error(message));
         }
         let context = parent.with_span(span);
         for &child in &self.forest.children[index] {
-            self.operator(child, &context, window);
+            self.operator(child, &context, Some(position), window);
         }
         context.span().end_with_timestamp(unix_ns_time(window.end));
     }
@@ -300,6 +339,70 @@ fn failed_here<'a>(record: &'a NodeRecord, inner: &Arc<dyn ExecutionPlan>) -> Op
         .iter()
         .any(|child| child.error().is_some());
     (!from_child).then_some(error)
+}
+
+/// The figures of an operator's span, read back from its attributes so that
+/// they are the exported values.
+fn operator_figures(
+    inner: &Arc<dyn ExecutionPlan>,
+    id: i64,
+    parent: Option<i64>,
+    window: Window,
+    failed: bool,
+    attributes: &[KeyValue],
+) -> OperatorFigures {
+    let find = |key: &str| {
+        attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .and_then(|kv| match kv.value {
+                Value::I64(v) => u64::try_from(v).ok(),
+                _ => None,
+            })
+    };
+    let spread = |[min, median, max]: [&str; 3]| {
+        Some(Spread {
+            min: find(min)?,
+            median: find(median)?,
+            max: find(max)?,
+        })
+    };
+    let metrics = attributes
+        .iter()
+        .filter_map(|kv| {
+            let name = kv.key.as_str().strip_prefix(keys::METRICS_PREFIX)?;
+            match kv.value {
+                Value::I64(v) => Some((name.to_owned(), v)),
+                _ => None,
+            }
+        })
+        .collect();
+    let description = attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == keys::NODE)
+        .map(|kv| kv.value.as_str().into_owned())
+        .unwrap_or_default();
+    OperatorFigures {
+        id: id as u64,
+        parent: parent.map(|p| p as u64),
+        name: inner.name().to_owned(),
+        description,
+        start_unix_ns: window.start,
+        end_unix_ns: window.end,
+        partitions: inner.output_partitioning().partition_count() as u64,
+        self_time_ns: find(keys::SELF_TIME_NS),
+        output_rows: find(&format!("{}output_rows", keys::METRICS_PREFIX)),
+        estimated_rows: find(keys::ESTIMATED_ROWS),
+        rows_spread: spread([keys::ROWS_MIN, keys::ROWS_MEDIAN, keys::ROWS_MAX]),
+        self_time_spread: spread([
+            keys::SELF_TIME_MIN,
+            keys::SELF_TIME_MEDIAN,
+            keys::SELF_TIME_MAX,
+        ]),
+        spilled_bytes: find(&format!("{}spilled_bytes", keys::METRICS_PREFIX)),
+        metrics,
+        failed,
+    }
 }
 
 fn int(value: u64) -> i64 {

@@ -1,0 +1,186 @@
+//! The query observer that fills the history as queries end.
+
+use crate::kept::{KeptQuery, QueryHistory};
+use crate::tables::HISTORY_MARKER;
+use datafusion::physical_plan::ExecutionPlan;
+use dftrace_registry::literals::{self, Treatment};
+use dftrace_registry::{OperatorFigures, QueryEnd, QueryObserver};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::trace::TraceContextExt;
+use std::sync::{Arc, OnceLock};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Histogram of each operator's own time, seconds.
+const OPERATOR_SELF_TIME: &str = "dftrace.operator.self_time";
+/// Counter of the rows each operator produced.
+const OPERATOR_OUTPUT_ROWS: &str = "dftrace.operator.output_rows";
+/// The metric attribute naming the operator kind.
+const OPERATOR_NAME: &str = "dftrace.operator.name";
+
+#[derive(Debug)]
+pub(crate) struct HistoryObserver {
+    history: Arc<QueryHistory>,
+    operator_metrics: bool,
+    instruments: OnceLock<(Histogram<f64>, Counter<u64>)>,
+}
+
+impl HistoryObserver {
+    pub(crate) fn new(history: Arc<QueryHistory>, operator_metrics: bool) -> Self {
+        HistoryObserver {
+            history,
+            operator_metrics,
+            instruments: OnceLock::new(),
+        }
+    }
+
+    fn record_metrics(&self, operators: &[OperatorFigures]) {
+        let (self_time, rows) = self.instruments.get_or_init(|| {
+            let meter = opentelemetry::global::meter("dftrace");
+            (
+                meter
+                    .f64_histogram(OPERATOR_SELF_TIME)
+                    .with_unit("s")
+                    .with_description("Each operator's own compute time, by operator name")
+                    .build(),
+                meter
+                    .u64_counter(OPERATOR_OUTPUT_ROWS)
+                    .with_description("Rows each operator produced, by operator name")
+                    .build(),
+            )
+        });
+        for operator in operators {
+            let attributes = [KeyValue::new(OPERATOR_NAME, operator.name.clone())];
+            if let Some(ns) = operator.self_time_ns {
+                self_time.record(ns as f64 / 1e9, &attributes);
+            }
+            if let Some(count) = operator.output_rows {
+                rows.add(count, &attributes);
+            }
+        }
+    }
+}
+
+impl QueryObserver for HistoryObserver {
+    fn on_query_end(&self, end: &QueryEnd<'_>) {
+        // A query over the history is not kept: no feedback loop.
+        if end.plan.is_some_and(|plan| reads_history(plan.as_ref())) {
+            return;
+        }
+        let trace = end.span.context().span().span_context().trace_id();
+        let trace_key = u128::from_be_bytes(trace.to_bytes());
+        let mut operators = end.operators.to_vec();
+        mask_descriptions(trace_key, &mut operators);
+        if self.operator_metrics {
+            self.record_metrics(&operators);
+        }
+        let sum = |name: &str| -> Option<i64> {
+            let values: Vec<i64> = operators
+                .iter()
+                .flat_map(|op| op.metrics.iter())
+                .filter(|(metric, _)| metric == name)
+                .map(|(_, value)| *value)
+                .collect();
+            (!values.is_empty()).then(|| values.iter().sum())
+        };
+        #[allow(unused_mut, reason = "only the storage feature sets them")]
+        let mut storage: Option<(i64, i64, i64)> = None;
+        #[cfg(feature = "storage")]
+        if let Some(totals) = dftrace_object_store_registry::query_storage_totals(end.span) {
+            let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            storage = Some((
+                int(totals.requests),
+                int(totals.bytes_read),
+                int(totals.bytes_written),
+            ));
+        }
+        let start_unix_ns = end
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let query = KeptQuery {
+            trace_id: trace.to_string(),
+            run_id: end.run_id.to_owned(),
+            fingerprint: end.fingerprint.map(str::to_owned),
+            sql: end.sql.map(str::to_owned),
+            start_unix_ns,
+            duration_ns: i64::try_from(end.elapsed.as_nanos()).unwrap_or(i64::MAX),
+            error_kind: end.error.as_deref().map(error_kind),
+            output_rows: end.rows.map(|rows| i64::try_from(rows).unwrap_or(i64::MAX)),
+            bytes_scanned: sum("bytes_scanned"),
+            spilled_bytes: sum("spilled_bytes"),
+            storage_requests: storage.map(|s| s.0),
+            storage_bytes_read: storage.map(|s| s.1),
+            storage_bytes_written: storage.map(|s| s.2),
+            operators,
+        };
+        self.history.keep(query);
+    }
+
+    fn wants_operators(&self) -> bool {
+        true
+    }
+}
+
+/// Whether `plan` scans one of the history's own tables.
+fn reads_history(plan: &dyn ExecutionPlan) -> bool {
+    plan.schema().metadata().contains_key(HISTORY_MARKER)
+        || plan
+            .children()
+            .into_iter()
+            .any(|child| reads_history(child.as_ref()))
+}
+
+/// Masks the query's literals in the operators' descriptions, as the export
+/// pipeline masks them in `datafusion.node`; kept as they are with
+/// `rules.record_literals`. A query whose literals dftrace does not know (no
+/// OpenTelemetry layer) has DataFusion's literal syntax masked.
+fn mask_descriptions(trace_key: u128, operators: &mut [OperatorFigures]) {
+    let values = match literals::treatment(trace_key) {
+        Treatment::Keep => return,
+        Treatment::Mask => literals::values(trace_key),
+        Treatment::Unknown => Vec::new(),
+    };
+    for operator in operators {
+        if let Some(masked) = literals::mask_text(&operator.description, &values) {
+            operator.description = masked;
+        }
+    }
+}
+
+/// The kind of an error: DataFusion's prefix (`Execution error`, `Arrow
+/// error`, `Error during planning`), never the message, which can quote
+/// values of the data.
+fn error_kind(message: &str) -> String {
+    match message.split_once(':') {
+        Some((kind, _))
+            if !kind.is_empty()
+                && kind.len() <= 48
+                && kind
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == ' ' || c == '_') =>
+        {
+            kind.trim().to_owned()
+        }
+        _ => "error".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_kind;
+
+    #[test]
+    fn error_kind_is_the_prefix_and_never_the_message() {
+        assert_eq!(
+            error_kind("Arrow error: Cast error: Cannot cast string 'x' to Int64"),
+            "Arrow error"
+        );
+        assert_eq!(
+            error_kind("Error during planning: table 't' not found"),
+            "Error during planning"
+        );
+        assert_eq!(error_kind("'secret': broken"), "error");
+        assert_eq!(error_kind("no colon here"), "error");
+    }
+}

@@ -1,0 +1,218 @@
+//! Unit tests: the bounds, the tables over a history filled by hand, and
+//! `dftrace.spans` over a written file with a broken line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::{KeptQuery, QueryHistory, SpansTable, register_tables};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::prelude::SessionContext;
+use dftrace_registry::{OperatorFigures, Spread};
+use std::sync::Arc;
+
+fn operator(id: u64, parent: Option<u64>, name: &str, self_time_ns: u64) -> OperatorFigures {
+    OperatorFigures {
+        id,
+        parent,
+        name: name.to_owned(),
+        description: format!("{name}: x@0 > ?"),
+        start_unix_ns: 1_000,
+        end_unix_ns: 5_000,
+        partitions: 2,
+        self_time_ns: Some(self_time_ns),
+        output_rows: Some(10),
+        estimated_rows: Some(100),
+        rows_spread: Some(Spread {
+            min: 4,
+            median: 4,
+            max: 6,
+        }),
+        self_time_spread: None,
+        spilled_bytes: None,
+        metrics: vec![
+            ("output_rows".to_owned(), 10),
+            ("elapsed_compute_ns".to_owned(), self_time_ns as i64),
+        ],
+        failed: false,
+    }
+}
+
+fn query(n: usize) -> KeptQuery {
+    KeptQuery {
+        trace_id: format!("{n:032x}"),
+        run_id: format!("run-{n}"),
+        fingerprint: Some("abc".to_owned()),
+        sql: None,
+        start_unix_ns: n as i64,
+        duration_ns: 1_000 * n as i64,
+        error_kind: None,
+        output_rows: Some(10),
+        bytes_scanned: None,
+        spilled_bytes: None,
+        storage_requests: None,
+        storage_bytes_read: None,
+        storage_bytes_written: None,
+        operators: vec![
+            operator(0, None, "ProjectionExec", 5),
+            operator(1, Some(0), "FilterExec", 50),
+        ],
+    }
+}
+
+#[test]
+fn the_history_keeps_the_last_queries_within_count_and_bytes() {
+    let history = QueryHistory::new(3, usize::MAX);
+    for n in 0..30 {
+        history.keep(query(n));
+    }
+    let kept: Vec<String> = history.queries().iter().map(|q| q.run_id.clone()).collect();
+    assert_eq!(kept, ["run-27", "run-28", "run-29"]);
+    let expected: usize = (27..30).map(|n| query(n).estimated_bytes()).sum();
+    assert_eq!(history.bytes(), expected);
+
+    let one = query(0).estimated_bytes();
+    let by_bytes = QueryHistory::new(100, 2 * one + one / 2);
+    for n in 0..30 {
+        by_bytes.keep(query(n));
+    }
+    assert_eq!(by_bytes.queries().len(), 2);
+    assert!(by_bytes.bytes() <= 2 * one + one / 2);
+}
+
+#[tokio::test]
+async fn the_tables_show_the_kept_queries_and_their_operator_trees() {
+    let ctx = SessionContext::new();
+    let history = Arc::new(QueryHistory::new(10, usize::MAX));
+    history.keep(query(1));
+    history.keep(query(2));
+    register_tables(&ctx.state(), &history, "/nonexistent").unwrap();
+
+    let batches = ctx
+        .sql(
+            "SELECT run_id, operator_count, slowest_operator, slowest_self_time_ns \
+             FROM dftrace.queries ORDER BY duration_ns DESC",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text,
+        "+--------+----------------+------------------+----------------------+\n\
+         | run_id | operator_count | slowest_operator | slowest_self_time_ns |\n\
+         +--------+----------------+------------------+----------------------+\n\
+         | run-2  | 2              | FilterExec       | 50                   |\n\
+         | run-1  | 2              | FilterExec       | 50                   |\n\
+         +--------+----------------+------------------+----------------------+"
+    );
+
+    // The plan tree joins back to itself; metrics are a map by name.
+    let batches = ctx
+        .sql(
+            "SELECT child.name, parent.name AS parent, child.metrics['elapsed_compute_ns'] AS t \
+             FROM dftrace.operators child JOIN dftrace.operators parent \
+               ON child.trace_id = parent.trace_id AND child.parent_id = parent.operator_id \
+             WHERE child.trace_id = '00000000000000000000000000000002'",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text,
+        "+------------+----------------+----+\n\
+         | name       | parent         | t  |\n\
+         +------------+----------------+----+\n\
+         | FilterExec | ProjectionExec | 50 |\n\
+         +------------+----------------+----+"
+    );
+}
+
+/// One export request line with `spans` spans of one trace.
+fn request_line(trace: &str, spans: usize) -> String {
+    let spans: Vec<String> = (0..spans)
+        .map(|i| {
+            format!(
+                r#"{{"traceId":"{trace}","spanId":"{i:016x}","name":"op{i}","startTimeUnixNano":"100","endTimeUnixNano":"{end}","attributes":[{{"key":"rows","value":{{"intValue":"{i}"}}}},{{"key":"kind","value":{{"stringValue":"k{i}"}}}}],"status":{{}}}}"#,
+                end = 100 + i
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc"}}}}]}},"scopeSpans":[{{"scope":{{"name":"dftrace"}},"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    )
+}
+
+#[tokio::test]
+async fn spans_are_read_from_trace_files_and_a_broken_line_is_skipped() {
+    let dir = std::env::temp_dir().join(format!("dftrace-history-spans-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let text = format!(
+        "{}\n{{not json\n\n{}\n",
+        request_line(trace, 3),
+        request_line(trace, 2)
+    );
+    std::fs::write(dir.join("a.jsonl"), text).unwrap();
+    std::fs::write(dir.join("ignored.txt"), "not a trace file").unwrap();
+
+    let ctx = SessionContext::new();
+    let table = Arc::new(SpansTable::new(dir.display().to_string()));
+    ctx.register_table("spans", Arc::clone(&table) as _)
+        .unwrap();
+    let batches = ctx
+        .sql(
+            "SELECT name, service, duration_ns, line, int_attributes['rows'] AS rows, \
+                    attributes['kind'] AS kind, status \
+             FROM spans ORDER BY line, name",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text,
+        "+------+---------+-------------+------+------+------+--------+\n\
+         | name | service | duration_ns | line | rows | kind | status |\n\
+         +------+---------+-------------+------+------+------+--------+\n\
+         | op0  | svc     | 0           | 1    | 0    | k0   | unset  |\n\
+         | op1  | svc     | 1           | 1    | 1    | k1   | unset  |\n\
+         | op2  | svc     | 2           | 1    | 2    | k2   | unset  |\n\
+         | op0  | svc     | 0           | 4    | 0    | k0   | unset  |\n\
+         | op1  | svc     | 1           | 4    | 1    | k1   | unset  |\n\
+         +------+---------+-------------+------+------+------+--------+"
+    );
+    let count = ctx
+        .sql("SELECT count(*) FROM spans")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let column = count[0].column(0).as_primitive::<Int64Type>();
+    assert_eq!((column.len(), column.value(0)), (1, 5));
+    // Both scans skipped line 2 and said so.
+    let skipped = table.skipped_lines();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(
+        skipped
+            .iter()
+            .all(|s| s.file == dir.join("a.jsonl") && s.line == 2 && !s.error.is_empty()),
+        "{skipped:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
