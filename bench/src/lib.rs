@@ -135,6 +135,9 @@ pub struct Report {
     pub variants: Vec<VariantResult>,
     /// Result mismatches against `baseline` (empty when all agree).
     pub mismatches: Vec<String>,
+    /// `maximal+history` over `maximal`: the TPC-H passes and the short
+    /// loop, per-round ratios.
+    pub history_vs_maximal: (stats::Estimate, stats::Estimate),
 }
 
 /// Timings: variant → query → one duration per round.
@@ -438,7 +441,21 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         })
         .collect();
 
+    // What keeping the history costs on top of `maximal`.
+    let maximal = round_totals(Variant::Maximal);
+    let with_history = round_totals(Variant::MaximalHistory);
+    let short_maximal = short.get(&Variant::Maximal).cloned().unwrap_or_default();
+    let short_history = short
+        .get(&Variant::MaximalHistory)
+        .cloned()
+        .unwrap_or_default();
+    let history_vs_maximal = (
+        bootstrap_median(&ratios(&with_history, &maximal), 2000, &mut rng),
+        bootstrap_median(&ratios(&short_history, &short_maximal), 2000, &mut rng),
+    );
+
     Ok(Report {
+        history_vs_maximal,
         scale: options.scale,
         queries: options.queries.clone(),
         rounds: options.rounds,

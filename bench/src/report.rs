@@ -60,6 +60,13 @@ pub fn markdown_table(report: &Report) -> String {
             peak_rss(v.peak_rss_bytes)
         );
     }
+    let _ = writeln!(
+        out,
+        "\n`maximal+history` vs `maximal` (the cost of keeping the history): TPC-H {}, \
+         short loop {}.",
+        estimate(&report.history_vs_maximal.0),
+        estimate(&report.history_vs_maximal.1)
+    );
     if report.mismatches.is_empty() {
         out.push_str("\nEvery configuration returned the same rows as `baseline`.\n");
     } else {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 // Plugins register at link time: the bench links them as a host would.
+use dftrace_history as _;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
@@ -39,11 +40,13 @@ pub enum Variant {
     Maximal,
     /// dftrace, `maximal` under a parent that is not sampled.
     MaximalUnsampled,
+    /// dftrace, `maximal` with the query history kept (`history.enabled`).
+    MaximalHistory,
 }
 
 impl Variant {
     /// Every configuration, in report order.
-    pub const ALL: [Variant; 8] = [
+    pub const ALL: [Variant; 9] = [
         Variant::Baseline,
         Variant::Raw,
         Variant::ExecOnly,
@@ -52,6 +55,7 @@ impl Variant {
         Variant::MaximalNoData,
         Variant::Maximal,
         Variant::MaximalUnsampled,
+        Variant::MaximalHistory,
     ];
 
     /// The name in reports.
@@ -65,6 +69,7 @@ impl Variant {
             Variant::MaximalNoData => "maximal-no-data",
             Variant::Maximal => "maximal",
             Variant::MaximalUnsampled => "maximal-unsampled",
+            Variant::MaximalHistory => "maximal+history",
         }
     }
 
@@ -139,7 +144,8 @@ impl Session {
             | Variant::ProductionLean
             | Variant::MaximalNoData
             | Variant::Maximal
-            | Variant::MaximalUnsampled => {
+            | Variant::MaximalUnsampled
+            | Variant::MaximalHistory => {
                 let preset = match variant {
                     Variant::ProductionLean | Variant::ExecOnly => Preset::ProductionLean,
                     Variant::MaximalNoData => Preset::MaximalNoData,
@@ -151,6 +157,9 @@ impl Session {
                 }
                 if variant == Variant::Live {
                     config = config.set("rules.operator_spans", "live");
+                }
+                if variant == Variant::MaximalHistory {
+                    config = config.set("history.enabled", true);
                 }
                 let config = config.build().map_err(|e| e.to_string())?;
                 builder

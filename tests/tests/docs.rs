@@ -10,6 +10,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use dftrace_bootstrap::{ExportConfig, Sink};
+use dftrace_history::HistoryConfig;
 use dftrace_metrics_summary::MetricsConfig;
 use dftrace_object_store_registry::ObjectStoreConfig;
 use dftrace_preview_redaction::PreviewConfig;
@@ -18,7 +19,14 @@ use dftrace_rules::RulesConfig;
 use dftrace_tests::config_doc::{regenerate, undocumented};
 use dftrace_tests::workspace_root;
 
-const SECTIONS: [&str; 5] = ["export", "metrics", "object_store", "preview", "rules"];
+const SECTIONS: [&str; 6] = [
+    "export",
+    "history",
+    "metrics",
+    "object_store",
+    "preview",
+    "rules",
+];
 
 #[test]
 fn configuration_reference_matches_the_config_types() {
@@ -83,4 +91,6 @@ fn the_example_config_file_loads_into_every_section() {
     let storage: ObjectStoreConfig = config.section().unwrap();
     assert!(storage.enabled);
     let _: MetricsConfig = config.section().unwrap();
+    let history: HistoryConfig = config.section().unwrap();
+    assert_eq!((history.enabled, history.max_queries), (true, 200));
 }

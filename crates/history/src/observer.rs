@@ -6,7 +6,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use dftrace_registry::literals::{self, Treatment};
 use dftrace_registry::{OperatorFigures, QueryEnd, QueryObserver};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::trace::TraceContextExt;
 use std::sync::{Arc, OnceLock};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -18,11 +18,50 @@ const OPERATOR_OUTPUT_ROWS: &str = "dftrace.operator.output_rows";
 /// The metric attribute naming the operator kind.
 const OPERATOR_NAME: &str = "dftrace.operator.name";
 
+/// The per-operator OpenTelemetry instruments (`history.operator_metrics`).
+#[derive(Debug)]
+pub(crate) struct OperatorInstruments {
+    self_time: Histogram<f64>,
+    output_rows: Counter<u64>,
+}
+
+impl OperatorInstruments {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        OperatorInstruments {
+            self_time: meter
+                .f64_histogram(OPERATOR_SELF_TIME)
+                .with_unit("s")
+                .with_description("Each operator's own compute time, by operator name")
+                .build(),
+            output_rows: meter
+                .u64_counter(OPERATOR_OUTPUT_ROWS)
+                .with_unit("{row}")
+                .with_description("Rows each operator produced, by operator name")
+                .build(),
+        }
+    }
+
+    /// Records each operator's own time and rows under its name (the only
+    /// attribute: low cardinality).
+    pub(crate) fn record(&self, operators: &[OperatorFigures]) {
+        for operator in operators {
+            let attributes = [KeyValue::new(OPERATOR_NAME, operator.name.clone())];
+            if let Some(ns) = operator.self_time_ns {
+                self.self_time.record(ns as f64 / 1e9, &attributes);
+            }
+            if let Some(count) = operator.output_rows {
+                self.output_rows.add(count, &attributes);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct HistoryObserver {
     history: Arc<QueryHistory>,
     operator_metrics: bool,
-    instruments: OnceLock<(Histogram<f64>, Counter<u64>)>,
+    /// Made on first use, from the global meter provider in force then.
+    instruments: OnceLock<OperatorInstruments>,
 }
 
 impl HistoryObserver {
@@ -31,32 +70,6 @@ impl HistoryObserver {
             history,
             operator_metrics,
             instruments: OnceLock::new(),
-        }
-    }
-
-    fn record_metrics(&self, operators: &[OperatorFigures]) {
-        let (self_time, rows) = self.instruments.get_or_init(|| {
-            let meter = opentelemetry::global::meter("dftrace");
-            (
-                meter
-                    .f64_histogram(OPERATOR_SELF_TIME)
-                    .with_unit("s")
-                    .with_description("Each operator's own compute time, by operator name")
-                    .build(),
-                meter
-                    .u64_counter(OPERATOR_OUTPUT_ROWS)
-                    .with_description("Rows each operator produced, by operator name")
-                    .build(),
-            )
-        });
-        for operator in operators {
-            let attributes = [KeyValue::new(OPERATOR_NAME, operator.name.clone())];
-            if let Some(ns) = operator.self_time_ns {
-                self_time.record(ns as f64 / 1e9, &attributes);
-            }
-            if let Some(count) = operator.output_rows {
-                rows.add(count, &attributes);
-            }
         }
     }
 }
@@ -72,7 +85,9 @@ impl QueryObserver for HistoryObserver {
         let mut operators = end.operators.to_vec();
         mask_descriptions(trace_key, &mut operators);
         if self.operator_metrics {
-            self.record_metrics(&operators);
+            self.instruments
+                .get_or_init(|| OperatorInstruments::new(&opentelemetry::global::meter("dftrace")))
+                .record(&operators);
         }
         let sum = |name: &str| -> Option<i64> {
             let values: Vec<i64> = operators

@@ -216,3 +216,69 @@ async fn spans_are_read_from_trace_files_and_a_broken_line_is_skipped() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn operator_instruments_record_time_and_rows_by_operator_name() {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let instruments = crate::observer::OperatorInstruments::new(&provider.meter("dftrace"));
+    instruments.record(&query(1).operators);
+    instruments.record(&query(2).operators);
+    provider.force_flush().unwrap();
+
+    let exported = exporter.get_finished_metrics().unwrap();
+    let metrics: Vec<_> = exported
+        .iter()
+        .flat_map(|resource| resource.scope_metrics())
+        .flat_map(|scope| scope.metrics())
+        .collect();
+    let find = |name: &str| {
+        metrics
+            .iter()
+            .find(|m| m.name() == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let by_operator = |point_attributes: Vec<(String, String)>| -> String {
+        assert_eq!(point_attributes.len(), 1, "only the operator name");
+        point_attributes[0].1.clone()
+    };
+    match find("dftrace.operator.output_rows").data() {
+        AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+            let mut points: Vec<(String, u64)> = sum
+                .data_points()
+                .map(|p| {
+                    let attributes = p
+                        .attributes()
+                        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                        .collect();
+                    (by_operator(attributes), p.value())
+                })
+                .collect();
+            points.sort();
+            assert_eq!(
+                points,
+                [
+                    ("FilterExec".to_owned(), 20),
+                    ("ProjectionExec".to_owned(), 20)
+                ]
+            );
+        }
+        other => panic!("rows: {other:?}"),
+    }
+    let time = find("dftrace.operator.self_time");
+    assert_eq!(time.unit(), "s");
+    match time.data() {
+        AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
+            let total: f64 = histogram.data_points().map(|p| p.sum()).sum();
+            // 2 queries × (5 ns + 50 ns).
+            assert!((total - 110e-9).abs() < 1e-15, "{total}");
+        }
+        other => panic!("self time: {other:?}"),
+    }
+}
