@@ -18,14 +18,16 @@ use dftrace_registry::{DftraceConfig, Preset, linked_plugins};
 use dftrace_rules::RulesConfig;
 use dftrace_tests::config_doc::{regenerate, undocumented};
 use dftrace_tests::workspace_root;
+use dftrace_udf::UdfConfig;
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "export",
     "history",
     "metrics",
     "object_store",
     "preview",
     "rules",
+    "udf",
 ];
 
 #[test]
@@ -93,4 +95,6 @@ fn the_example_config_file_loads_into_every_section() {
     let _: MetricsConfig = config.section().unwrap();
     let history: HistoryConfig = config.section().unwrap();
     assert_eq!((history.enabled, history.max_queries), (true, 200));
+    let udf: UdfConfig = config.section().unwrap();
+    assert_eq!(udf.versions.get("score").map(String::as_str), Some("1.4.0"));
 }

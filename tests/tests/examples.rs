@@ -21,6 +21,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("metrics_summary", "dftrace.metrics.output_rows = 10"),
     ("file_sink", "0 dropped"),
     ("host", "0 dropped"),
+    ("udf", "has a frame for score"),
     // Three worker processes and a coordinator on loopback (all-in-one mode;
     // its worker and coordinator modes are checked span by span in
     // distributed.rs).

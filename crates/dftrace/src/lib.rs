@@ -56,6 +56,9 @@
 //!   trace files as SQL tables (`dftrace.queries`, `dftrace.operators`,
 //!   `dftrace.spans`) once `history.enabled` is set (`history`,
 //!   `dftrace-history`).
+//! - `udf`: the host's scalar functions observed per query: a span per
+//!   function under the root, OpenTelemetry metrics (`udf`,
+//!   `dftrace-udf`).
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -99,6 +102,9 @@ pub use dftrace_preview_redaction as preview;
 #[cfg(feature = "rules")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rules")))]
 pub use dftrace_rules as rules;
+#[cfg(feature = "udf")]
+#[cfg_attr(docsrs, doc(cfg(feature = "udf")))]
+pub use dftrace_udf as udf;
 
 /// Why dftrace could not be set up.
 #[derive(Debug, thiserror::Error)]

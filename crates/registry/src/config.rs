@@ -394,6 +394,7 @@ const SECTION_OWNERS: &[(&str, &str, Option<&str>)] = &[
     ),
     ("metrics", "dftrace-metrics-summary", Some("metrics")),
     ("history", "dftrace-history", Some("history")),
+    ("udf", "dftrace-udf", Some("udf")),
     ("export", "dftrace-bootstrap", None),
 ];
 

@@ -1,0 +1,150 @@
+//! At each query's end: one span per function under its root, and the
+//! OpenTelemetry metrics.
+
+use crate::counters::{FunctionFigures, query_functions};
+use dftrace_registry::{QueryEnd, QueryObserver};
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::{Duration, UNIX_EPOCH};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The function's name.
+pub const UDF_NAME: &str = "udf.name";
+/// Its version, from `[udf.versions]`.
+pub const UDF_VERSION: &str = "udf.version";
+/// `scalar`.
+pub const UDF_KIND: &str = "udf.kind";
+/// Evaluations (batches).
+pub const UDF_CALLS: &str = "udf.calls";
+/// Input rows.
+pub const UDF_ROWS: &str = "udf.rows";
+/// Time inside the function, nanoseconds.
+pub const UDF_TIME_NS: &str = "udf.time_ns";
+/// Calls that failed.
+pub const UDF_ERRORS: &str = "udf.errors";
+/// The argument types of its calls (`Int64, Utf8`; several signatures
+/// separated by `; `). Never values.
+pub const UDF_PARAMS: &str = "udf.params";
+
+/// Histogram of the time per call, seconds.
+const DURATION_METRIC: &str = "dftrace.udf.duration";
+/// Counter of input rows.
+const ROWS_METRIC: &str = "dftrace.udf.rows";
+/// Counter of failed calls.
+const ERRORS_METRIC: &str = "dftrace.udf.errors";
+
+/// The per-function OpenTelemetry instruments.
+#[derive(Debug)]
+pub(crate) struct FunctionInstruments {
+    duration: Histogram<f64>,
+    rows: Counter<u64>,
+    errors: Counter<u64>,
+}
+
+impl FunctionInstruments {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        FunctionInstruments {
+            duration: meter
+                .f64_histogram(DURATION_METRIC)
+                .with_unit("s")
+                .with_description("Time per call of each function, by function name")
+                .build(),
+            rows: meter
+                .u64_counter(ROWS_METRIC)
+                .with_unit("{row}")
+                .with_description("Rows each function was called on, by function name")
+                .build(),
+            errors: meter
+                .u64_counter(ERRORS_METRIC)
+                .with_description("Calls of each function that failed, by function name")
+                .build(),
+        }
+    }
+
+    fn record(&self, name: &str, figures: &FunctionFigures) {
+        let attributes = [KeyValue::new(UDF_NAME, name.to_owned())];
+        if figures.calls > 0 {
+            // One point per query: the mean time of its calls.
+            let per_call = figures.time_ns as f64 / figures.calls as f64 / 1e9;
+            self.duration.record(per_call, &attributes);
+        }
+        self.rows.add(figures.rows, &attributes);
+        self.errors.add(figures.errors, &attributes);
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct FunctionObserver {
+    pub(crate) versions: BTreeMap<String, String>,
+    pub(crate) otel_metrics: bool,
+    pub(crate) instruments: OnceLock<FunctionInstruments>,
+}
+
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl QueryObserver for FunctionObserver {
+    fn on_query_end(&self, end: &QueryEnd<'_>) {
+        let functions = query_functions(end.span);
+        if functions.is_empty() {
+            return;
+        }
+        if self.otel_metrics {
+            let instruments = self
+                .instruments
+                .get_or_init(|| FunctionInstruments::new(&opentelemetry::global::meter("dftrace")));
+            for (name, figures) in &functions {
+                instruments.record(name, figures);
+            }
+        }
+        if end.unsampled {
+            return;
+        }
+        let root = end.span.context();
+        if !root.span().span_context().is_sampled() {
+            return;
+        }
+        let tracer = opentelemetry::global::tracer_provider()
+            .tracer_with_scope(InstrumentationScope::builder("dftrace").build());
+        for (name, figures) in functions {
+            let mut attributes = vec![
+                KeyValue::new(UDF_NAME, name.clone()),
+                KeyValue::new(UDF_KIND, figures.kind),
+                KeyValue::new(UDF_CALLS, int(figures.calls)),
+                KeyValue::new(UDF_ROWS, int(figures.rows)),
+                KeyValue::new(UDF_TIME_NS, int(figures.time_ns)),
+                KeyValue::new(UDF_ERRORS, int(figures.errors)),
+                KeyValue::new(
+                    UDF_PARAMS,
+                    figures
+                        .argument_types
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            ];
+            if let Some(version) = self.versions.get(&name) {
+                attributes.push(KeyValue::new(UDF_VERSION, version.clone()));
+            }
+            let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
+            let mut span = tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Internal)
+                .with_start_time(at(figures.first_start_unix_ns))
+                .with_attributes(attributes)
+                .start_with_context(&tracer, &root);
+            if figures.errors > 0 {
+                span.set_status(opentelemetry::trace::Status::error(format!(
+                    "{} of {} calls failed",
+                    figures.errors, figures.calls
+                )));
+            }
+            span.end_with_timestamp(at(figures.last_end_unix_ns));
+        }
+    }
+}

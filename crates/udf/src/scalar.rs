@@ -1,0 +1,195 @@
+//! The scalar function wrapper: every method passes through to the wrapped
+//! function; `invoke_with_args` is also timed and counted for the query it
+//! runs in.
+
+use crate::counters::current_query;
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{ExprSchema, Result, ScalarValue};
+use datafusion::logical_expr::interval_arithmetic::Interval;
+use datafusion::logical_expr::preimage::PreimageResult;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
+use datafusion::logical_expr::udf_eq::UdfEq;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, Expr, ExpressionPlacement, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping,
+};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// A scalar function whose calls are recorded per query.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ObservedScalar {
+    inner: UdfEq<Arc<dyn ScalarUDFImpl>>,
+}
+
+impl ObservedScalar {
+    /// `function`, observed. A function already observed is returned as
+    /// it is.
+    pub fn wrap(function: &ScalarUDF) -> ScalarUDF {
+        if function.inner().is::<ObservedScalar>() {
+            return function.clone();
+        }
+        ScalarUDF::new_from_impl(ObservedScalar {
+            inner: Arc::clone(function.inner()).into(),
+        })
+    }
+
+    /// The function it wraps.
+    pub fn inner(&self) -> &Arc<dyn ScalarUDFImpl> {
+        &self.inner
+    }
+}
+
+fn unix_ns(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[expect(deprecated, reason = "passes through the deprecated methods as well")]
+impl ScalarUDFImpl for ObservedScalar {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn display_name(&self, args: &[Expr]) -> Result<String> {
+        self.inner.display_name(args)
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        self.inner.schema_name(args)
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn with_updated_config(&self, config: &ConfigOptions) -> Option<ScalarUDF> {
+        // A function rebuilt for the session's config stays observed.
+        self.inner
+            .with_updated_config(config)
+            .map(|updated| ObservedScalar::wrap(&updated))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs<'_>) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn is_nullable(&self, args: &[Expr], schema: &dyn ExprSchema) -> bool {
+        self.inner.is_nullable(args, schema)
+    }
+
+    fn is_strict(&self) -> bool {
+        self.inner.is_strict()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let Some(query) = current_query() else {
+            return self.inner.invoke_with_args(args);
+        };
+        let rows = args.number_rows as u64;
+        // Types only: a value of the data never reaches the figures.
+        let types = args
+            .arg_fields
+            .iter()
+            .map(|field| field.data_type().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let started_at = SystemTime::now();
+        let started = Instant::now();
+        let result = self.inner.invoke_with_args(args);
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let start = unix_ns(started_at);
+        query.update(self.inner.name(), |figures| {
+            figures.kind = "scalar";
+            if figures.calls == 0 || start < figures.first_start_unix_ns {
+                figures.first_start_unix_ns = start;
+            }
+            figures.last_end_unix_ns = figures.last_end_unix_ns.max(start + took);
+            figures.calls += 1;
+            figures.rows += rows;
+            figures.time_ns += took;
+            figures.errors += u64::from(result.is_err());
+            if !figures.argument_types.contains(&types) {
+                figures.argument_types.insert(types);
+            }
+        });
+        result
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+
+    fn preimage(
+        &self,
+        args: &[Expr],
+        lit_expr: &Expr,
+        info: &SimplifyContext,
+    ) -> Result<PreimageResult> {
+        self.inner.preimage(args, lit_expr, info)
+    }
+
+    fn short_circuits(&self) -> bool {
+        self.inner.short_circuits()
+    }
+
+    fn conditional_arguments<'a>(
+        &self,
+        args: &'a [Expr],
+    ) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
+        self.inner.conditional_arguments(args)
+    }
+
+    fn evaluate_bounds(&self, input: &[&Interval]) -> Result<Interval> {
+        self.inner.evaluate_bounds(input)
+    }
+
+    fn propagate_constraints(
+        &self,
+        interval: &Interval,
+        inputs: &[&Interval],
+    ) -> Result<Option<Vec<Interval>>> {
+        self.inner.propagate_constraints(interval, inputs)
+    }
+
+    fn output_ordering(&self, inputs: &[ExprProperties]) -> Result<SortProperties> {
+        self.inner.output_ordering(inputs)
+    }
+
+    fn preserves_lex_ordering(&self, inputs: &[ExprProperties]) -> Result<bool> {
+        self.inner.preserves_lex_ordering(inputs)
+    }
+
+    fn strictly_order_preserving(&self, inputs: &[ExprProperties]) -> Result<bool> {
+        self.inner.strictly_order_preserving(inputs)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn struct_field_mapping(
+        &self,
+        literal_args: &[Option<ScalarValue>],
+    ) -> Option<StructFieldMapping> {
+        self.inner.struct_field_mapping(literal_args)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+
+    fn placement(&self, args: &[ExpressionPlacement]) -> ExpressionPlacement {
+        self.inner.placement(args)
+    }
+}

@@ -1,0 +1,207 @@
+//! dftrace-udf end to end: a host scalar function that spins a known time
+//! per batch shows up under the query root with its calls, rows and time;
+//! results and `SHOW FUNCTIONS` are the same with and without the plugin; a
+//! failing function fails the query as before and counts its error.
+
+// Helpers outside #[test] functions may panic too: in a test, a panic with
+// a message is the failure report.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::cast::as_int64_array;
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, SessionStateBuilderExt};
+use dftrace_rules::{QueryOptions, run_sql};
+use dftrace_tests::capture::{attribute, span_capture};
+use dftrace_tests::rows::canonical_rows;
+use dftrace_udf::{
+    UDF_CALLS, UDF_ERRORS, UDF_NAME, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS, UDF_VERSION,
+};
+use opentelemetry::Value;
+use opentelemetry::trace::Status;
+use opentelemetry_sdk::trace::SpanData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What `spin` spends per batch, at least.
+const SPIN: Duration = Duration::from_millis(3);
+
+/// `spin(x)`: `x + 1`, after spinning [`SPIN`] per batch.
+fn spin() -> ScalarUDF {
+    create_udf(
+        "spin",
+        vec![DataType::Int64],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let started = Instant::now();
+            while started.elapsed() < SPIN {
+                std::hint::spin_loop();
+            }
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let input = as_int64_array(&arrays[0])?;
+            let output: Int64Array = input.iter().map(|v| v.map(|v| v + 1)).collect();
+            Ok(ColumnarValue::Array(Arc::new(output) as ArrayRef))
+        }),
+    )
+}
+
+/// `explode(x)`: always fails.
+fn explode() -> ScalarUDF {
+    create_udf(
+        "explode",
+        vec![DataType::Int64],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|_: &[ColumnarValue]| {
+            Err(DataFusionError::Execution(
+                "explode always fails".to_owned(),
+            ))
+        }),
+    )
+}
+
+fn session(traced: bool) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_batch_size(1000)
+        // One partition: one stream calls each function, batch after batch.
+        .with_target_partitions(1);
+    let mut builder = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features();
+    // Next to DataFusion's own functions, which stay as they are.
+    builder
+        .scalar_functions()
+        .get_or_insert_with(Vec::new)
+        .extend([Arc::new(spin()), Arc::new(explode())]);
+    let state = if traced {
+        let dftrace = DftraceConfig::builder()
+            .set("udf.versions.spin", "2.1.0")
+            .build()
+            .unwrap();
+        builder
+            .with_dftrace(&dftrace)
+            .unwrap()
+            .build_dftrace()
+            .unwrap()
+    } else {
+        builder.build()
+    };
+    let ctx = SessionContext::new_with_state(state);
+    // Ten batches of 1,000 rows in one partition: ten calls per function.
+    let batches: Vec<RecordBatch> = (0..10)
+        .map(|b| {
+            let values = Int64Array::from_iter_values(b * 1000..(b + 1) * 1000);
+            RecordBatch::try_from_iter([("v", Arc::new(values) as ArrayRef)]).unwrap()
+        })
+        .collect();
+    let table = MemTable::try_new(batches[0].schema(), vec![batches]).unwrap();
+    ctx.register_table("t", Arc::new(table)).unwrap();
+    ctx
+}
+
+fn int(span: &SpanData, key: &str) -> i64 {
+    match attribute(span, key) {
+        Some(Value::I64(v)) => *v,
+        other => panic!("{key} on {}: {other:?}", span.name),
+    }
+}
+
+async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
+    canonical_rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap()).unwrap()
+}
+
+const QUERY: &str = "SELECT v % 10 AS k, sum(spin(v)) AS s FROM t GROUP BY k";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_function_is_timed_and_counted_under_its_query() {
+    let capture = span_capture();
+    let traced = session(true);
+    let plain = session(false);
+    assert_eq!(rows(&traced, QUERY).await, rows(&plain, QUERY).await);
+    let functions = "SHOW FUNCTIONS LIKE '%'";
+    assert_eq!(
+        rows(&traced, functions).await,
+        rows(&plain, functions).await,
+        "SHOW FUNCTIONS is unchanged"
+    );
+
+    let query = run_sql(&traced, QUERY, &QueryOptions::new()).await.unwrap();
+    let spans = capture.ended_trace(query.ended(), &query.trace_id).await;
+    let root = spans.iter().find(|s| s.name == QUERY_SPAN_NAME).unwrap();
+    let function = spans
+        .iter()
+        .find(|s| attribute(s, UDF_NAME).is_some())
+        .unwrap_or_else(|| {
+            panic!(
+                "no function span in {:?}",
+                spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(function.name, "spin");
+    assert_eq!(function.parent_span_id, root.span_context.span_id());
+    assert_eq!(int(function, UDF_ROWS), 10_000, "every input row");
+    let calls = int(function, UDF_CALLS);
+    assert_eq!(calls, 10, "one call per batch");
+    assert!(
+        int(function, UDF_TIME_NS) >= calls * SPIN.as_nanos() as i64,
+        "at least {SPIN:?} per call: {} ns over {calls} calls",
+        int(function, UDF_TIME_NS)
+    );
+    assert_eq!(int(function, UDF_ERRORS), 0);
+    assert_eq!(
+        attribute(function, UDF_VERSION).map(|v| v.as_str().into_owned()),
+        Some("2.1.0".to_owned())
+    );
+    assert_eq!(
+        attribute(function, UDF_PARAMS).map(|v| v.as_str().into_owned()),
+        Some("Int64".to_owned()),
+        "types, never values"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_function_fails_its_query_as_before_and_counts_the_error() {
+    let capture = span_capture();
+    let sql = "SELECT explode(v) FROM t";
+    let plain = session(false).sql(sql).await.unwrap().collect().await;
+    let traced = session(true);
+    let error = run_sql(&traced, sql, &QueryOptions::new())
+        .await
+        .expect_err("explode fails");
+    assert_eq!(
+        error.strip_backtrace(),
+        plain.expect_err("explode fails").strip_backtrace()
+    );
+    // The failed query's root: the only one with an error in this binary.
+    let root = capture
+        .trace_spans_named(QUERY_SPAN_NAME)
+        .into_iter()
+        .find(|root| matches!(root.status, Status::Error { .. }))
+        .expect("the failed query's root span");
+    let trace_id = root.span_context.trace_id().to_string();
+    let spans = capture.trace_with_root(&trace_id).await;
+    let failed = spans
+        .iter()
+        .find(|s| s.name == "explode")
+        .unwrap_or_else(|| {
+            panic!(
+                "no span for explode in {:?}",
+                spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
+            )
+        })
+        .clone();
+    assert!(
+        matches!(root.status, Status::Error { .. }),
+        "{:?}",
+        root.status
+    );
+    // One partition: its first call fails and ends the query.
+    assert_eq!((int(&failed, UDF_CALLS), int(&failed, UDF_ERRORS)), (1, 1));
+}
