@@ -18,9 +18,11 @@ use dftrace_registry::{DftraceConfig, Preset, linked_plugins};
 use dftrace_rules::RulesConfig;
 use dftrace_tests::config_doc::{regenerate, undocumented};
 use dftrace_tests::workspace_root;
+use dftrace_caches::CachesConfig;
 use dftrace_udf::UdfConfig;
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
+    "caches",
     "export",
     "history",
     "metrics",
@@ -97,4 +99,6 @@ fn the_example_config_file_loads_into_every_section() {
     assert_eq!((history.enabled, history.max_queries), (true, 200));
     let udf: UdfConfig = config.section().unwrap();
     assert_eq!(udf.versions.get("score").map(String::as_str), Some("1.4.0"));
+    let caches: CachesConfig = config.section().unwrap();
+    assert!(caches.enabled);
 }

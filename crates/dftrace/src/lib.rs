@@ -59,6 +59,9 @@
 //! - `udf`: the host's scalar functions observed per query: a span per
 //!   function under the root, OpenTelemetry metrics (`udf`,
 //!   `dftrace-udf`).
+//! - `caches`: DataFusion's file metadata, file statistics and list-files
+//!   caches observed per query: hits, misses and holdings on the root span,
+//!   OpenTelemetry counters (`caches`, `dftrace-caches`).
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -84,6 +87,9 @@ pub mod prelude {
     pub use dftrace_rules::RulesOverrides as _;
 }
 
+#[cfg(feature = "caches")]
+#[cfg_attr(docsrs, doc(cfg(feature = "caches")))]
+pub use dftrace_caches as caches;
 #[cfg(feature = "distributed")]
 #[cfg_attr(docsrs, doc(cfg(feature = "distributed")))]
 pub use dftrace_distributed as distributed;

@@ -395,6 +395,7 @@ const SECTION_OWNERS: &[(&str, &str, Option<&str>)] = &[
     ("metrics", "dftrace-metrics-summary", Some("metrics")),
     ("history", "dftrace-history", Some("history")),
     ("udf", "dftrace-udf", Some("udf")),
+    ("caches", "dftrace-caches", Some("caches")),
     ("export", "dftrace-bootstrap", None),
 ];
 
