@@ -10,6 +10,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use dftrace_bootstrap::{ExportConfig, Sink};
+use dftrace_caches::CachesConfig;
 use dftrace_history::HistoryConfig;
 use dftrace_metrics_summary::MetricsConfig;
 use dftrace_object_store_registry::ObjectStoreConfig;
@@ -18,7 +19,6 @@ use dftrace_registry::{DftraceConfig, Preset, linked_plugins};
 use dftrace_rules::RulesConfig;
 use dftrace_tests::config_doc::{regenerate, undocumented};
 use dftrace_tests::workspace_root;
-use dftrace_caches::CachesConfig;
 use dftrace_udf::UdfConfig;
 
 const SECTIONS: [&str; 8] = [
