@@ -253,7 +253,9 @@ fn holding<K: CacheKey, V: CacheValue>(
     (label, cache.len(), bytes)
 }
 
-/// `runtime` with its caches observed (the ones already observed kept).
+/// `runtime` rebuilt with its caches observed. A runtime whose caches are
+/// already observed (taken from another dftrace session) would count twice:
+/// build each session's runtime from an unobserved one.
 pub fn observe_caches(
     runtime: &RuntimeEnv,
 ) -> datafusion::error::Result<(Arc<RuntimeEnv>, Holdings)> {

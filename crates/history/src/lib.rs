@@ -13,7 +13,9 @@
 //!   and bytes, operator count, the slowest operator by its own time);
 //! - `dftrace.operators`: one row per operator of a kept query, with the
 //!   figures of its deferred operator span (`dftrace-rules`): the plan tree
-//!   as `operator_id` / `parent_id`, self time, wall interval, rows,
+//!   as `operator_id` / `parent_id` (numbered across the query's plans;
+//!   join a query's rows on `run_id`, which is the query's own, while a
+//!   trace can hold several queries), self time, wall interval, rows,
 //!   estimated rows, the spread over partitions, and every integer metric in
 //!   a `map` column;
 //! - `dftrace.spans`: one row per span of the OTLP-JSON-lines trace files

@@ -148,13 +148,20 @@ fn reads_history(plan: &dyn ExecutionPlan) -> bool {
 
 /// Masks the query's literals in the operators' descriptions, as the export
 /// pipeline masks them in `datafusion.node`; kept as they are with
-/// `rules.record_literals`. A query whose literals dftrace does not know (no
-/// OpenTelemetry layer) has DataFusion's literal syntax masked.
+/// `rules.record_literals`. For a query whose literals dftrace does not
+/// know (no OpenTelemetry layer, so no trace to know them by) the
+/// descriptions are left empty: plan text shows literals bare
+/// (`c_mktsegment@6 = BUILDING`).
 fn mask_descriptions(trace_key: u128, operators: &mut [OperatorFigures]) {
     let values = match literals::treatment(trace_key) {
         Treatment::Keep => return,
         Treatment::Mask => literals::values(trace_key),
-        Treatment::Unknown => Vec::new(),
+        Treatment::Unknown => {
+            for operator in operators {
+                operator.description.clear();
+            }
+            return;
+        }
     };
     for operator in operators {
         if let Some(masked) = literals::mask_text(&operator.description, &values) {
@@ -184,6 +191,30 @@ fn error_kind(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::error_kind;
+
+    #[test]
+    fn descriptions_of_a_query_whose_literals_are_unknown_are_left_empty() {
+        let mut operators = vec![dftrace_registry::OperatorFigures {
+            id: 0,
+            parent: None,
+            name: "FilterExec".to_owned(),
+            description: "FilterExec: c_mktsegment@6 = BUILDING".to_owned(),
+            start_unix_ns: 0,
+            end_unix_ns: 0,
+            partitions: 1,
+            self_time_ns: None,
+            output_rows: None,
+            estimated_rows: None,
+            rows_spread: None,
+            self_time_spread: None,
+            spilled_bytes: None,
+            metrics: Vec::new(),
+            failed: false,
+        }];
+        // A trace dftrace never watched.
+        super::mask_descriptions(0x5eed, &mut operators);
+        assert_eq!(operators[0].description, "");
+    }
 
     #[test]
     fn error_kind_is_the_prefix_and_never_the_message() {

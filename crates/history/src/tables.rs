@@ -71,6 +71,7 @@ static OPERATORS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         crate::OPERATORS_TABLE,
         vec![
             Field::new("trace_id", DataType::Utf8, false),
+            Field::new("run_id", DataType::Utf8, false),
             Field::new("operator_id", DataType::Int64, false),
             Field::new("parent_id", DataType::Int64, true),
             Field::new("name", DataType::Utf8, false),
@@ -165,6 +166,7 @@ fn queries_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
 
 fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
     let mut trace_id = StringBuilder::new();
+    let mut run_id = StringBuilder::new();
     let mut id = Int64Builder::new();
     let mut parent = Int64Builder::new();
     let mut name = StringBuilder::new();
@@ -183,6 +185,7 @@ fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
     for query in queries {
         for op in &query.operators {
             trace_id.append_value(&query.trace_id);
+            run_id.append_value(&query.run_id);
             id.append_value(int(op.id));
             parent.append_option(op.parent.map(int));
             name.append_value(&op.name);
@@ -219,6 +222,7 @@ fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(trace_id.finish()),
+        Arc::new(run_id.finish()),
         Arc::new(id.finish()),
         Arc::new(parent.finish()),
         Arc::new(name.finish()),

@@ -207,7 +207,8 @@ pub struct QueryEnd<'a> {
     /// When the root span started.
     pub started: std::time::SystemTime,
     /// The operators that ran, when an observer asked for them
-    /// ([`QueryObserver::wants_operators`]) and the trace is sampled.
+    /// ([`QueryObserver::wants_operators`]); empty for a query whose trace
+    /// is known not to be sampled (its operators are not wrapped).
     pub operators: &'a [OperatorFigures],
     /// The executed physical plan, with its metrics, when the host has it.
     pub plan: Option<&'a Arc<dyn datafusion::physical_plan::ExecutionPlan>>,

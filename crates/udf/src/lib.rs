@@ -2,12 +2,16 @@
 //! query.
 //!
 //! With `udf.enabled` (every preset), the `udf` plugin wraps the session's
-//! scalar functions when the session is built: the host's own always,
-//! DataFusion's built-in ones only with `udf.include_builtin`. The wrapper
-//! ([`ObservedScalar`]) passes every method through (name, aliases,
-//! signature, return type, simplification, coercion, ordering,
-//! documentation: `SHOW FUNCTIONS` and `information_schema` are unchanged)
-//! and times each evaluation. Each query records, per function, its calls
+//! scalar functions when the session is built: the host's own always (a
+//! host function under a built-in's name too), DataFusion's built-in ones
+//! only with `udf.include_builtin`. The wrapper ([`ObservedScalar`]) passes
+//! every method through (name, aliases, signature, return type,
+//! simplification, coercion, ordering, documentation: `SHOW FUNCTIONS` and
+//! `information_schema` are unchanged) and times each evaluation. Left
+//! unwrapped, because DataFusion recognises them by their concrete type
+//! and a wrapper would hide it: async functions (`AsyncScalarUDF`) and the
+//! built-ins `get_field`, `named_struct`, `struct`, `input_file_name`,
+//! `file_row_index`, `log` and `power`. Each query records, per function, its calls
 //! (one per batch), input rows, time inside the function, errors and the
 //! argument types it was called with (never values), kept in the query's
 //! root span like the storage counters.
@@ -42,26 +46,55 @@ pub use scalar::ObservedScalar;
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::logical_expr::registry::FunctionRegistry;
 use dftrace_registry::{Plugin, PluginContext, Stage};
-use std::collections::HashSet;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, OnceLock};
 
-/// The names of DataFusion's built-in scalar functions (and their
-/// aliases): what a session with the default features has.
-static BUILTIN: LazyLock<HashSet<String>> = LazyLock::new(|| {
+/// DataFusion's built-in scalar functions (by name and alias) and the type
+/// of each one's implementation: what a session with the default features
+/// has.
+static BUILTIN: LazyLock<HashMap<String, TypeId>> = LazyLock::new(|| {
     SessionStateBuilder::new()
         .with_default_features()
         .build()
         .scalar_functions()
-        .keys()
-        .cloned()
+        .iter()
+        .map(|(name, function)| (name.clone(), implementation_type(function)))
         .collect()
 });
 
-/// Whether `name` is one of DataFusion's built-in scalar functions.
-pub fn is_builtin(name: &str) -> bool {
-    BUILTIN.contains(name)
+/// Built-ins DataFusion's planner, optimizer or parquet reader recognise by
+/// their implementation's type (`try_downcast_func`, `inner().is::<T>()`).
+const RECOGNISED_BY_TYPE: &[&str] = &[
+    "get_field",
+    "named_struct",
+    "struct",
+    "input_file_name",
+    "file_row_index",
+    "log",
+    "power",
+];
+
+fn implementation_type(function: &ScalarUDF) -> TypeId {
+    let implementation: &dyn Any = function.inner().as_ref();
+    implementation.type_id()
+}
+
+/// Whether `function` is one of DataFusion's built-in scalar functions (its
+/// name and its implementation's type are a built-in's: a host function
+/// that takes a built-in's name is not).
+pub fn is_builtin(function: &ScalarUDF) -> bool {
+    BUILTIN.get(function.name()) == Some(&implementation_type(function))
+}
+
+/// Whether the plugin can wrap `function` without changing how DataFusion
+/// treats it.
+pub fn can_observe(function: &ScalarUDF) -> bool {
+    function.as_async().is_none()
+        && !(is_builtin(function) && RECOGNISED_BY_TYPE.contains(&function.name()))
 }
 
 /// Wraps `state`'s scalar functions: the host's, and the built-in ones
@@ -75,7 +108,8 @@ pub fn observe_functions(
         .scalar_functions()
         .iter()
         .filter(|(key, function)| *key == function.name())
-        .filter(|(key, _)| include_builtin || !is_builtin(key))
+        .filter(|(_, function)| include_builtin || !is_builtin(function))
+        .filter(|(_, function)| can_observe(function))
         .map(|(_, function)| Arc::clone(function))
         .collect();
     for function in functions {
@@ -105,4 +139,62 @@ fn on_state(
 
 dftrace_registry::inventory::submit! {
     Plugin::new::<UdfConfig>(Stage::Observation).on_state(on_state)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{ObservedScalar, is_builtin, observe_functions};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use std::sync::Arc;
+
+    #[test]
+    fn built_ins_recognised_by_type_stay_unwrapped() {
+        let state = SessionStateBuilder::new().with_default_features().build();
+        let state = observe_functions(state, true).unwrap();
+        let functions = state.scalar_functions();
+        assert!(functions["upper"].inner().is::<ObservedScalar>());
+        for name in [
+            "get_field",
+            "named_struct",
+            "input_file_name",
+            "log",
+            "power",
+        ] {
+            assert!(!functions[name].inner().is::<ObservedScalar>(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_host_function_under_a_built_in_name_is_the_hosts() {
+        let host_upper = create_udf(
+            "upper",
+            vec![DataType::Utf8],
+            DataType::Utf8,
+            Volatility::Immutable,
+            Arc::new(|args: &[ColumnarValue]| Ok(args[0].clone())),
+        );
+        assert!(!is_builtin(&host_upper));
+        let state = SessionStateBuilder::new().with_default_features().build();
+        assert!(is_builtin(&state.scalar_functions()["upper"]));
+        let mut builder = SessionStateBuilder::new().with_default_features();
+        builder
+            .scalar_functions()
+            .get_or_insert_with(Vec::new)
+            .push(Arc::new(host_upper));
+        let state = observe_functions(builder.build(), false).unwrap();
+        assert!(
+            state.scalar_functions()["upper"]
+                .inner()
+                .is::<ObservedScalar>()
+        );
+        assert!(
+            !state.scalar_functions()["lower"]
+                .inner()
+                .is::<ObservedScalar>()
+        );
+    }
 }

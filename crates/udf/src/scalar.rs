@@ -25,10 +25,11 @@ pub struct ObservedScalar {
 }
 
 impl ObservedScalar {
-    /// `function`, observed. A function already observed is returned as
-    /// it is.
+    /// `function`, observed. A function already observed, and one the
+    /// plugin leaves alone ([`crate::can_observe`]: async functions, the
+    /// built-ins DataFusion recognises by type), is returned as it is.
     pub fn wrap(function: &ScalarUDF) -> ScalarUDF {
-        if function.inner().is::<ObservedScalar>() {
+        if function.inner().is::<ObservedScalar>() || !crate::can_observe(function) {
             return function.clone();
         }
         ScalarUDF::new_from_impl(ObservedScalar {

@@ -73,7 +73,9 @@ pub(crate) fn build_operator_spans(
     let forest = Forest::new(executed);
     let mut tracer = tracer;
     let mut figures = Vec::new();
-    let mut next_index = 0;
+    // Figures number the operators across the query's plans; each plan's
+    // spans number theirs from 0 (`dftrace.operator.index`).
+    let mut figure_offset = 0;
     for &top in &forest.roots {
         let Some(options) = forest.nodes[top].record.deferred() else {
             continue;
@@ -103,7 +105,8 @@ pub(crate) fn build_operator_spans(
             forest: &forest,
             names_above: &names_above,
             statistics: StatisticsContext::new(),
-            next_index,
+            next_index: 0,
+            figure_offset,
             now,
             build,
             figures: collect.then_some(&mut figures),
@@ -117,7 +120,7 @@ pub(crate) fn build_operator_spans(
                 end: now,
             },
         );
-        next_index = pass.next_index;
+        figure_offset += pass.next_index;
     }
     figures
 }
@@ -175,6 +178,8 @@ struct Pass<'a> {
     names_above: &'a lineage::NamesAbove,
     statistics: StatisticsContext,
     next_index: i64,
+    /// Added to a plan's positions to number the query's figures.
+    figure_offset: i64,
     now: u64,
     /// Spans are built (else only figures are collected).
     build: bool,
@@ -245,8 +250,8 @@ impl Pass<'_> {
         if let Some(figures) = self.figures.as_deref_mut() {
             figures.push(operator_figures(
                 inner,
-                position,
-                parent_id,
+                self.figure_offset + position,
+                parent_id.map(|parent| self.figure_offset + parent),
                 window,
                 failed.is_some(),
                 &attributes,
