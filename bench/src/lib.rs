@@ -73,11 +73,12 @@ impl Options {
         }
     }
 
-    /// The CI smoke test: scale 0.1, three queries, three rounds.
+    /// The CI smoke test: scale 0.1, three TPC-H queries and the one that
+    /// calls a host function, three rounds.
     pub fn quick(data_root: PathBuf) -> Options {
         Options {
             scale: 0.1,
-            queries: vec![1, 3, 6],
+            queries: vec![1, 3, 6, workload::UDF_QUERY_NUMBER],
             rounds: 3,
             warmup: 1,
             short_runs: 10,
@@ -138,6 +139,8 @@ pub struct Report {
     /// `maximal+history` over `maximal`: the TPC-H passes and the short
     /// loop, per-round ratios.
     pub history_vs_maximal: (stats::Estimate, stats::Estimate),
+    /// `maximal+udf` over `maximal`, likewise.
+    pub udf_vs_maximal: (stats::Estimate, stats::Estimate),
 }
 
 /// Timings: variant → query → one duration per round.
@@ -171,9 +174,13 @@ async fn alone(variant: Variant, options: &Options) -> Result<(Pipeline, Session
     Ok((pipeline, session))
 }
 
-/// The text of TPC-H query `q` (checked by [`check_queries`]).
+/// The text of TPC-H query `q` (checked by [`check_queries`]); query 23
+/// is [`workload::UDF_QUERY`], which calls a host function.
 fn tpch_sql(q: usize) -> &'static str {
-    dftrace_tests::tpch::QUERIES[q - 1]
+    match q {
+        workload::UDF_QUERY_NUMBER => workload::UDF_QUERY,
+        _ => dftrace_tests::tpch::QUERIES[q - 1],
+    }
 }
 
 /// `--profile NAME`: only one configuration's short-query loop, run
@@ -199,8 +206,13 @@ pub async fn profile_short(variant: Variant, options: &Options) -> Result<Durati
 }
 
 fn check_queries(queries: &[usize]) -> Result<(), String> {
-    match queries.iter().find(|q| !(1..=22).contains(*q)) {
-        Some(q) => Err(format!("no TPC-H query {q}: accepted are 1 to 22")),
+    match queries
+        .iter()
+        .find(|q| !(1..=workload::UDF_QUERY_NUMBER).contains(*q))
+    {
+        Some(q) => Err(format!(
+            "no TPC-H query {q}: accepted are 1 to 22, and 23 for a query calling a host function"
+        )),
         None => Ok(()),
     }
 }
@@ -453,9 +465,17 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         bootstrap_median(&ratios(&with_history, &maximal), 2000, &mut rng),
         bootstrap_median(&ratios(&short_history, &short_maximal), 2000, &mut rng),
     );
+    // What observing the host's functions costs on top of `maximal`.
+    let with_udf = round_totals(Variant::MaximalUdf);
+    let short_udf = short.get(&Variant::MaximalUdf).cloned().unwrap_or_default();
+    let udf_vs_maximal = (
+        bootstrap_median(&ratios(&with_udf, &maximal), 2000, &mut rng),
+        bootstrap_median(&ratios(&short_udf, &short_maximal), 2000, &mut rng),
+    );
 
     Ok(Report {
         history_vs_maximal,
+        udf_vs_maximal,
         scale: options.scale,
         queries: options.queries.clone(),
         rounds: options.rounds,

@@ -19,6 +19,7 @@ use dftrace_history as _;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
+use dftrace_udf as _;
 
 /// One configuration under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,11 +43,13 @@ pub enum Variant {
     MaximalUnsampled,
     /// dftrace, `maximal` with the query history kept (`history.enabled`).
     MaximalHistory,
+    /// dftrace, `maximal` with the host's functions observed (`udf.enabled`).
+    MaximalUdf,
 }
 
 impl Variant {
     /// Every configuration, in report order.
-    pub const ALL: [Variant; 9] = [
+    pub const ALL: [Variant; 10] = [
         Variant::Baseline,
         Variant::Raw,
         Variant::ExecOnly,
@@ -56,6 +59,7 @@ impl Variant {
         Variant::Maximal,
         Variant::MaximalUnsampled,
         Variant::MaximalHistory,
+        Variant::MaximalUdf,
     ];
 
     /// The name in reports.
@@ -70,6 +74,7 @@ impl Variant {
             Variant::Maximal => "maximal",
             Variant::MaximalUnsampled => "maximal-unsampled",
             Variant::MaximalHistory => "maximal+history",
+            Variant::MaximalUdf => "maximal+udf",
         }
     }
 
@@ -128,7 +133,12 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Builds the session for `variant` the way its user would.
     pub fn new(variant: Variant) -> Result<Session, String> {
-        let builder = SessionStateBuilder::new().with_default_features();
+        let mut builder = SessionStateBuilder::new().with_default_features();
+        // Every configuration has the host's function; query 23 calls it.
+        builder
+            .scalar_functions()
+            .get_or_insert_with(Vec::new)
+            .push(Arc::new(host_function()));
         let state = match variant {
             Variant::Baseline => builder.build(),
             Variant::Raw => {
@@ -145,7 +155,8 @@ impl Session {
             | Variant::MaximalNoData
             | Variant::Maximal
             | Variant::MaximalUnsampled
-            | Variant::MaximalHistory => {
+            | Variant::MaximalHistory
+            | Variant::MaximalUdf => {
                 let preset = match variant {
                     Variant::ProductionLean | Variant::ExecOnly => Preset::ProductionLean,
                     Variant::MaximalNoData => Preset::MaximalNoData,
@@ -161,6 +172,9 @@ impl Session {
                 if variant == Variant::MaximalHistory {
                     config = config.set("history.enabled", true);
                 }
+                // dftrace-udf is linked for `maximal+udf`; the others leave
+                // the host's function as it is.
+                config = config.set("udf.enabled", variant == Variant::MaximalUdf);
                 let config = config.build().map_err(|e| e.to_string())?;
                 builder
                     .with_dftrace(&config)
@@ -250,6 +264,41 @@ pub fn tpch_data(root: &Path, scale: f64) -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
+}
+
+/// The query number of [`UDF_QUERY`] in `--queries`.
+pub const UDF_QUERY_NUMBER: usize = 23;
+
+/// A query whose work is mostly a host function: a discounted price per
+/// line item, grouped by return flag.
+pub const UDF_QUERY: &str = "select l_returnflag, \
+     sum(host_discounted(cast(l_extendedprice as double), cast(l_discount as double))) \
+     as revenue from lineitem group by l_returnflag order by l_returnflag";
+
+/// The host's function: `price * (1 - discount)`, row by row, as a host's
+/// own code would be.
+fn host_function() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::{Array, ArrayRef, Float64Array};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    create_udf(
+        "host_discounted",
+        vec![DataType::Float64, DataType::Float64],
+        DataType::Float64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let price = datafusion::common::cast::as_float64_array(&arrays[0])?;
+            let discount = datafusion::common::cast::as_float64_array(&arrays[1])?;
+            let out: Float64Array = (0..price.len())
+                .map(|i| {
+                    (!price.is_null(i) && !discount.is_null(i))
+                        .then(|| price.value(i) * (1.0 - discount.value(i)))
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        }),
+    )
 }
 
 /// The short query: about ten operators over the two tiny tables.
