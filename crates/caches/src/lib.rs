@@ -24,9 +24,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::cache::{Cache, CacheEntryInfo, CacheKey, CacheValue};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use dftrace_registry::{
-    Plugin, PluginContext, Preset, QUERY_SPAN_NAME, QueryEnd, QueryObserver, Section, Stage,
-};
+use dftrace_registry::{Plugin, PluginContext, Preset, QueryEnd, QueryObserver, Section, Stage};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use serde::{Deserialize, Serialize};
@@ -35,7 +33,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::registry::{LookupSpan, Registry};
 
 /// Cache observability settings: the `[caches]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,22 +86,12 @@ struct QueryCaches {
 
 /// The counts of cache `label` for the query enclosing the current span.
 fn current_counts(label: &'static str) -> Option<Arc<Counts>> {
-    tracing::dispatcher::get_default(|dispatch| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let id = dispatch.current_span().id().cloned()?;
-        let span = registry.span(&id)?;
-        let query = span.scope().find(|s| s.name() == QUERY_SPAN_NAME)?;
-        let mut extensions = query.extensions_mut();
-        if extensions.get_mut::<Arc<QueryCaches>>().is_none() {
-            extensions.insert(Arc::new(QueryCaches::default()));
-        }
-        let caches = Arc::clone(extensions.get_mut::<Arc<QueryCaches>>()?);
-        let mut by_cache = caches
-            .by_cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        Some(Arc::clone(by_cache.entry(label).or_default()))
-    })
+    let caches = dftrace_registry::current_query_state::<QueryCaches>()?;
+    let mut by_cache = caches
+        .by_cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Some(Arc::clone(by_cache.entry(label).or_default()))
 }
 
 /// A query's hits and misses of one cache.
@@ -119,33 +106,25 @@ pub struct CacheCounts {
 /// The counts recorded for the query whose root span is `query_span`, by
 /// cache (`file_metadata`, ...); caches the query did not use are absent.
 pub fn query_cache_counts(query_span: &tracing::Span) -> BTreeMap<&'static str, CacheCounts> {
-    query_span
-        .with_subscriber(|(id, dispatch)| {
-            let registry = dispatch.downcast_ref::<Registry>()?;
-            let span = registry.span(id)?;
-            let extensions = span.extensions();
-            let caches = extensions.get::<Arc<QueryCaches>>()?;
-            let by_cache = caches
-                .by_cache
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            Some(
-                by_cache
-                    .iter()
-                    .map(|(label, counts)| {
-                        (
-                            *label,
-                            CacheCounts {
-                                hits: counts.hits.load(Ordering::Relaxed),
-                                misses: counts.misses.load(Ordering::Relaxed),
-                            },
-                        )
-                    })
-                    .collect(),
+    let Some(caches) = dftrace_registry::query_state::<QueryCaches>(query_span) else {
+        return BTreeMap::new();
+    };
+    let by_cache = caches
+        .by_cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    by_cache
+        .iter()
+        .map(|(label, counts)| {
+            (
+                *label,
+                CacheCounts {
+                    hits: counts.hits.load(Ordering::Relaxed),
+                    misses: counts.misses.load(Ordering::Relaxed),
+                },
             )
         })
-        .flatten()
-        .unwrap_or_default()
+        .collect()
 }
 
 /// A cache whose lookups are counted per query; everything else passes

@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dftrace_registry::QUERY_SPAN_NAME;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
@@ -18,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::registry::{LookupSpan, Registry};
 
 /// Storage counters of one query, kept in its root span.
 #[derive(Debug, Default)]
@@ -49,42 +47,17 @@ impl StorageCounters {
     }
 }
 
-/// The counters of the query enclosing the current span: the nearest
-/// ancestor named `dftrace.query`. Counters live in that span's extensions,
-/// so each query has its own. Without a `tracing-subscriber` registry, or
-/// outside a query, there are none and nothing is counted.
-fn current_query_counters() -> Option<Arc<StorageCounters>> {
-    tracing::dispatcher::get_default(|dispatch| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let id = dispatch.current_span().id().cloned()?;
-        let span = registry.span(&id)?;
-        let query = span.scope().find(|s| s.name() == QUERY_SPAN_NAME)?;
-        let mut extensions = query.extensions_mut();
-        if extensions.get_mut::<Arc<StorageCounters>>().is_none() {
-            extensions.insert(Arc::new(StorageCounters::default()));
-        }
-        extensions
-            .get_mut::<Arc<StorageCounters>>()
-            .map(|c| Arc::clone(c))
-    })
-}
-
 /// The storage totals recorded so far for the query whose root span is
 /// `query_span` (`None` when it made no storage request or is not a root
 /// query span in a `tracing-subscriber` registry).
 pub fn query_storage_totals(query_span: &Span) -> Option<StorageTotals> {
-    query_span
-        .with_subscriber(|(id, dispatch)| {
-            let registry = dispatch.downcast_ref::<Registry>()?;
-            let span = registry.span(id)?;
-            let extensions = span.extensions();
-            extensions.get::<Arc<StorageCounters>>().map(|c| c.totals())
-        })
-        .flatten()
+    dftrace_registry::query_state::<StorageCounters>(query_span).map(|c| c.totals())
 }
 
+/// Adds a request to the counters of the query enclosing the current span
+/// (none outside a query: nothing is counted).
 fn count(read: u64, written: u64) {
-    if let Some(counters) = current_query_counters() {
+    if let Some(counters) = dftrace_registry::current_query_state::<StorageCounters>() {
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters.bytes_read.fetch_add(read, Ordering::Relaxed);
         counters.bytes_written.fetch_add(written, Ordering::Relaxed);

@@ -71,6 +71,8 @@ pub mod keys;
 pub mod literals;
 mod plugin;
 #[cfg(feature = "session")]
+mod query_state;
+#[cfg(feature = "session")]
 mod session;
 
 pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel};
@@ -85,6 +87,9 @@ pub use hooks::{
     QueryEnd, QueryObserver, Services, SourcedPreviewFn, Spread, StateHook,
 };
 pub use plugin::{Plugin, Stage, linked_plugins};
+#[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
+pub use query_state::{current_query_state, query_state};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};

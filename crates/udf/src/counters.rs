@@ -2,10 +2,8 @@
 //! `dftrace-object-store-registry` keeps storage counters), so concurrent
 //! queries never mix.
 
-use dftrace_registry::QUERY_SPAN_NAME;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use tracing_subscriber::registry::{LookupSpan, Registry};
 
 /// One function's figures in one query.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,33 +57,13 @@ impl QueryFunctions {
 /// ancestor named `dftrace.query`); `None` outside a query or without a
 /// `tracing-subscriber` registry.
 pub(crate) fn current_query() -> Option<Arc<QueryFunctions>> {
-    tracing::dispatcher::get_default(|dispatch| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let id = dispatch.current_span().id().cloned()?;
-        let span = registry.span(&id)?;
-        let query = span.scope().find(|s| s.name() == QUERY_SPAN_NAME)?;
-        let mut extensions = query.extensions_mut();
-        if extensions.get_mut::<Arc<QueryFunctions>>().is_none() {
-            extensions.insert(Arc::new(QueryFunctions::default()));
-        }
-        extensions
-            .get_mut::<Arc<QueryFunctions>>()
-            .map(|c| Arc::clone(c))
-    })
+    dftrace_registry::current_query_state::<QueryFunctions>()
 }
 
 /// The figures recorded for the query whose root span is `query_span`, by
 /// function name (empty when none of its functions ran).
 pub fn query_functions(query_span: &tracing::Span) -> BTreeMap<String, FunctionFigures> {
-    query_span
-        .with_subscriber(|(id, dispatch)| {
-            let registry = dispatch.downcast_ref::<Registry>()?;
-            let span = registry.span(id)?;
-            let extensions = span.extensions();
-            extensions
-                .get::<Arc<QueryFunctions>>()
-                .map(|functions| functions.snapshot())
-        })
-        .flatten()
+    dftrace_registry::query_state::<QueryFunctions>(query_span)
+        .map(|functions| functions.snapshot())
         .unwrap_or_default()
 }
