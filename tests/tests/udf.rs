@@ -1,7 +1,9 @@
 //! dftrace-udf end to end: a host scalar function that spins a known time
-//! per batch shows up under the query root with its calls, rows and time;
-//! results and `SHOW FUNCTIONS` are the same with and without the plugin; a
-//! failing function fails the query as before and counts its error.
+//! per batch shows up under the query root with its calls, rows and time,
+//! and so do a host aggregate function (its accumulators' calls) and a host
+//! window function (its evaluators' calls); results and `SHOW FUNCTIONS`
+//! are the same with and without the plugin; a failing function fails the
+//! query as before and counts its error.
 
 // Helpers outside #[test] functions may panic too: in a test, a panic with
 // a message is the failure report.
@@ -9,18 +11,22 @@
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use datafusion::common::cast::as_int64_array;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, ColumnarValue, PartitionEvaluator, ScalarUDF, Volatility, WindowUDF,
+    create_udaf, create_udf, create_udwf,
+};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, SessionStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute, span_capture};
 use dftrace_tests::rows::canonical_rows;
 use dftrace_udf::{
-    UDF_CALLS, UDF_ERRORS, UDF_NAME, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS, UDF_VERSION,
+    UDF_CALLS, UDF_ERRORS, UDF_KIND, UDF_NAME, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS, UDF_VERSION,
 };
 use opentelemetry::Value;
 use opentelemetry::trace::Status;
@@ -66,6 +72,84 @@ fn explode() -> ScalarUDF {
     )
 }
 
+fn spin_for(duration: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        std::hint::spin_loop();
+    }
+}
+
+/// `spin_sum(x)`'s state: the sum so far. Spins [`SPIN`] per
+/// `update_batch`.
+#[derive(Debug, Default)]
+struct SpinSum {
+    sum: i64,
+}
+
+impl Accumulator for SpinSum {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::error::Result<()> {
+        spin_for(SPIN);
+        self.sum += as_int64_array(&values[0])?.iter().flatten().sum::<i64>();
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> datafusion::error::Result<ScalarValue> {
+        Ok(ScalarValue::Int64(Some(self.sum)))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+
+    fn state(&mut self) -> datafusion::error::Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::Int64(Some(self.sum))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::error::Result<()> {
+        self.sum += as_int64_array(&states[0])?.iter().flatten().sum::<i64>();
+        Ok(())
+    }
+}
+
+/// `spin_sum(x)`: the host's own `sum`, spinning [`SPIN`] per batch fed to
+/// each accumulator.
+fn spin_sum() -> AggregateUDF {
+    create_udaf(
+        "spin_sum",
+        vec![DataType::Int64],
+        Arc::new(DataType::Int64),
+        Volatility::Immutable,
+        Arc::new(|_| Ok(Box::new(SpinSum::default()))),
+        Arc::new(vec![DataType::Int64]),
+    )
+}
+
+/// `place(x) OVER (..)`: the row's position in its window partition,
+/// 1 based, after spinning [`SPIN`] per partition.
+#[derive(Debug)]
+struct Position;
+
+impl PartitionEvaluator for Position {
+    fn evaluate_all(
+        &mut self,
+        _values: &[ArrayRef],
+        num_rows: usize,
+    ) -> datafusion::error::Result<ArrayRef> {
+        spin_for(SPIN);
+        Ok(Arc::new(Int64Array::from_iter_values(1..=num_rows as i64)))
+    }
+}
+
+fn place() -> WindowUDF {
+    create_udwf(
+        "place",
+        DataType::Int64,
+        Arc::new(DataType::Int64),
+        Volatility::Immutable,
+        Arc::new(|| Ok(Box::new(Position))),
+    )
+}
+
 fn session(traced: bool) -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(true)
@@ -80,6 +164,14 @@ fn session(traced: bool) -> SessionContext {
         .scalar_functions()
         .get_or_insert_with(Vec::new)
         .extend([Arc::new(spin()), Arc::new(explode())]);
+    builder
+        .aggregate_functions()
+        .get_or_insert_with(Vec::new)
+        .push(Arc::new(spin_sum()));
+    builder
+        .window_functions()
+        .get_or_insert_with(Vec::new)
+        .push(Arc::new(place()));
     let state = if traced {
         let dftrace = DftraceConfig::builder()
             .set("udf.versions.spin", "2.1.0")
@@ -163,6 +255,84 @@ async fn a_host_function_is_timed_and_counted_under_its_query() {
         attribute(function, UDF_PARAMS).map(|v| v.as_str().into_owned()),
         Some("Int64".to_owned()),
         "types, never values"
+    );
+}
+
+/// The span of function `name` in the trace of `sql`, run traced, after
+/// checking the results against an untraced session.
+async fn function_span(sql: &str, name: &str) -> SpanData {
+    let capture = span_capture();
+    let traced = session(true);
+    assert_eq!(
+        rows(&traced, sql).await,
+        rows(&session(false), sql).await,
+        "{sql}: the same results with and without the plugin"
+    );
+    let query = run_sql(&traced, sql, &QueryOptions::new()).await.unwrap();
+    let spans = capture.ended_trace(query.ended(), &query.trace_id).await;
+    let root = spans.iter().find(|s| s.name == QUERY_SPAN_NAME).unwrap();
+    let function = spans
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no span for {name} in {:?}",
+                spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
+            )
+        })
+        .clone();
+    assert_eq!(function.parent_span_id, root.span_context.span_id());
+    assert_eq!(
+        attribute(&function, UDF_PARAMS).map(|v| v.as_str().into_owned()),
+        Some("Int64".to_owned()),
+        "types, never values"
+    );
+    assert_eq!(int(&function, UDF_ERRORS), 0);
+    function
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_aggregate_function_is_timed_and_counted_under_its_query() {
+    // Ten groups: DataFusion makes an accumulator per group (the function
+    // has no groups accumulator) and feeds each a slice of every batch.
+    let function = function_span(
+        "SELECT v % 10 AS k, spin_sum(v) AS s FROM t GROUP BY k",
+        "spin_sum",
+    )
+    .await;
+    assert_eq!(
+        attribute(&function, UDF_KIND).map(|v| v.as_str().into_owned()),
+        Some("aggregate".to_owned())
+    );
+    assert_eq!(int(&function, UDF_ROWS), 10_000, "every input row, once");
+    // Ten batches over ten groups: at least a hundred spinning calls.
+    let time = int(&function, UDF_TIME_NS);
+    assert!(
+        time >= 100 * SPIN.as_nanos() as i64,
+        "at least 100 × {SPIN:?} inside the accumulators: {time} ns"
+    );
+    assert!(int(&function, UDF_CALLS) >= 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_window_function_is_timed_and_counted_under_its_query() {
+    let function = function_span(
+        "SELECT v, place(v) OVER (PARTITION BY v % 10 ORDER BY v) AS p FROM t",
+        "place",
+    )
+    .await;
+    assert_eq!(
+        attribute(&function, UDF_KIND).map(|v| v.as_str().into_owned()),
+        Some("window".to_owned())
+    );
+    assert_eq!(int(&function, UDF_ROWS), 10_000, "every row evaluated once");
+    let calls = int(&function, UDF_CALLS);
+    // One `evaluate_all` per window partition at least.
+    assert!(calls >= 10, "{calls} calls");
+    let time = int(&function, UDF_TIME_NS);
+    assert!(
+        time >= calls * SPIN.as_nanos() as i64,
+        "at least {SPIN:?} per call: {time} ns over {calls} calls"
     );
 }
 

@@ -1,20 +1,55 @@
 //! Each query's function figures, kept in its root span's extensions (as
 //! `dftrace-object-store-registry` keeps storage counters), so concurrent
 //! queries never mix.
+//!
+//! A function's figures in one query live in one [`FunctionCell`] of
+//! atomics: an accumulator or window evaluator holds its cell and records
+//! without a lock, which matters when DataFusion makes one accumulator per
+//! group.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What kind of function: the value of `udf.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FunctionKind {
+    /// A scalar function (`ScalarUDF`).
+    Scalar,
+    /// An aggregate function (`AggregateUDF`), also when it runs as a
+    /// window function.
+    Aggregate,
+    /// A window function (`WindowUDF`).
+    Window,
+}
+
+impl FunctionKind {
+    /// `scalar`, `aggregate` or `window`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionKind::Scalar => "scalar",
+            FunctionKind::Aggregate => "aggregate",
+            FunctionKind::Window => "window",
+        }
+    }
+}
 
 /// One function's figures in one query.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionFigures {
-    /// `scalar`.
-    pub kind: &'static str,
-    /// Evaluations (one per batch).
+    /// Scalar, aggregate or window.
+    pub kind: FunctionKind,
+    /// Calls into the function: evaluations of a scalar function (one per
+    /// batch); `update_batch`, `merge_batch`, `retract_batch`, `state` and
+    /// `evaluate` calls of an aggregate's accumulators; `evaluate*` calls of
+    /// a window function's evaluators.
     pub calls: u64,
-    /// Input rows over all calls.
+    /// Input rows: the rows of the batches a scalar function was called on,
+    /// the rows fed to an aggregate's `update_batch`, the rows a window
+    /// function evaluated.
     pub rows: u64,
-    /// Time inside the function.
+    /// Time inside the function over all calls.
     pub time_ns: u64,
     /// Calls that returned an error.
     pub errors: u64,
@@ -26,38 +61,135 @@ pub struct FunctionFigures {
     pub argument_types: BTreeSet<String>,
 }
 
-/// One query's figures by function name.
-#[derive(Debug, Default)]
-pub(crate) struct QueryFunctions {
-    by_name: Mutex<BTreeMap<String, FunctionFigures>>,
+/// A fixed pair of clocks: an `Instant` turned into Unix nanoseconds
+/// without reading the system clock on every call.
+static CLOCK_BASE: LazyLock<(Instant, SystemTime)> =
+    LazyLock::new(|| (Instant::now(), SystemTime::now()));
+
+fn unix_ns(at: Instant) -> u64 {
+    let (base_instant, base_system) = *CLOCK_BASE;
+    let system = base_system + at.saturating_duration_since(base_instant);
+    system
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-impl QueryFunctions {
-    pub(crate) fn update(&self, name: &str, update: impl FnOnce(&mut FunctionFigures)) {
-        let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
-        match by_name.get_mut(name) {
-            Some(figures) => update(figures),
-            None => {
-                let mut figures = FunctionFigures::default();
-                update(&mut figures);
-                by_name.insert(name.to_owned(), figures);
-            }
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// One function's figures in one query, updated without a lock.
+#[derive(Debug)]
+pub(crate) struct FunctionCell {
+    kind: FunctionKind,
+    calls: AtomicU64,
+    rows: AtomicU64,
+    time_ns: AtomicU64,
+    errors: AtomicU64,
+    first_start_unix_ns: AtomicU64,
+    last_end_unix_ns: AtomicU64,
+    argument_types: Mutex<BTreeSet<String>>,
+}
+
+impl FunctionCell {
+    fn new(kind: FunctionKind) -> Self {
+        FunctionCell {
+            kind,
+            calls: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            time_ns: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            first_start_unix_ns: AtomicU64::new(u64::MAX),
+            last_end_unix_ns: AtomicU64::new(0),
+            argument_types: Mutex::new(BTreeSet::new()),
         }
     }
 
+    /// Runs `call`, recording it as one call on `rows` input rows.
+    pub(crate) fn time<T>(
+        &self,
+        rows: u64,
+        call: impl FnOnce() -> datafusion::error::Result<T>,
+    ) -> datafusion::error::Result<T> {
+        let started = Instant::now();
+        let result = call();
+        let ended = Instant::now();
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.time_ns
+            .fetch_add(nanos(ended - started), Ordering::Relaxed);
+        if result.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.first_start_unix_ns
+            .fetch_min(unix_ns(started), Ordering::Relaxed);
+        self.last_end_unix_ns
+            .fetch_max(unix_ns(ended), Ordering::Relaxed);
+        result
+    }
+
+    /// Notes the argument types of a call (`Int64, Utf8`), never values.
+    pub(crate) fn note_argument_types(&self, types: String) {
+        self.argument_types
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(types);
+    }
+
+    fn figures(&self) -> FunctionFigures {
+        let first = self.first_start_unix_ns.load(Ordering::Relaxed);
+        FunctionFigures {
+            kind: self.kind,
+            calls: self.calls.load(Ordering::Relaxed),
+            rows: self.rows.load(Ordering::Relaxed),
+            time_ns: self.time_ns.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            first_start_unix_ns: if first == u64::MAX { 0 } else { first },
+            last_end_unix_ns: self.last_end_unix_ns.load(Ordering::Relaxed),
+            argument_types: self
+                .argument_types
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+}
+
+/// One query's figures by function name.
+#[derive(Debug, Default)]
+pub(crate) struct QueryFunctions {
+    by_name: Mutex<BTreeMap<String, Arc<FunctionCell>>>,
+}
+
+impl QueryFunctions {
+    /// The cell of function `name` in this query, made on first use.
+    pub(crate) fn cell(&self, name: &str, kind: FunctionKind) -> Arc<FunctionCell> {
+        let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cell) = by_name.get(name) {
+            return Arc::clone(cell);
+        }
+        let cell = Arc::new(FunctionCell::new(kind));
+        by_name.insert(name.to_owned(), Arc::clone(&cell));
+        cell
+    }
+
+    /// The figures of the functions that were called at least once.
     pub(crate) fn snapshot(&self) -> BTreeMap<String, FunctionFigures> {
         self.by_name
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .map(|(name, cell)| (name.clone(), cell.figures()))
+            .filter(|(_, figures)| figures.calls > 0)
+            .collect()
     }
 }
 
-/// The figures of the query enclosing the current span (the nearest
-/// ancestor named `dftrace.query`); `None` outside a query or without a
-/// `tracing-subscriber` registry.
-pub(crate) fn current_query() -> Option<Arc<QueryFunctions>> {
-    dftrace_registry::current_query_state::<QueryFunctions>()
+/// The cell of function `name` in the query enclosing the current span
+/// (the nearest ancestor named `dftrace.query`); `None` outside a query or
+/// without a `tracing-subscriber` registry.
+pub(crate) fn current_cell(name: &str, kind: FunctionKind) -> Option<Arc<FunctionCell>> {
+    dftrace_registry::current_query_state::<QueryFunctions>().map(|query| query.cell(name, kind))
 }
 
 /// The figures recorded for the query whose root span is `query_span`, by
@@ -66,4 +198,44 @@ pub fn query_functions(query_span: &tracing::Span) -> BTreeMap<String, FunctionF
     dftrace_registry::query_state::<QueryFunctions>(query_span)
         .map(|functions| functions.snapshot())
         .unwrap_or_default()
+}
+
+/// `Int64, Utf8`: the types of a call's arguments.
+pub(crate) fn type_list<'a>(
+    types: impl Iterator<Item = &'a datafusion::arrow::datatypes::DataType>,
+) -> String {
+    types
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{FunctionKind, QueryFunctions};
+    use datafusion::error::DataFusionError;
+
+    #[test]
+    fn a_cell_counts_calls_rows_errors_and_spans_its_calls() {
+        let query = QueryFunctions::default();
+        let cell = query.cell("f", FunctionKind::Aggregate);
+        cell.time(10, || Ok(())).unwrap();
+        let failed: datafusion::error::Result<()> =
+            cell.time(5, || Err(DataFusionError::Execution("no".into())));
+        assert!(failed.is_err());
+        cell.note_argument_types("Int64".into());
+        cell.note_argument_types("Int64".into());
+        // A function whose cell was made but never called is not reported.
+        let _unused = query.cell("g", FunctionKind::Scalar);
+        let snapshot = query.snapshot();
+        assert_eq!(snapshot.len(), 1);
+        let figures = &snapshot["f"];
+        assert_eq!(figures.kind, FunctionKind::Aggregate);
+        assert_eq!((figures.calls, figures.rows, figures.errors), (2, 15, 1));
+        assert!(figures.first_start_unix_ns > 0);
+        assert!(figures.last_end_unix_ns >= figures.first_start_unix_ns);
+        assert_eq!(figures.argument_types.len(), 1);
+    }
 }

@@ -1,70 +1,107 @@
-//! `dftrace-udf`: a DataFusion session's scalar functions observed per
-//! query.
+//! `dftrace-udf`: a DataFusion session's scalar, aggregate and window
+//! functions observed per query.
 //!
 //! With `udf.enabled` (every preset), the `udf` plugin wraps the session's
-//! scalar functions when the session is built: the host's own always (a
-//! host function under a built-in's name too), DataFusion's built-in ones
-//! only with `udf.include_builtin`. The wrapper ([`ObservedScalar`]) passes
-//! every method through (name, aliases, signature, return type,
-//! simplification, coercion, ordering, documentation: `SHOW FUNCTIONS` and
-//! `information_schema` are unchanged) and times each evaluation. Left
-//! unwrapped, because DataFusion recognises them by their concrete type
-//! and a wrapper would hide it: async functions (`AsyncScalarUDF`) and the
-//! built-ins `get_field`, `named_struct`, `struct`, `input_file_name`,
-//! `file_row_index`, `log` and `power`. Each query records, per function, its calls
-//! (one per batch), input rows, time inside the function, errors and the
-//! argument types it was called with (never values), kept in the query's
-//! root span like the storage counters.
+//! functions when the session is built: the host's own always (a host
+//! function under a built-in's name too), DataFusion's built-in ones only
+//! with `udf.include_builtin`. The wrappers ([`ObservedScalar`],
+//! [`ObservedAggregate`], [`ObservedWindow`]) pass every method through
+//! (name, aliases, signature, return type, simplification, coercion,
+//! ordering, reversal, statistics, documentation: `SHOW FUNCTIONS` and
+//! `information_schema` are unchanged) and time the calls that do the
+//! work: a scalar function's evaluation (one per batch), an aggregate's
+//! accumulator calls (`update_batch`, `merge_batch`, `retract_batch`,
+//! `state`, `evaluate`, and the groups accumulator's `convert_to_state`),
+//! a window function's `evaluate`, `evaluate_all` and
+//! `evaluate_all_with_rank`. Left unwrapped, because DataFusion recognises
+//! them by their concrete type and a wrapper would hide it: async scalar
+//! functions (`AsyncScalarUDF`) and the built-ins `get_field`,
+//! `named_struct`, `struct`, `input_file_name`, `file_row_index`, `log` and
+//! `power`. Each query records, per function, its calls, input rows, time
+//! inside the function, errors and the argument types it was called with
+//! (never values), kept in the query's root span like the storage
+//! counters.
 //!
 //! When the query ends, each function that ran gets one span under the root
 //! span, named for the function, with `udf.name`, `udf.kind`, `udf.calls`,
 //! `udf.rows`, `udf.time_ns`, `udf.errors`, `udf.params` (types) and
 //! `udf.version` (from `[udf.versions]`), from the first call's start to
 //! the last call's end — one span per evaluation would be one per batch,
-//! too many. OpenTelemetry metrics, by function name:
-//! `dftrace.udf.duration` (seconds per call, one point per query),
-//! `dftrace.udf.rows`, `dftrace.udf.errors`.
+//! too many. The same figures are in the metrics summary (`functions`).
+//! OpenTelemetry metrics, by function name: `dftrace.udf.duration` (seconds
+//! per call, one point per query), `dftrace.udf.rows`, `dftrace.udf.errors`.
 //!
-//! Not covered: aggregate and window functions; functions registered after
-//! the session is built (`ctx.register_udf`): register
-//! `ObservedScalar::wrap(&udf)` instead to observe one.
+//! Not covered: the operator that evaluated a function (dftrace's operator
+//! instrumentation does nothing per poll, so a call cannot tell which
+//! operator it runs in; the function span is a child of the query root);
+//! a function inside an expression that DataFusion's simplifier replaced
+//! (`simplify` returns the inner function's rewrite); functions registered
+//! after the session is built (`ctx.register_udf`): register
+//! `ObservedScalar::wrap(&udf)` (likewise `ObservedAggregate`,
+//! `ObservedWindow`) instead to observe one.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod aggregate;
 mod config;
 mod counters;
 mod observer;
 mod scalar;
+mod window;
 
+pub use aggregate::ObservedAggregate;
 pub use config::UdfConfig;
-pub use counters::{FunctionFigures, query_functions};
+pub use counters::{FunctionFigures, FunctionKind, query_functions};
 pub use observer::{
     UDF_CALLS, UDF_ERRORS, UDF_KIND, UDF_NAME, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS, UDF_VERSION,
 };
 pub use scalar::ObservedScalar;
+pub use window::ObservedWindow;
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::ScalarUDF;
 use datafusion::logical_expr::registry::FunctionRegistry;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use dftrace_registry::{Plugin, PluginContext, Stage};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, OnceLock};
 
-/// DataFusion's built-in scalar functions (by name and alias) and the type
-/// of each one's implementation: what a session with the default features
+/// DataFusion's built-in functions (by name and alias) and the type of
+/// each one's implementation: what a session with the default features
 /// has.
-static BUILTIN: LazyLock<HashMap<String, TypeId>> = LazyLock::new(|| {
-    SessionStateBuilder::new()
-        .with_default_features()
-        .build()
-        .scalar_functions()
-        .iter()
-        .map(|(name, function)| (name.clone(), implementation_type(function)))
-        .collect()
+#[derive(Debug)]
+struct Builtins {
+    scalar: HashMap<String, TypeId>,
+    aggregate: HashMap<String, TypeId>,
+    window: HashMap<String, TypeId>,
+}
+
+static BUILTIN: LazyLock<Builtins> = LazyLock::new(|| {
+    let state = SessionStateBuilder::new().with_default_features().build();
+    Builtins {
+        scalar: state
+            .scalar_functions()
+            .iter()
+            .map(|(name, function)| (name.clone(), type_of(function.inner().as_ref())))
+            .collect(),
+        aggregate: state
+            .aggregate_functions()
+            .iter()
+            .map(|(name, function)| (name.clone(), type_of(function.inner().as_ref())))
+            .collect(),
+        window: state
+            .window_functions()
+            .iter()
+            .map(|(name, function)| (name.clone(), type_of(function.inner().as_ref())))
+            .collect(),
+    }
 });
+
+fn type_of(implementation: &dyn Any) -> TypeId {
+    implementation.type_id()
+}
 
 /// Built-ins DataFusion's planner, optimizer or parquet reader recognise by
 /// their implementation's type (`try_downcast_func`, `inner().is::<T>()`).
@@ -78,16 +115,21 @@ const RECOGNISED_BY_TYPE: &[&str] = &[
     "power",
 ];
 
-fn implementation_type(function: &ScalarUDF) -> TypeId {
-    let implementation: &dyn Any = function.inner().as_ref();
-    implementation.type_id()
-}
-
 /// Whether `function` is one of DataFusion's built-in scalar functions (its
 /// name and its implementation's type are a built-in's: a host function
 /// that takes a built-in's name is not).
 pub fn is_builtin(function: &ScalarUDF) -> bool {
-    BUILTIN.get(function.name()) == Some(&implementation_type(function))
+    BUILTIN.scalar.get(function.name()) == Some(&type_of(function.inner().as_ref()))
+}
+
+/// Whether `function` is one of DataFusion's built-in aggregate functions.
+pub fn is_builtin_aggregate(function: &AggregateUDF) -> bool {
+    BUILTIN.aggregate.get(function.name()) == Some(&type_of(function.inner().as_ref()))
+}
+
+/// Whether `function` is one of DataFusion's built-in window functions.
+pub fn is_builtin_window(function: &WindowUDF) -> bool {
+    BUILTIN.window.get(function.name()) == Some(&type_of(function.inner().as_ref()))
 }
 
 /// Whether the plugin can wrap `function` without changing how DataFusion
@@ -97,8 +139,8 @@ pub fn can_observe(function: &ScalarUDF) -> bool {
         && !(is_builtin(function) && RECOGNISED_BY_TYPE.contains(&function.name()))
 }
 
-/// Wraps `state`'s scalar functions: the host's, and the built-in ones
-/// with `include_builtin`.
+/// Wraps `state`'s scalar, aggregate and window functions: the host's, and
+/// the built-in ones with `include_builtin`.
 pub fn observe_functions(
     mut state: SessionState,
     include_builtin: bool,
@@ -114,6 +156,26 @@ pub fn observe_functions(
         .collect();
     for function in functions {
         state.register_udf(Arc::new(ObservedScalar::wrap(&function)))?;
+    }
+    let aggregates: Vec<_> = state
+        .aggregate_functions()
+        .iter()
+        .filter(|(key, function)| *key == function.name())
+        .filter(|(_, function)| include_builtin || !is_builtin_aggregate(function))
+        .map(|(_, function)| Arc::clone(function))
+        .collect();
+    for function in aggregates {
+        state.register_udaf(Arc::new(ObservedAggregate::wrap(&function)))?;
+    }
+    let windows: Vec<_> = state
+        .window_functions()
+        .iter()
+        .filter(|(key, function)| *key == function.name())
+        .filter(|(_, function)| include_builtin || !is_builtin_window(function))
+        .map(|(_, function)| Arc::clone(function))
+        .collect();
+    for function in windows {
+        state.register_udwf(Arc::new(ObservedWindow::wrap(&function)))?;
     }
     Ok(state)
 }

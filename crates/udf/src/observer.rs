@@ -15,7 +15,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub const UDF_NAME: &str = "udf.name";
 /// Its version, from `[udf.versions]`.
 pub const UDF_VERSION: &str = "udf.version";
-/// `scalar`.
+/// `scalar`, `aggregate` or `window`.
 pub const UDF_KIND: &str = "udf.kind";
 /// Evaluations (batches).
 pub const UDF_CALLS: &str = "udf.calls";
@@ -113,7 +113,7 @@ impl QueryObserver for FunctionObserver {
         for (name, figures) in functions {
             let mut attributes = vec![
                 KeyValue::new(UDF_NAME, name.clone()),
-                KeyValue::new(UDF_KIND, figures.kind),
+                KeyValue::new(UDF_KIND, figures.kind.as_str()),
                 KeyValue::new(UDF_CALLS, int(figures.calls)),
                 KeyValue::new(UDF_ROWS, int(figures.rows)),
                 KeyValue::new(UDF_TIME_NS, int(figures.time_ns)),

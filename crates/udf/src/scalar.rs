@@ -2,7 +2,7 @@
 //! function; `invoke_with_args` is also timed and counted for the query it
 //! runs in.
 
-use crate::counters::current_query;
+use crate::counters::{FunctionKind, current_cell, type_list};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{ExprSchema, Result, ScalarValue};
@@ -16,7 +16,6 @@ use datafusion::logical_expr::{
     ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping,
 };
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// A scalar function whose calls are recorded per query.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -41,11 +40,6 @@ impl ObservedScalar {
     pub fn inner(&self) -> &Arc<dyn ScalarUDFImpl> {
         &self.inner
     }
-}
-
-fn unix_ns(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 #[expect(deprecated, reason = "passes through the deprecated methods as well")]
@@ -94,37 +88,15 @@ impl ScalarUDFImpl for ObservedScalar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let Some(query) = current_query() else {
+        let Some(cell) = current_cell(self.inner.name(), FunctionKind::Scalar) else {
             return self.inner.invoke_with_args(args);
         };
-        let rows = args.number_rows as u64;
         // Types only: a value of the data never reaches the figures.
-        let types = args
-            .arg_fields
-            .iter()
-            .map(|field| field.data_type().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let started_at = SystemTime::now();
-        let started = Instant::now();
-        let result = self.inner.invoke_with_args(args);
-        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let start = unix_ns(started_at);
-        query.update(self.inner.name(), |figures| {
-            figures.kind = "scalar";
-            if figures.calls == 0 || start < figures.first_start_unix_ns {
-                figures.first_start_unix_ns = start;
-            }
-            figures.last_end_unix_ns = figures.last_end_unix_ns.max(start + took);
-            figures.calls += 1;
-            figures.rows += rows;
-            figures.time_ns += took;
-            figures.errors += u64::from(result.is_err());
-            if !figures.argument_types.contains(&types) {
-                figures.argument_types.insert(types);
-            }
-        });
-        result
+        cell.note_argument_types(type_list(
+            args.arg_fields.iter().map(|field| field.data_type()),
+        ));
+        let rows = args.number_rows as u64;
+        cell.time(rows, || self.inner.invoke_with_args(args))
     }
 
     fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
