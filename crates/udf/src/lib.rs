@@ -207,10 +207,11 @@ dftrace_registry::inventory::submit! {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::{ObservedScalar, is_builtin, observe_functions};
+    use super::{ObservedAggregate, ObservedScalar, ObservedWindow, is_builtin, observe_functions};
     use datafusion::arrow::datatypes::DataType;
     use datafusion::execution::SessionStateBuilder;
     use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::prelude::SessionContext;
     use std::sync::Arc;
 
     #[test]
@@ -228,6 +229,41 @@ mod tests {
         ] {
             assert!(!functions[name].inner().is::<ObservedScalar>(), "{name}");
         }
+    }
+
+    #[tokio::test]
+    async fn built_in_aggregates_and_windows_wrapped_give_the_same_results() {
+        let sql = "SELECT k, count(*) AS n, sum(v) AS s, min(v) AS lo, \
+                   first_value(v ORDER BY v) AS f, row_number() OVER (ORDER BY k) AS r \
+                   FROM (VALUES (1, 10), (1, 20), (2, 30)) AS t(k, v) GROUP BY k ORDER BY k";
+        let plain = SessionStateBuilder::new().with_default_features().build();
+        let observed = observe_functions(plain.clone(), true).unwrap();
+        for name in ["count", "sum", "min", "first_value"] {
+            assert!(
+                observed.aggregate_functions()[name]
+                    .inner()
+                    .is::<ObservedAggregate>(),
+                "{name}"
+            );
+        }
+        assert!(
+            observed.window_functions()["row_number"]
+                .inner()
+                .is::<ObservedWindow>()
+        );
+        let run = |state| async move {
+            let batches = SessionContext::new_with_state(state)
+                .sql(sql)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(run(observed).await, run(plain).await);
     }
 
     #[test]
