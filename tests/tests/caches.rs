@@ -7,6 +7,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use dftrace_caches::{ATTRIBUTE_PREFIX, FILE_METADATA};
+// Linked for its plugin: the metrics summary's totals are checked.
+use dftrace_metrics_summary as _;
 use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute, span_capture};
@@ -52,6 +54,26 @@ async fn a_second_scan_hits_the_metadata_the_first_one_cached() {
         }
         let spans = capture.ended_trace(query.ended(), &query.trace_id).await;
         let root = spans.iter().find(|s| s.name == QUERY_SPAN_NAME).unwrap();
+        if statement == sql {
+            // The metrics summary's totals are the sums over every cache.
+            for what in ["hits", "misses"] {
+                let suffix = format!(".{what}");
+                let per_cache: i64 = root
+                    .attributes
+                    .iter()
+                    .filter(|kv| {
+                        kv.key.as_str().starts_with(ATTRIBUTE_PREFIX)
+                            && kv.key.as_str().ends_with(&suffix)
+                    })
+                    .map(|kv| int(root, kv.key.as_str()))
+                    .sum();
+                assert_eq!(
+                    int(root, &format!("dftrace.metrics.cache_{what}")),
+                    per_cache,
+                    "{what}"
+                );
+            }
+        }
         seen.push((
             int(root, &key("hits")),
             int(root, &key("misses")),

@@ -21,6 +21,8 @@ use datafusion::logical_expr::{
     create_udaf, create_udf, create_udwf,
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
+// Linked for its plugin: the metrics summary's totals are checked.
+use dftrace_metrics_summary as _;
 use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, SessionStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute, span_capture};
@@ -201,7 +203,14 @@ fn session(traced: bool) -> SessionContext {
 fn int(span: &SpanData, key: &str) -> i64 {
     match attribute(span, key) {
         Some(Value::I64(v)) => *v,
-        other => panic!("{key} on {}: {other:?}", span.name),
+        other => panic!(
+            "{key} on {}: {other:?}; it has {:?}",
+            span.name,
+            span.attributes
+                .iter()
+                .map(|kv| kv.key.as_str())
+                .collect::<Vec<_>>()
+        ),
     }
 }
 
@@ -247,6 +256,11 @@ async fn a_host_function_is_timed_and_counted_under_its_query() {
         int(function, UDF_TIME_NS)
     );
     assert_eq!(int(function, UDF_ERRORS), 0);
+    assert_eq!(
+        int(root, "dftrace.metrics.function_time_ns"),
+        int(function, UDF_TIME_NS),
+        "the metrics summary's total: spin is the only function observed"
+    );
     assert_eq!(
         attribute(function, UDF_VERSION).map(|v| v.as_str().into_owned()),
         Some("2.1.0".to_owned())

@@ -42,6 +42,14 @@
 //! - `registry` (default): register the `metrics` plugin.
 //! - `storage` (default): add storage bytes read and written per query from
 //!   `dftrace-object-store-registry`.
+//! - `functions`: add each observed function's calls, rows, time and errors
+//!   from `dftrace-udf` (`functions`, and `dftrace.metrics.function_time_ns`).
+//! - `caches`: add each cache's hits and misses from `dftrace-caches`
+//!   (`caches`, and `dftrace.metrics.cache_hits` / `cache_misses`).
+//!
+//! `functions` and `caches` are off by default: each links its plugin,
+//! which then observes the session. The `dftrace` facade turns them on
+//! with its `udf` and `caches` features.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -50,7 +58,9 @@ mod instruments;
 mod summary;
 
 pub use instruments::QueryInstruments;
-pub use summary::{OperatorSummary, QueryMetricsSummary, SCHEMA_VERSION, summarize};
+pub use summary::{
+    CacheSummary, FunctionSummary, OperatorSummary, QueryMetricsSummary, SCHEMA_VERSION, summarize,
+};
 
 use dftrace_registry::{Preset, Section};
 use opentelemetry::KeyValue;
@@ -113,6 +123,27 @@ pub fn attributes(summary: &QueryMetricsSummary) -> Vec<KeyValue> {
         summary
             .filter_selectivity
             .map(|s| KeyValue::new("dftrace.metrics.filter_selectivity", s)),
+        (!summary.functions.is_empty()).then(|| {
+            let time: u64 = summary.functions.iter().map(|f| f.time_ns).sum();
+            KeyValue::new(
+                "dftrace.metrics.function_time_ns",
+                i64::try_from(time).unwrap_or(i64::MAX),
+            )
+        }),
+        (!summary.caches.is_empty()).then(|| {
+            let hits: u64 = summary.caches.iter().map(|c| c.hits).sum();
+            KeyValue::new(
+                "dftrace.metrics.cache_hits",
+                i64::try_from(hits).unwrap_or(i64::MAX),
+            )
+        }),
+        (!summary.caches.is_empty()).then(|| {
+            let misses: u64 = summary.caches.iter().map(|c| c.misses).sum();
+            KeyValue::new(
+                "dftrace.metrics.cache_misses",
+                i64::try_from(misses).unwrap_or(i64::MAX),
+            )
+        }),
     ]
     .into_iter()
     .flatten()
@@ -152,6 +183,31 @@ mod plugin {
                 {
                     summary.storage_bytes_read = Some(totals.bytes_read);
                     summary.storage_bytes_written = Some(totals.bytes_written);
+                }
+                #[cfg(feature = "functions")]
+                {
+                    summary.functions = dftrace_udf::query_functions(end.span)
+                        .into_iter()
+                        .map(|(name, f)| crate::FunctionSummary {
+                            name,
+                            kind: f.kind.as_str().to_owned(),
+                            calls: f.calls,
+                            rows: f.rows,
+                            time_ns: f.time_ns,
+                            errors: f.errors,
+                        })
+                        .collect();
+                }
+                #[cfg(feature = "caches")]
+                {
+                    summary.caches = dftrace_caches::query_cache_counts(end.span)
+                        .into_iter()
+                        .map(|(cache, counts)| crate::CacheSummary {
+                            cache: cache.to_owned(),
+                            hits: counts.hits,
+                            misses: counts.misses,
+                        })
+                        .collect();
                 }
                 summary
             });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 /// The version of the [`QueryMetricsSummary`] layout; bumped on any change
 /// to its fields.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One operator of the executed plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,37 @@ pub struct OperatorSummary {
     /// CPU time spent in the operator, in nanoseconds, when reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_compute_ns: Option<u64>,
+}
+
+/// One function's figures in the query (from `dftrace-udf`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSummary {
+    /// The function's name.
+    pub name: String,
+    /// `scalar`, `aggregate` or `window`.
+    pub kind: String,
+    /// Calls into the function (a scalar function's batches, an
+    /// aggregate's accumulator calls, a window function's evaluations).
+    pub calls: u64,
+    /// Input rows.
+    pub rows: u64,
+    /// Time inside the function, nanoseconds.
+    pub time_ns: u64,
+    /// Calls that failed.
+    pub errors: u64,
+}
+
+/// One cache's lookups in the query (from `dftrace-caches`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSummary {
+    /// The cache: `file_metadata`, `file_statistics` or `list_files`.
+    pub cache: String,
+    /// Lookups that found an entry.
+    pub hits: u64,
+    /// Lookups that found none.
+    pub misses: u64,
 }
 
 /// A stable summary of one query's DataFusion metrics. A figure no operator
@@ -75,6 +106,14 @@ pub struct QueryMetricsSummary {
     pub storage_bytes_written: Option<u64>,
     /// Every operator, in pre-order (parents before children).
     pub operators: Vec<OperatorSummary>,
+    /// The observed functions that ran, by name (needs `dftrace-udf` and
+    /// this crate's `functions` feature); empty when none ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<FunctionSummary>,
+    /// The caches the query looked up, by name (needs `dftrace-caches` and
+    /// this crate's `caches` feature); empty when none was used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<CacheSummary>,
 }
 
 fn value(value: Option<MetricValue>) -> Option<u64> {
@@ -111,6 +150,8 @@ pub fn summarize(plan: &Arc<dyn ExecutionPlan>) -> QueryMetricsSummary {
         storage_bytes_read: None,
         storage_bytes_written: None,
         operators: Vec::new(),
+        functions: Vec::new(),
+        caches: Vec::new(),
     };
     let (mut filter_in, mut filter_out) = (0_u64, 0_u64);
     let mut stack: Vec<(Arc<dyn ExecutionPlan>, usize)> = vec![(Arc::clone(plan), 0)];

@@ -39,6 +39,19 @@ fn sample() -> QueryMetricsSummary {
                 elapsed_compute_ns: None,
             },
         ],
+        functions: vec![FunctionSummary {
+            name: "score".into(),
+            kind: "scalar".into(),
+            calls: 3,
+            rows: 16,
+            time_ns: 9_000,
+            errors: 0,
+        }],
+        caches: vec![CacheSummary {
+            cache: "file_metadata".into(),
+            hits: 2,
+            misses: 1,
+        }],
     }
 }
 
@@ -48,7 +61,7 @@ fn sample() -> QueryMetricsSummary {
 fn summary_json_layout_is_stable_and_round_trips() {
     let summary = sample();
     let json = serde_json::to_string_pretty(&summary).unwrap();
-    insta::assert_snapshot!("summary_layout_v1", json);
+    insta::assert_snapshot!("summary_layout_v2", json);
     let back: QueryMetricsSummary = serde_json::from_str(&json).unwrap();
     assert_eq!(back, summary);
     // Absent figures stay absent.
