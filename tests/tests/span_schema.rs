@@ -15,6 +15,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use dftrace_caches as _;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
@@ -64,8 +65,28 @@ const QUERIES: &[(&str, &str)] = &[
         "s3:// parquet",
         "SELECT l_returnflag, sum(l_quantity) FROM lineitem GROUP BY l_returnflag",
     ),
+    ("host function", "SELECT id, double(v) FROM t WHERE v > 40"),
     ("failure", "SELECT * FROM no_such_table"),
 ];
+
+/// `double(v)`: a host scalar function, registered after the session is
+/// built and so wrapped by hand (`ObservedScalar::wrap`).
+fn double() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    let udf = create_udf(
+        "double",
+        vec![DataType::Float64],
+        DataType::Float64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let input = datafusion::common::cast::as_float64_array(&arrays[0])?;
+            let doubled: Float64Array = input.iter().map(|v| v.map(|v| v * 2.0)).collect();
+            Ok(ColumnarValue::Array(Arc::new(doubled)))
+        }),
+    );
+    dftrace_udf::ObservedScalar::wrap(&udf)
+}
 
 /// A configuration: its name in the schema's `runs`, a preset, and
 /// settings on top.
@@ -131,6 +152,7 @@ fn memory_tables(ctx: &SessionContext) -> datafusion::error::Result<()> {
         ],
     )?;
     ctx.register_table("u", Arc::new(MemTable::try_new(u_schema, vec![vec![u]])?))?;
+    ctx.register_udf(double());
     Ok(())
 }
 

@@ -56,12 +56,13 @@
 //!   trace files as SQL tables (`dftrace.queries`, `dftrace.operators`,
 //!   `dftrace.spans`) once `history.enabled` is set (`history`,
 //!   `dftrace-history`).
-//! - `udf`: the host's scalar functions observed per query: a span per
-//!   function under the root, OpenTelemetry metrics (`udf`,
-//!   `dftrace-udf`).
+//! - `udf`: the host's scalar, aggregate and window functions observed per
+//!   query: a span per function under the root, their figures in the
+//!   metrics summary, OpenTelemetry metrics (`udf`, `dftrace-udf`).
 //! - `caches`: DataFusion's file metadata, file statistics and list-files
 //!   caches observed per query: hits, misses and holdings on the root span,
-//!   OpenTelemetry counters (`caches`, `dftrace-caches`).
+//!   their totals in the metrics summary, OpenTelemetry counters (`caches`,
+//!   `dftrace-caches`).
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

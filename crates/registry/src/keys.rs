@@ -21,6 +21,9 @@ pub const QUERY_TARGET: &str = "dftrace::query";
 pub const EXEC_TARGET: &str = "dftrace::exec";
 /// The `tracing` target of planner spans.
 pub const PLANNER_TARGET: &str = "dftrace::planner";
+/// The `target` attribute of function spans (`dftrace-udf`, built through
+/// OpenTelemetry directly, like deferred operator spans).
+pub const UDF_TARGET: &str = "dftrace::udf";
 /// The `tracing` target of the worker request spans.
 pub const WORKER_TARGET: &str = "dftrace::distributed";
 /// The name of the span a datafusion-distributed worker opens per request

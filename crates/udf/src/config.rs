@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UdfConfig {
-    /// Wrap the session's scalar functions and record them per query. On in
-    /// every preset (only the host's own functions, unless
-    /// `include_builtin`).
+    /// Wrap the session's scalar, aggregate and window functions and record
+    /// them per query. On in every preset (only the host's own functions,
+    /// unless `include_builtin`).
     pub enabled: bool,
-    /// Wrap DataFusion's built-in scalar functions too. Off by default:
-    /// there are hundreds, and the host rarely needs their figures.
+    /// Wrap DataFusion's built-in functions too. Off by default: there are
+    /// hundreds, and the host rarely needs their figures.
     pub include_builtin: bool,
     /// `udf.version` per function name, e.g. `[udf.versions] score = "2.1.0"`.
     pub versions: BTreeMap<String, String>,

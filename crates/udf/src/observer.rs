@@ -112,6 +112,10 @@ impl QueryObserver for FunctionObserver {
             .tracer_with_scope(InstrumentationScope::builder("dftrace").build());
         for (name, figures) in functions {
             let mut attributes = vec![
+                KeyValue::new(
+                    dftrace_registry::keys::TARGET,
+                    dftrace_registry::keys::UDF_TARGET,
+                ),
                 KeyValue::new(UDF_NAME, name.clone()),
                 KeyValue::new(UDF_KIND, figures.kind.as_str()),
                 KeyValue::new(UDF_CALLS, int(figures.calls)),
