@@ -71,7 +71,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = telemetry.shutdown();
     assert_eq!(report.dropped(), 0, "{report}");
 
-    // What the view reads: the function's span, under the root.
+    // What the view reads: the function's span, under the operator that
+    // called it.
     let trace = dftrace_view::read_trace_file(&trace_file, Some(&trace_id))?;
     let span = trace
         .spans
@@ -79,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .find(|span| span.attribute(dftrace_udf::UDF_NAME) == Some("score"))
         .ok_or("a span for score")?;
     println!(
-        "udf score {}: {} calls, {} rows, {:.1} ms inside, params {}",
+        "udf score {}: {} calls, {} rows, {:.1} ms inside, params {}, called by {}",
         span.attribute(dftrace_udf::UDF_VERSION).unwrap_or("-"),
         span.attribute(dftrace_udf::UDF_CALLS).unwrap_or("?"),
         span.attribute(dftrace_udf::UDF_ROWS).unwrap_or("?"),
@@ -88,6 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(0.0)
             / 1e6,
         span.attribute(dftrace_udf::UDF_PARAMS).unwrap_or("?"),
+        span.attribute(dftrace_udf::UDF_OPERATOR).unwrap_or("?"),
     );
     assert_eq!(span.attribute(dftrace_udf::UDF_ROWS), Some("200000"));
     let flame = trace.flame_graph_svg(dftrace_view::FlameWidth::Wall);

@@ -23,12 +23,14 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{SessionConfig, SessionContext};
 // Linked for its plugin: the metrics summary's totals are checked.
 use dftrace_metrics_summary as _;
+use dftrace_registry::keys::OPERATOR_INDEX;
 use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, SessionStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute, span_capture};
 use dftrace_tests::rows::canonical_rows;
 use dftrace_udf::{
-    UDF_CALLS, UDF_ERRORS, UDF_KIND, UDF_NAME, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS, UDF_VERSION,
+    UDF_CALLS, UDF_ERRORS, UDF_KIND, UDF_NAME, UDF_OPERATOR, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS,
+    UDF_VERSION,
 };
 use opentelemetry::Value;
 use opentelemetry::trace::Status;
@@ -246,7 +248,15 @@ async fn a_host_function_is_timed_and_counted_under_its_query() {
             )
         });
     assert_eq!(function.name, "spin");
-    assert_eq!(function.parent_span_id, root.span_context.span_id());
+    let callers = callers(function, &spans);
+    assert_eq!(
+        callers
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect::<Vec<_>>(),
+        ["AggregateExec"],
+        "evaluated by the aggregate that sums it"
+    );
     assert_eq!(int(function, UDF_ROWS), 10_000, "every input row");
     let calls = int(function, UDF_CALLS);
     assert_eq!(calls, 10, "one call per batch");
@@ -272,9 +282,42 @@ async fn a_host_function_is_timed_and_counted_under_its_query() {
     );
 }
 
+/// The operators `function` says called it (`udf.operator`): each is a span
+/// of the trace, and the function hangs under the one caller or, with
+/// several, under the root.
+fn callers<'a>(function: &SpanData, spans: &'a [SpanData]) -> Vec<&'a SpanData> {
+    let listed = attribute(function, UDF_OPERATOR)
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_else(|| panic!("{} has no {UDF_OPERATOR}", function.name));
+    let callers: Vec<&SpanData> = listed
+        .split(", ")
+        .map(|caller| {
+            let (name, index) = caller.split_once('#').expect("name#index");
+            let index: i64 = index.parse().expect("an operator index");
+            spans
+                .iter()
+                .find(|s| {
+                    s.name == name && attribute(s, OPERATOR_INDEX) == Some(&Value::I64(index))
+                })
+                .unwrap_or_else(|| panic!("no operator span {caller} in the trace"))
+        })
+        .collect();
+    let root = spans.iter().find(|s| s.name == QUERY_SPAN_NAME).unwrap();
+    let expected_parent = match callers.as_slice() {
+        [caller] => caller.span_context.span_id(),
+        _ => root.span_context.span_id(),
+    };
+    assert_eq!(
+        function.parent_span_id, expected_parent,
+        "{} hangs under its one caller, else the root ({listed})",
+        function.name
+    );
+    callers
+}
+
 /// The span of function `name` in the trace of `sql`, run traced, after
 /// checking the results against an untraced session.
-async fn function_span(sql: &str, name: &str) -> SpanData {
+async fn function_span(sql: &str, name: &str) -> (SpanData, Vec<String>) {
     let capture = span_capture();
     let traced = session(true);
     assert_eq!(
@@ -284,7 +327,6 @@ async fn function_span(sql: &str, name: &str) -> SpanData {
     );
     let query = run_sql(&traced, sql, &QueryOptions::new()).await.unwrap();
     let spans = capture.ended_trace(query.ended(), &query.trace_id).await;
-    let root = spans.iter().find(|s| s.name == QUERY_SPAN_NAME).unwrap();
     let function = spans
         .iter()
         .find(|s| s.name == name)
@@ -295,25 +337,32 @@ async fn function_span(sql: &str, name: &str) -> SpanData {
             )
         })
         .clone();
-    assert_eq!(function.parent_span_id, root.span_context.span_id());
+    let callers = callers(&function, &spans)
+        .into_iter()
+        .map(|s| s.name.to_string())
+        .collect::<Vec<_>>();
     assert_eq!(
         attribute(&function, UDF_PARAMS).map(|v| v.as_str().into_owned()),
         Some("Int64".to_owned()),
         "types, never values"
     );
     assert_eq!(int(&function, UDF_ERRORS), 0);
-    function
+    (function, callers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_aggregate_function_is_timed_and_counted_under_its_query() {
     // Ten groups: DataFusion makes an accumulator per group (the function
     // has no groups accumulator) and feeds each a slice of every batch.
-    let function = function_span(
+    let (function, callers) = function_span(
         "SELECT v % 10 AS k, spin_sum(v) AS s FROM t GROUP BY k",
         "spin_sum",
     )
     .await;
+    assert!(
+        !callers.is_empty() && callers.iter().all(|name| name == "AggregateExec"),
+        "called in the aggregates: {callers:?}"
+    );
     assert_eq!(
         attribute(&function, UDF_KIND).map(|v| v.as_str().into_owned()),
         Some("aggregate".to_owned())
@@ -330,11 +379,15 @@ async fn a_host_aggregate_function_is_timed_and_counted_under_its_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_window_function_is_timed_and_counted_under_its_query() {
-    let function = function_span(
+    let (function, callers) = function_span(
         "SELECT v, place(v) OVER (PARTITION BY v % 10 ORDER BY v) AS p FROM t",
         "place",
     )
     .await;
+    assert!(
+        callers.len() == 1 && callers[0].contains("WindowAggExec"),
+        "called in the window operator: {callers:?}"
+    );
     assert_eq!(
         attribute(&function, UDF_KIND).map(|v| v.as_str().into_owned()),
         Some("window".to_owned())

@@ -192,6 +192,21 @@ pub struct OperatorFigures {
     pub failed: bool,
 }
 
+/// An operator that ran in the query, as dftrace-rules' deferred operator
+/// spans know it: what an observer needs to name the operator a
+/// [`crate::current_operator`] key stood for, and to hang a span under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RanOperator {
+    /// The key its streams set while polled.
+    pub key: crate::OperatorKey,
+    /// Its position in its plan, top first (`dftrace.operator.index`).
+    pub index: u64,
+    /// The operator's name (`ProjectionExec`).
+    pub name: String,
+    /// Its span's OpenTelemetry span id, when the span was built.
+    pub span_id: Option<[u8; 8]>,
+}
+
 /// What a [`QueryObserver`] sees when a query ends, while its root span is
 /// still open (so attributes recorded on it are exported).
 #[derive(Debug)]
@@ -210,6 +225,9 @@ pub struct QueryEnd<'a> {
     /// ([`QueryObserver::wants_operators`]); empty for a query whose trace
     /// is known not to be sampled (its operators are not wrapped).
     pub operators: &'a [OperatorFigures],
+    /// Every operator that ran (deferred operator spans only; empty for a
+    /// query whose trace is not sampled, and with live operator spans).
+    pub ran_operators: &'a [RanOperator],
     /// The executed physical plan, with its metrics, when the host has it.
     pub plan: Option<&'a Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
     /// Time from the root span's start to the end of the query.

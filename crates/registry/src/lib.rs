@@ -69,6 +69,7 @@ mod error;
 mod hooks;
 pub mod keys;
 pub mod literals;
+mod operator_scope;
 mod plugin;
 #[cfg(feature = "session")]
 mod query_state;
@@ -84,8 +85,9 @@ pub use error::{ConfigError, Result};
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use hooks::{
     BuilderHook, ColumnSources, OperatorFigures, PluginContext, PreviewFn, PreviewFormatter,
-    QueryEnd, QueryObserver, Services, SourcedPreviewFn, Spread, StateHook,
+    QueryEnd, QueryObserver, RanOperator, Services, SourcedPreviewFn, Spread, StateHook,
 };
+pub use operator_scope::{OperatorKey, OperatorScope, current_operator, enter_operator};
 pub use plugin::{Plugin, Stage, linked_plugins};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]

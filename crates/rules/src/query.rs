@@ -287,7 +287,7 @@ impl QuerySpan {
         let elapsed = self.elapsed();
         let executed = self.collector.take();
         let first = executed.first().map(|node| Arc::clone(&node.inner));
-        let mut operators = Vec::new();
+        let mut built = crate::operators::spans::BuiltOperators::default();
         if !self.unsampled {
             let outcome = crate::operators::spans::Outcome {
                 elapsed,
@@ -295,7 +295,7 @@ impl QuerySpan {
             };
             let tracer = crate::operators::span_tracer(&self.span);
             let collect = self.observers.iter().any(|o| o.wants_operators());
-            operators = crate::operators::spans::build_operator_spans(
+            built = crate::operators::spans::build_operator_spans(
                 &self.span.context(),
                 tracer,
                 executed,
@@ -315,7 +315,8 @@ impl QuerySpan {
             fingerprint: self.fingerprint.as_deref(),
             sql: self.sql.as_deref(),
             started: self.started_at,
-            operators: &operators,
+            operators: &built.figures,
+            ran_operators: &built.ran,
             plan,
             elapsed,
             rows,

@@ -7,6 +7,7 @@
 //! without a lock, which matters when DataFusion makes one accumulator per
 //! group.
 
+use dftrace_registry::OperatorKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -59,6 +60,9 @@ pub struct FunctionFigures {
     pub last_end_unix_ns: u64,
     /// The argument types it was called with (`Int64, Utf8`), never values.
     pub argument_types: BTreeSet<String>,
+    /// The operators it was called in (known with dftrace-rules' deferred
+    /// operator spans; see [`dftrace_registry::current_operator`]).
+    pub operators: BTreeSet<OperatorKey>,
 }
 
 /// A fixed pair of clocks: an `Instant` turned into Unix nanoseconds
@@ -89,6 +93,7 @@ pub(crate) struct FunctionCell {
     first_start_unix_ns: AtomicU64,
     last_end_unix_ns: AtomicU64,
     argument_types: Mutex<BTreeSet<String>>,
+    operators: Mutex<BTreeSet<OperatorKey>>,
 }
 
 impl FunctionCell {
@@ -102,6 +107,7 @@ impl FunctionCell {
             first_start_unix_ns: AtomicU64::new(u64::MAX),
             last_end_unix_ns: AtomicU64::new(0),
             argument_types: Mutex::new(BTreeSet::new()),
+            operators: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -111,6 +117,12 @@ impl FunctionCell {
         rows: u64,
         call: impl FnOnce() -> datafusion::error::Result<T>,
     ) -> datafusion::error::Result<T> {
+        if let Some(operator) = dftrace_registry::current_operator() {
+            self.operators
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(operator);
+        }
         let started = Instant::now();
         let result = call();
         let ended = Instant::now();
@@ -148,6 +160,11 @@ impl FunctionCell {
             last_end_unix_ns: self.last_end_unix_ns.load(Ordering::Relaxed),
             argument_types: self
                 .argument_types
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            operators: self
+                .operators
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),

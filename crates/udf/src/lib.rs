@@ -22,19 +22,24 @@
 //! (never values), kept in the query's root span like the storage
 //! counters.
 //!
-//! When the query ends, each function that ran gets one span under the root
-//! span, named for the function, with `udf.name`, `udf.kind`, `udf.calls`,
-//! `udf.rows`, `udf.time_ns`, `udf.errors`, `udf.params` (types) and
-//! `udf.version` (from `[udf.versions]`), from the first call's start to
-//! the last call's end — one span per evaluation would be one per batch,
-//! too many. The same figures are in the metrics summary (`functions`).
+//! When the query ends, each function that ran gets one span, named for the
+//! function, with `udf.name`, `udf.kind`, `udf.calls`, `udf.rows`,
+//! `udf.time_ns`, `udf.errors`, `udf.params` (types), `udf.version` (from
+//! `[udf.versions]`) and `udf.operator` (the operators that called it, as
+//! `name#index`), from the first call's start to the last call's end — one
+//! span per evaluation would be one per batch, too many. Its parent is the
+//! operator span of the operator that called it when exactly one did (an
+//! aggregate usually runs in two: partial and final), else the root span. The same figures are in the metrics summary (`functions`).
 //! OpenTelemetry metrics, by function name: `dftrace.udf.duration` (seconds
 //! per call, one point per query), `dftrace.udf.rows`, `dftrace.udf.errors`.
 //!
-//! Not covered: the operator that evaluated a function (dftrace's operator
-//! instrumentation does nothing per poll, so a call cannot tell which
-//! operator it runs in; the function span is a child of the query root);
-//! a function inside an expression that DataFusion's simplifier replaced
+//! The operator is known from dftrace-rules' operator streams, which mark
+//! the thread's current operator around each poll
+//! ([`dftrace_registry::current_operator`]); with live operator spans
+//! (`rules.operator_spans = "live"`) or none built, it is not, and the span
+//! hangs under the root without `udf.operator`.
+//!
+//! Not covered: a function inside an expression that DataFusion's simplifier replaced
 //! (`simplify` returns the inner function's rewrite); functions registered
 //! after the session is built (`ctx.register_udf`): register
 //! `ObservedScalar::wrap(&udf)` (likewise `ObservedAggregate`,
@@ -54,7 +59,8 @@ pub use aggregate::ObservedAggregate;
 pub use config::UdfConfig;
 pub use counters::{FunctionFigures, FunctionKind, query_functions};
 pub use observer::{
-    UDF_CALLS, UDF_ERRORS, UDF_KIND, UDF_NAME, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS, UDF_VERSION,
+    UDF_CALLS, UDF_ERRORS, UDF_KIND, UDF_NAME, UDF_OPERATOR, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS,
+    UDF_VERSION,
 };
 pub use scalar::ObservedScalar;
 pub use window::ObservedWindow;

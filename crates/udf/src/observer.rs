@@ -2,10 +2,12 @@
 //! OpenTelemetry metrics.
 
 use crate::counters::{FunctionFigures, query_functions};
-use dftrace_registry::{QueryEnd, QueryObserver};
+use dftrace_registry::{QueryEnd, QueryObserver, RanOperator};
 use opentelemetry::metrics::{Counter, Histogram, Meter};
-use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, TraceContextExt, Tracer, TracerProvider as _,
+};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
@@ -23,6 +25,9 @@ pub const UDF_CALLS: &str = "udf.calls";
 pub const UDF_ROWS: &str = "udf.rows";
 /// Time inside the function, nanoseconds.
 pub const UDF_TIME_NS: &str = "udf.time_ns";
+/// The operators that called it, as `name#index` (`dftrace.operator.index`
+/// of the operator's span), separated by `, `, in plan order.
+pub const UDF_OPERATOR: &str = "udf.operator";
 /// Calls that failed.
 pub const UDF_ERRORS: &str = "udf.errors";
 /// The argument types of its calls (`Int64, Utf8`; several signatures
@@ -135,13 +140,43 @@ impl QueryObserver for FunctionObserver {
             if let Some(version) = self.versions.get(&name) {
                 attributes.push(KeyValue::new(UDF_VERSION, version.clone()));
             }
+            let mut callers: Vec<&RanOperator> = end
+                .ran_operators
+                .iter()
+                .filter(|operator| figures.operators.contains(&operator.key))
+                .collect();
+            callers.sort_by_key(|operator| operator.index);
+            if !callers.is_empty() {
+                let names = callers
+                    .iter()
+                    .map(|operator| format!("{}#{}", operator.name, operator.index))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                attributes.push(KeyValue::new(UDF_OPERATOR, names));
+            }
+            // Under the operator that called it, when one did and its span
+            // was built; else under the root.
+            let parent = match callers.as_slice() {
+                [caller] => caller.span_id.map(|span_id| {
+                    let root_span = root.span();
+                    let root_context = root_span.span_context();
+                    Context::new().with_remote_span_context(SpanContext::new(
+                        root_context.trace_id(),
+                        SpanId::from_bytes(span_id),
+                        root_context.trace_flags(),
+                        false,
+                        root_context.trace_state().clone(),
+                    ))
+                }),
+                _ => None,
+            };
             let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
             let mut span = tracer
                 .span_builder(name)
                 .with_kind(SpanKind::Internal)
                 .with_start_time(at(figures.first_start_unix_ns))
                 .with_attributes(attributes)
-                .start_with_context(&tracer, &root);
+                .start_with_context(&tracer, parent.as_ref().unwrap_or(&root));
             if figures.errors > 0 {
                 span.set_status(opentelemetry::trace::Status::error(format!(
                     "{} of {} calls failed",

@@ -13,7 +13,7 @@ use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext, displayable,
 };
 use dftrace_registry::keys;
-use dftrace_registry::{OperatorFigures, SpanLevel, Spread};
+use dftrace_registry::{OperatorFigures, OperatorKey, RanOperator, SpanLevel, Spread};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
@@ -65,14 +65,14 @@ pub(crate) fn build_operator_spans(
     executed: Vec<Executed>,
     outcome: Outcome,
     collect: bool,
-) -> Vec<OperatorFigures> {
+) -> BuiltOperators {
+    let mut built = BuiltOperators::default();
     let sampled = root.span().span_context().is_sampled();
     if executed.is_empty() || !(sampled || collect) {
-        return Vec::new();
+        return built;
     }
     let forest = Forest::new(executed);
     let mut tracer = tracer;
-    let mut figures = Vec::new();
     // Figures number the operators across the query's plans; each plan's
     // spans number theirs from 0 (`dftrace.operator.index`).
     let mut figure_offset = 0;
@@ -109,7 +109,8 @@ pub(crate) fn build_operator_spans(
             figure_offset,
             now,
             build,
-            figures: collect.then_some(&mut figures),
+            figures: collect.then_some(&mut built.figures),
+            ran: &mut built.ran,
         };
         pass.operator(
             top,
@@ -122,7 +123,16 @@ pub(crate) fn build_operator_spans(
         );
         figure_offset += pass.next_index;
     }
-    figures
+    built
+}
+
+/// What [`build_operator_spans`] made besides the spans.
+#[derive(Debug, Default)]
+pub(crate) struct BuiltOperators {
+    /// The operators' figures, when asked for.
+    pub(crate) figures: Vec<OperatorFigures>,
+    /// Every operator the passes went through, with its span's id.
+    pub(crate) ran: Vec<RanOperator>,
 }
 
 /// The operators that ran, linked as in their plans: a node's children are
@@ -184,6 +194,7 @@ struct Pass<'a> {
     /// Spans are built (else only figures are collected).
     build: bool,
     figures: Option<&'a mut Vec<OperatorFigures>>,
+    ran: &'a mut Vec<RanOperator>,
 }
 
 impl Pass<'_> {
@@ -200,6 +211,13 @@ impl Pass<'_> {
         let window = window(record, parent_window, self.now);
         let position = self.next_index;
         self.next_index += 1;
+        let ran = self.ran.len();
+        self.ran.push(RanOperator {
+            key: OperatorKey::of(record),
+            index: u64::try_from(position).unwrap_or(0),
+            name: inner.name().to_owned(),
+            span_id: None,
+        });
 
         let mut attributes = vec![
             KeyValue::new(keys::TARGET, EXEC_TARGET),
@@ -275,6 +293,7 @@ impl Pass<'_> {
             .with_start_time(unix_ns_time(window.start))
             .with_attributes(attributes)
             .start_with_context(self.tracer, parent);
+        self.ran[ran].span_id = Some(span.span_context().span_id().to_bytes());
         if let Some(error) = failed {
             let message =
                 crate::literals::error_text(error.to_owned(), self.options.record_literals);

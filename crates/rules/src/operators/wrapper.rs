@@ -400,6 +400,8 @@ struct FieldsSet;
 struct OperatorStream {
     inner: SendableRecordBatchStream,
     record: Arc<NodeRecord>,
+    /// Set as the thread's current operator around each poll.
+    key: dftrace_registry::OperatorKey,
     /// Live spans only: the children's records.
     children: Vec<Arc<NodeRecord>>,
     started: bool,
@@ -414,6 +416,7 @@ impl OperatorStream {
     ) -> Self {
         OperatorStream {
             inner,
+            key: dftrace_registry::OperatorKey::of(&record),
             record,
             children,
             started: false,
@@ -481,7 +484,11 @@ impl Stream for OperatorStream {
             self.record.note_start();
             self.on_first_poll_live();
         }
-        let poll = self.inner.poll_next_unpin(cx);
+        let poll = {
+            // Functions called inside the poll know their operator.
+            let _operator = dftrace_registry::enter_operator(self.key);
+            self.inner.poll_next_unpin(cx)
+        };
         match &poll {
             Poll::Ready(Some(Ok(batch))) => self.record.offer_preview(batch),
             Poll::Ready(Some(Err(error))) => {
