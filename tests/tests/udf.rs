@@ -378,6 +378,16 @@ async fn a_host_aggregate_function_is_timed_and_counted_under_its_query() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_a_filter_clause_rejects_are_not_counted_as_fed_to_an_aggregate() {
+    let (function, _) = function_span(
+        "SELECT v % 10 AS k, spin_sum(v) FILTER (WHERE v < 2500) AS s FROM t GROUP BY k",
+        "spin_sum",
+    )
+    .await;
+    assert_eq!(int(&function, UDF_ROWS), 2_500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_window_function_is_timed_and_counted_under_its_query() {
     let (function, callers) = function_span(
         "SELECT v, place(v) OVER (PARTITION BY v % 10 ORDER BY v) AS p FROM t",

@@ -188,7 +188,7 @@ mod plugin {
                 {
                     summary.functions = dftrace_udf::query_functions(end.span)
                         .into_iter()
-                        .map(|(name, f)| crate::FunctionSummary {
+                        .map(|((name, _), f)| crate::FunctionSummary {
                             name,
                             kind: f.kind.as_str().to_owned(),
                             calls: f.calls,

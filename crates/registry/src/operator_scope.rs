@@ -5,23 +5,32 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 thread_local! {
     /// The key of the operator being polled on this thread; 0 for none.
-    static CURRENT: Cell<usize> = const { Cell::new(0) };
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
 }
 
+/// The last key handed out.
+static LAST_KEY: AtomicU64 = AtomicU64::new(0);
+
 /// An operator of a running query, as an opaque key: the same for every
-/// partition of the operator, different for each operator of the query
-/// (the address of dftrace-rules' record of it, alive until the query's
-/// plan is dropped).
+/// partition of the operator, and never given to another operator in the
+/// life of the process (so a key cached from one query never matches an
+/// operator of a later one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OperatorKey(usize);
+pub struct OperatorKey(u64);
 
 impl OperatorKey {
-    /// The key of the operator `record` stands for.
-    pub fn of<T>(record: &std::sync::Arc<T>) -> Self {
-        OperatorKey(std::sync::Arc::as_ptr(record).cast::<()>() as usize)
+    /// A key no operator has had before.
+    pub fn unique() -> Self {
+        OperatorKey(LAST_KEY.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// The key as a number (never 0), for keeping it in an atomic.
+    pub fn get(self) -> u64 {
+        self.0
     }
 }
 
@@ -44,7 +53,7 @@ pub fn enter_operator(key: OperatorKey) -> OperatorScope {
 /// Restores the previous operator when dropped; stays on its thread.
 #[derive(Debug)]
 pub struct OperatorScope {
-    previous: usize,
+    previous: u64,
     _same_thread: PhantomData<*const ()>,
 }
 
@@ -57,19 +66,19 @@ impl Drop for OperatorScope {
 #[cfg(test)]
 mod tests {
     use super::{OperatorKey, current_operator, enter_operator};
-    use std::sync::Arc;
 
     #[test]
     fn scopes_nest_and_restore() {
-        let (parent, child) = (Arc::new(1_u8), Arc::new(2_u8));
+        let (parent, child) = (OperatorKey::unique(), OperatorKey::unique());
+        assert_ne!(parent, child);
         assert_eq!(current_operator(), None);
         {
-            let _parent = enter_operator(OperatorKey::of(&parent));
+            let _parent = enter_operator(parent);
             {
-                let _child = enter_operator(OperatorKey::of(&child));
-                assert_eq!(current_operator(), Some(OperatorKey::of(&child)));
+                let _child = enter_operator(child);
+                assert_eq!(current_operator(), Some(child));
             }
-            assert_eq!(current_operator(), Some(OperatorKey::of(&parent)));
+            assert_eq!(current_operator(), Some(parent));
         }
         assert_eq!(current_operator(), None);
     }

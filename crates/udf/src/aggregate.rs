@@ -2,7 +2,7 @@
 //! wrapped function; the accumulators it makes are wrapped so that their
 //! calls are timed and counted for the query they run in.
 
-use crate::counters::{FunctionCell, FunctionKind, current_cell, type_list};
+use crate::counters::{FunctionCell, FunctionKind, RecentCell, type_list};
 use datafusion::arrow::array::{ArrayRef, BooleanArray};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{Result, ScalarValue};
@@ -18,12 +18,30 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, Expr, GroupsAccumulator,
     Operator, ReversedUDAF, SetMonotonicity, Signature, StatisticsArgs,
 };
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// An aggregate function whose accumulators' calls are recorded per query.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 pub struct ObservedAggregate {
     inner: UdfEq<Arc<dyn AggregateUDFImpl>>,
+    /// The query's cell, kept while one operator makes its instances.
+    recent: RecentCell,
+}
+
+// Equal and hashed as the function it wraps (the cache is not identity).
+impl PartialEq for ObservedAggregate {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
+    }
+}
+
+impl Eq for ObservedAggregate {}
+
+impl Hash for ObservedAggregate {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
 }
 
 impl ObservedAggregate {
@@ -42,6 +60,7 @@ impl ObservedAggregate {
         }
         Arc::new(ObservedAggregate {
             inner: inner.into(),
+            recent: RecentCell::default(),
         })
     }
 
@@ -53,12 +72,11 @@ impl ObservedAggregate {
     /// The query's cell for this function, with the accumulator's argument
     /// types noted; `None` outside a query.
     fn cell(&self, args: &AccumulatorArgs<'_>) -> Option<Arc<FunctionCell>> {
-        let cell = current_cell(self.inner.name(), FunctionKind::Aggregate)?;
         // Types only: a value of the data never reaches the figures.
-        cell.note_argument_types(type_list(
-            args.expr_fields.iter().map(|field| field.data_type()),
-        ));
-        Some(cell)
+        self.recent
+            .get(self.inner.name(), FunctionKind::Aggregate, || {
+                type_list(args.expr_fields.iter().map(|field| field.data_type()))
+            })
     }
 
     fn observe(
@@ -252,9 +270,9 @@ impl Accumulator for ObservedAccumulator {
     }
 
     fn size(&self) -> usize {
-        // The wrapper's own size is a box and a pointer; the state is the
-        // inner accumulator's.
-        self.inner.size() + std::mem::size_of::<Self>()
+        // The inner accumulator's alone: memory accounting (and so when an
+        // aggregate spills) stays as without the wrapper.
+        self.inner.size()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -291,8 +309,10 @@ impl GroupsAccumulator for ObservedGroupsAccumulator {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
+        // Rows a `FILTER (WHERE ..)` clause rejects are not fed to it.
+        let rows = opt_filter.map_or(group_indices.len(), BooleanArray::true_count);
         let inner = &mut self.inner;
-        self.cell.time(group_indices.len() as u64, || {
+        self.cell.time(rows as u64, || {
             inner.update_batch(values, group_indices, opt_filter, total_num_groups)
         })
     }
@@ -326,12 +346,13 @@ impl GroupsAccumulator for ObservedGroupsAccumulator {
     ) -> Result<Vec<ArrayRef>> {
         // Input rows turned into partial state directly (partial
         // aggregation skipped): rows fed to the function.
-        self.cell.time(first_len(values), || {
-            self.inner.convert_to_state(values, opt_filter)
-        })
+        let rows = opt_filter.map_or(first_len(values), |filter| filter.true_count() as u64);
+        self.cell
+            .time(rows, || self.inner.convert_to_state(values, opt_filter))
     }
 
     fn size(&self) -> usize {
-        self.inner.size() + std::mem::size_of::<Self>()
+        // As above: the accounting of the function alone.
+        self.inner.size()
     }
 }

@@ -3,15 +3,15 @@
 //! queries never mix.
 //!
 //! A function's figures in one query live in one [`FunctionCell`] of
-//! atomics: an accumulator or window evaluator holds its cell and records
-//! without a lock, which matters when DataFusion makes one accumulator per
-//! group.
+//! atomics: an accumulator or window evaluator holds its cell, and a call
+//! takes a lock only when it runs in an operator the cell has not seen
+//! last, which matters when DataFusion makes one accumulator per group.
 
 use dftrace_registry::OperatorKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What kind of function: the value of `udf.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,13 +42,14 @@ pub struct FunctionFigures {
     /// Scalar, aggregate or window.
     pub kind: FunctionKind,
     /// Calls into the function: evaluations of a scalar function (one per
-    /// batch); `update_batch`, `merge_batch`, `retract_batch`, `state` and
-    /// `evaluate` calls of an aggregate's accumulators; `evaluate*` calls of
-    /// a window function's evaluators.
+    /// batch); `update_batch`, `merge_batch`, `retract_batch`, `state`,
+    /// `evaluate` and `convert_to_state` calls of an aggregate's
+    /// accumulators; `evaluate*` calls of a window function's evaluators.
     pub calls: u64,
     /// Input rows: the rows of the batches a scalar function was called on,
-    /// the rows fed to an aggregate's `update_batch`, the rows a window
-    /// function evaluated.
+    /// the rows fed to an aggregate (`update_batch`, `convert_to_state`; a
+    /// `FILTER (WHERE ..)` clause's rejected rows not counted), the rows a
+    /// window function evaluated.
     pub rows: u64,
     /// Time inside the function over all calls.
     pub time_ns: u64,
@@ -65,21 +66,12 @@ pub struct FunctionFigures {
     pub operators: BTreeSet<OperatorKey>,
 }
 
-/// A fixed pair of clocks: an `Instant` turned into Unix nanoseconds
-/// without reading the system clock on every call.
-static CLOCK_BASE: LazyLock<(Instant, SystemTime)> =
-    LazyLock::new(|| (Instant::now(), SystemTime::now()));
-
-fn unix_ns(at: Instant) -> u64 {
-    let (base_instant, base_system) = *CLOCK_BASE;
-    let system = base_system + at.saturating_duration_since(base_instant);
-    system
+/// Now, in Unix nanoseconds: the system clock, as operator spans use, so
+/// a function span sits inside the operator span it hangs under.
+fn unix_ns_now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One function's figures in one query, updated without a lock.
@@ -94,6 +86,10 @@ pub(crate) struct FunctionCell {
     last_end_unix_ns: AtomicU64,
     argument_types: Mutex<BTreeSet<String>>,
     operators: Mutex<BTreeSet<OperatorKey>>,
+    /// The operator of the last call (`OperatorKey::get`; 0 for none): the
+    /// common case, a call in the operator of the call before, takes no
+    /// lock.
+    last_operator: AtomicU64,
 }
 
 impl FunctionCell {
@@ -108,6 +104,7 @@ impl FunctionCell {
             last_end_unix_ns: AtomicU64::new(0),
             argument_types: Mutex::new(BTreeSet::new()),
             operators: Mutex::new(BTreeSet::new()),
+            last_operator: AtomicU64::new(0),
         }
     }
 
@@ -117,26 +114,28 @@ impl FunctionCell {
         rows: u64,
         call: impl FnOnce() -> datafusion::error::Result<T>,
     ) -> datafusion::error::Result<T> {
-        if let Some(operator) = dftrace_registry::current_operator() {
+        if let Some(operator) = dftrace_registry::current_operator()
+            && self.last_operator.swap(operator.get(), Ordering::Relaxed) != operator.get()
+        {
             self.operators
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(operator);
         }
-        let started = Instant::now();
+        let started = unix_ns_now();
         let result = call();
-        let ended = Instant::now();
+        let ended = unix_ns_now();
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows, Ordering::Relaxed);
+        // The system clock can step back: such a call counts as 0 ns.
         self.time_ns
-            .fetch_add(nanos(ended - started), Ordering::Relaxed);
+            .fetch_add(ended.saturating_sub(started), Ordering::Relaxed);
         if result.is_err() {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         self.first_start_unix_ns
-            .fetch_min(unix_ns(started), Ordering::Relaxed);
-        self.last_end_unix_ns
-            .fetch_max(unix_ns(ended), Ordering::Relaxed);
+            .fetch_min(started, Ordering::Relaxed);
+        self.last_end_unix_ns.fetch_max(ended, Ordering::Relaxed);
         result
     }
 
@@ -172,31 +171,44 @@ impl FunctionCell {
     }
 }
 
-/// One query's figures by function name.
+/// A function of a query: its name and kind (`first_value` is both an
+/// aggregate and a window function, with figures of its own as each).
+pub type FunctionId = (String, FunctionKind);
+
+/// One query's figures by function.
 #[derive(Debug, Default)]
 pub(crate) struct QueryFunctions {
-    by_name: Mutex<BTreeMap<String, Arc<FunctionCell>>>,
+    by_function: Mutex<BTreeMap<FunctionId, Arc<FunctionCell>>>,
 }
 
 impl QueryFunctions {
-    /// The cell of function `name` in this query, made on first use.
+    /// The cell of function `name` of `kind` in this query, made on first
+    /// use.
     pub(crate) fn cell(&self, name: &str, kind: FunctionKind) -> Arc<FunctionCell> {
-        let mut by_name = self.by_name.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(cell) = by_name.get(name) {
+        let mut by_function = self
+            .by_function
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Looked up by reference first: a call allocates nothing.
+        if let Some(cell) = by_function
+            .iter()
+            .find(|((known, known_kind), _)| known == name && *known_kind == kind)
+            .map(|(_, cell)| cell)
+        {
             return Arc::clone(cell);
         }
         let cell = Arc::new(FunctionCell::new(kind));
-        by_name.insert(name.to_owned(), Arc::clone(&cell));
+        by_function.insert((name.to_owned(), kind), Arc::clone(&cell));
         cell
     }
 
     /// The figures of the functions that were called at least once.
-    pub(crate) fn snapshot(&self) -> BTreeMap<String, FunctionFigures> {
-        self.by_name
+    pub(crate) fn snapshot(&self) -> BTreeMap<FunctionId, FunctionFigures> {
+        self.by_function
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(name, cell)| (name.clone(), cell.figures()))
+            .map(|(function, cell)| (function.clone(), cell.figures()))
             .filter(|(_, figures)| figures.calls > 0)
             .collect()
     }
@@ -209,9 +221,43 @@ pub(crate) fn current_cell(name: &str, kind: FunctionKind) -> Option<Arc<Functio
     dftrace_registry::current_query_state::<QueryFunctions>().map(|query| query.cell(name, kind))
 }
 
+/// The cell a function found for the operator that made its last
+/// accumulator or evaluator. DataFusion makes one per group (an aggregate
+/// without a groups accumulator) or per window partition, and finding the
+/// query for each would serialise the partitions on the root span's
+/// extensions; operator keys are never reused, so a match is this query's.
+#[derive(Debug, Default)]
+pub(crate) struct RecentCell(Mutex<Option<(OperatorKey, Arc<FunctionCell>)>>);
+
+impl RecentCell {
+    /// The cell of function `name` of `kind` in the current query, with
+    /// the argument types (`types`, only computed on a lookup) noted;
+    /// `None` outside a query.
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        kind: FunctionKind,
+        types: impl FnOnce() -> String,
+    ) -> Option<Arc<FunctionCell>> {
+        let operator = dftrace_registry::current_operator();
+        let mut recent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (Some(operator), Some((known, cell))) = (operator, recent.as_ref())
+            && *known == operator
+        {
+            return Some(Arc::clone(cell));
+        }
+        let cell = current_cell(name, kind)?;
+        cell.note_argument_types(types());
+        if let Some(operator) = operator {
+            *recent = Some((operator, Arc::clone(&cell)));
+        }
+        Some(cell)
+    }
+}
+
 /// The figures recorded for the query whose root span is `query_span`, by
-/// function name (empty when none of its functions ran).
-pub fn query_functions(query_span: &tracing::Span) -> BTreeMap<String, FunctionFigures> {
+/// function name and kind (empty when none of its functions ran).
+pub fn query_functions(query_span: &tracing::Span) -> BTreeMap<FunctionId, FunctionFigures> {
     dftrace_registry::query_state::<QueryFunctions>(query_span)
         .map(|functions| functions.snapshot())
         .unwrap_or_default()
@@ -244,11 +290,15 @@ mod tests {
         assert!(failed.is_err());
         cell.note_argument_types("Int64".into());
         cell.note_argument_types("Int64".into());
+        // The same name as another kind of function is another function.
+        let window = query.cell("f", FunctionKind::Window);
+        window.time(1, || Ok(())).unwrap();
         // A function whose cell was made but never called is not reported.
         let _unused = query.cell("g", FunctionKind::Scalar);
         let snapshot = query.snapshot();
-        assert_eq!(snapshot.len(), 1);
-        let figures = &snapshot["f"];
+        assert_eq!(snapshot.len(), 2);
+        assert_eq!(snapshot[&("f".to_owned(), FunctionKind::Window)].calls, 1);
+        let figures = &snapshot[&("f".to_owned(), FunctionKind::Aggregate)];
         assert_eq!(figures.kind, FunctionKind::Aggregate);
         assert_eq!((figures.calls, figures.rows, figures.errors), (2, 15, 1));
         assert!(figures.first_start_unix_ns > 0);

@@ -30,8 +30,9 @@
 //! span per evaluation would be one per batch, too many. Its parent is the
 //! operator span of the operator that called it when exactly one did (an
 //! aggregate usually runs in two: partial and final), else the root span. The same figures are in the metrics summary (`functions`).
-//! OpenTelemetry metrics, by function name: `dftrace.udf.duration` (seconds
-//! per call, one point per query), `dftrace.udf.rows`, `dftrace.udf.errors`.
+//! OpenTelemetry metrics, by function name and kind: `dftrace.udf.duration`
+//! (seconds per call, one point per query), `dftrace.udf.rows`,
+//! `dftrace.udf.errors`.
 //!
 //! The operator is known from dftrace-rules' operator streams, which mark
 //! the thread's current operator around each poll
@@ -57,7 +58,7 @@ mod window;
 
 pub use aggregate::ObservedAggregate;
 pub use config::UdfConfig;
-pub use counters::{FunctionFigures, FunctionKind, query_functions};
+pub use counters::{FunctionFigures, FunctionId, FunctionKind, query_functions};
 pub use observer::{
     UDF_CALLS, UDF_ERRORS, UDF_KIND, UDF_NAME, UDF_OPERATOR, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS,
     UDF_VERSION,

@@ -26,7 +26,8 @@ pub const UDF_ROWS: &str = "udf.rows";
 /// Time inside the function, nanoseconds.
 pub const UDF_TIME_NS: &str = "udf.time_ns";
 /// The operators that called it, as `name#index` (`dftrace.operator.index`
-/// of the operator's span), separated by `, `, in plan order.
+/// of the operator's span, numbered per plan), separated by `, `, in plan
+/// order. Absent when no call ran inside an operator's poll.
 pub const UDF_OPERATOR: &str = "udf.operator";
 /// Calls that failed.
 pub const UDF_ERRORS: &str = "udf.errors";
@@ -70,7 +71,10 @@ impl FunctionInstruments {
     }
 
     fn record(&self, name: &str, figures: &FunctionFigures) {
-        let attributes = [KeyValue::new(UDF_NAME, name.to_owned())];
+        let attributes = [
+            KeyValue::new(UDF_NAME, name.to_owned()),
+            KeyValue::new(UDF_KIND, figures.kind.as_str()),
+        ];
         if figures.calls > 0 {
             // One point per query: the mean time of its calls.
             let per_call = figures.time_ns as f64 / figures.calls as f64 / 1e9;
@@ -102,7 +106,7 @@ impl QueryObserver for FunctionObserver {
             let instruments = self
                 .instruments
                 .get_or_init(|| FunctionInstruments::new(&opentelemetry::global::meter("dftrace")));
-            for (name, figures) in &functions {
+            for ((name, _), figures) in &functions {
                 instruments.record(name, figures);
             }
         }
@@ -115,7 +119,7 @@ impl QueryObserver for FunctionObserver {
         }
         let tracer = opentelemetry::global::tracer_provider()
             .tracer_with_scope(InstrumentationScope::builder("dftrace").build());
-        for (name, figures) in functions {
+        for ((name, _), figures) in functions {
             let mut attributes = vec![
                 KeyValue::new(
                     dftrace_registry::keys::TARGET,

@@ -2,7 +2,7 @@
 //! function; the partition evaluators it makes are wrapped so that their
 //! `evaluate*` calls are timed and counted for the query they run in.
 
-use crate::counters::{FunctionCell, FunctionKind, current_cell, type_list};
+use crate::counters::{FunctionCell, FunctionKind, RecentCell, type_list};
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, FieldRef};
@@ -17,13 +17,31 @@ use datafusion::logical_expr::{
     WindowUDFImpl,
 };
 use datafusion::physical_plan::PhysicalExpr;
+use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
 /// A window function whose evaluators' calls are recorded per query.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 pub struct ObservedWindow {
     inner: UdfEq<Arc<dyn WindowUDFImpl>>,
+    /// The query's cell, kept while one operator makes its instances.
+    recent: RecentCell,
+}
+
+// Equal and hashed as the function it wraps (the cache is not identity).
+impl PartialEq for ObservedWindow {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
+    }
+}
+
+impl Eq for ObservedWindow {}
+
+impl Hash for ObservedWindow {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
 }
 
 impl ObservedWindow {
@@ -35,12 +53,23 @@ impl ObservedWindow {
         }
         WindowUDF::new_from_shared_impl(Arc::new(ObservedWindow {
             inner: Arc::clone(function.inner()).into(),
+            recent: RecentCell::default(),
         }))
     }
 
     /// The function it wraps.
     pub fn inner(&self) -> &Arc<dyn WindowUDFImpl> {
         &self.inner
+    }
+
+    /// The query's cell for this function, with the evaluator's argument
+    /// types noted; `None` outside a query.
+    fn cell(&self, args: &PartitionEvaluatorArgs<'_>) -> Option<Arc<FunctionCell>> {
+        // Types only: a value of the data never reaches the figures.
+        self.recent
+            .get(self.inner.name(), FunctionKind::Window, || {
+                type_list(args.input_fields().iter().map(|field| field.data_type()))
+            })
     }
 }
 
@@ -65,13 +94,7 @@ impl WindowUDFImpl for ObservedWindow {
         &self,
         args: PartitionEvaluatorArgs<'_>,
     ) -> Result<Box<dyn PartitionEvaluator>> {
-        let cell = current_cell(self.inner.name(), FunctionKind::Window);
-        if let Some(cell) = &cell {
-            // Types only: a value of the data never reaches the figures.
-            cell.note_argument_types(type_list(
-                args.input_fields().iter().map(|field| field.data_type()),
-            ));
-        }
+        let cell = self.cell(&args);
         let evaluator = self.inner.partition_evaluator(args)?;
         Ok(match cell {
             Some(cell) => Box::new(ObservedEvaluator {

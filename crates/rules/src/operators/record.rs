@@ -44,6 +44,9 @@ pub(crate) struct NodeRecord {
     live: Option<Arc<LiveFields>>,
     /// Handed to a collector already.
     registered: AtomicBool,
+    /// Marks the thread while the node's streams are polled
+    /// (`dftrace_registry::current_operator`).
+    key: dftrace_registry::OperatorKey,
 }
 
 /// What dftrace adds to `datafusion-tracing`'s live operator spans, which
@@ -86,7 +89,13 @@ impl NodeRecord {
             deferred,
             live,
             registered: AtomicBool::new(false),
+            key: dftrace_registry::OperatorKey::unique(),
         }
+    }
+
+    /// The node's operator key.
+    pub(crate) fn key(&self) -> dftrace_registry::OperatorKey {
+        self.key
     }
 
     /// An empty record with the same settings.

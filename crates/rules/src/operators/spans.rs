@@ -13,7 +13,7 @@ use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext, displayable,
 };
 use dftrace_registry::keys;
-use dftrace_registry::{OperatorFigures, OperatorKey, RanOperator, SpanLevel, Spread};
+use dftrace_registry::{OperatorFigures, RanOperator, SpanLevel, Spread};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
@@ -213,7 +213,7 @@ impl Pass<'_> {
         self.next_index += 1;
         let ran = self.ran.len();
         self.ran.push(RanOperator {
-            key: OperatorKey::of(record),
+            key: record.key(),
             index: u64::try_from(position).unwrap_or(0),
             name: inner.name().to_owned(),
             span_id: None,

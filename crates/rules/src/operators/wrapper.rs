@@ -416,7 +416,7 @@ impl OperatorStream {
     ) -> Self {
         OperatorStream {
             inner,
-            key: dftrace_registry::OperatorKey::of(&record),
+            key: record.key(),
             record,
             children,
             started: false,
