@@ -18,30 +18,14 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, Expr, GroupsAccumulator,
     Operator, ReversedUDAF, SetMonotonicity, Signature, StatisticsArgs,
 };
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// An aggregate function whose accumulators' calls are recorded per query.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ObservedAggregate {
     inner: UdfEq<Arc<dyn AggregateUDFImpl>>,
     /// The query's cell, kept while one operator makes its instances.
     recent: RecentCell,
-}
-
-// Equal and hashed as the function it wraps (the cache is not identity).
-impl PartialEq for ObservedAggregate {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner == other.inner
-    }
-}
-
-impl Eq for ObservedAggregate {}
-
-impl Hash for ObservedAggregate {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.inner.hash(state);
-    }
 }
 
 impl ObservedAggregate {
@@ -74,8 +58,10 @@ impl ObservedAggregate {
     fn cell(&self, args: &AccumulatorArgs<'_>) -> Option<Arc<FunctionCell>> {
         // Types only: a value of the data never reaches the figures.
         self.recent
-            .get(self.inner.name(), FunctionKind::Aggregate, || {
-                type_list(args.expr_fields.iter().map(|field| field.data_type()))
+            .get(self.inner.name(), FunctionKind::Aggregate, |cell| {
+                cell.note_argument_types(type_list(
+                    args.expr_fields.iter().map(|field| field.data_type()),
+                ))
             })
     }
 

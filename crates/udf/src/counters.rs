@@ -221,23 +221,24 @@ pub(crate) fn current_cell(name: &str, kind: FunctionKind) -> Option<Arc<Functio
     dftrace_registry::current_query_state::<QueryFunctions>().map(|query| query.cell(name, kind))
 }
 
-/// The cell a function found for the operator that made its last
-/// accumulator or evaluator. DataFusion makes one per group (an aggregate
-/// without a groups accumulator) or per window partition, and finding the
-/// query for each would serialise the partitions on the root span's
-/// extensions; operator keys are never reused, so a match is this query's.
+/// The cell a function found for the operator it last ran in. A scalar
+/// function is called once per batch and DataFusion makes an accumulator
+/// per group (an aggregate without a groups accumulator) or an evaluator
+/// per window partition: finding the query for each would walk the span
+/// tree and serialise the partitions on the root span's extensions.
+/// Operator keys are never reused, so a match is this query's.
 #[derive(Debug, Default)]
 pub(crate) struct RecentCell(Mutex<Option<(OperatorKey, Arc<FunctionCell>)>>);
 
 impl RecentCell {
-    /// The cell of function `name` of `kind` in the current query, with
-    /// the argument types (`types`, only computed on a lookup) noted;
-    /// `None` outside a query.
+    /// The cell of function `name` of `kind` in the current query;
+    /// `on_lookup` runs when the query had to be found (a first call in an
+    /// operator, or a call outside one). `None` outside a query.
     pub(crate) fn get(
         &self,
         name: &str,
         kind: FunctionKind,
-        types: impl FnOnce() -> String,
+        on_lookup: impl FnOnce(&FunctionCell),
     ) -> Option<Arc<FunctionCell>> {
         let operator = dftrace_registry::current_operator();
         let mut recent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -247,12 +248,26 @@ impl RecentCell {
             return Some(Arc::clone(cell));
         }
         let cell = current_cell(name, kind)?;
-        cell.note_argument_types(types());
+        on_lookup(&cell);
         if let Some(operator) = operator {
             *recent = Some((operator, Arc::clone(&cell)));
         }
         Some(cell)
     }
+}
+
+// A cache, not part of the function's identity: the wrappers that hold one
+// are equal and hash as the functions they wrap.
+impl PartialEq for RecentCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RecentCell {}
+
+impl std::hash::Hash for RecentCell {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// The figures recorded for the query whose root span is `query_span`, by

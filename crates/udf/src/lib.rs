@@ -88,23 +88,34 @@ struct Builtins {
 static BUILTIN: LazyLock<Builtins> = LazyLock::new(|| {
     let state = SessionStateBuilder::new().with_default_features().build();
     Builtins {
-        scalar: state
-            .scalar_functions()
-            .iter()
-            .map(|(name, function)| (name.clone(), type_of(function.inner().as_ref())))
-            .collect(),
-        aggregate: state
-            .aggregate_functions()
-            .iter()
-            .map(|(name, function)| (name.clone(), type_of(function.inner().as_ref())))
-            .collect(),
-        window: state
-            .window_functions()
-            .iter()
-            .map(|(name, function)| (name.clone(), type_of(function.inner().as_ref())))
-            .collect(),
+        scalar: implementation_types(state.scalar_functions(), |f| f.inner().as_ref()),
+        aggregate: implementation_types(state.aggregate_functions(), |f| f.inner().as_ref()),
+        window: implementation_types(state.window_functions(), |f| f.inner().as_ref()),
     }
 });
+
+/// Each entry's implementation type, by the name (or alias) it is under.
+fn implementation_types<F>(
+    functions: &HashMap<String, Arc<F>>,
+    implementation: impl Fn(&F) -> &dyn Any,
+) -> HashMap<String, TypeId> {
+    functions
+        .iter()
+        .map(|(name, function)| (name.clone(), type_of(implementation(function))))
+        .collect()
+}
+
+/// Each function of a session's map once: a function is listed under its
+/// name and under each alias.
+fn each_once<'a, F>(
+    functions: &'a HashMap<String, Arc<F>>,
+    name: impl Fn(&F) -> &str + 'a,
+) -> impl Iterator<Item = &'a Arc<F>> + 'a {
+    functions
+        .iter()
+        .filter(move |(key, function)| key.as_str() == name(function))
+        .map(|(_, function)| function)
+}
 
 fn type_of(implementation: &dyn Any) -> TypeId {
     implementation.type_id()
@@ -152,34 +163,24 @@ pub fn observe_functions(
     mut state: SessionState,
     include_builtin: bool,
 ) -> datafusion::error::Result<SessionState> {
-    // A function is listed under its name and each alias: wrap it once.
-    let functions: Vec<_> = state
-        .scalar_functions()
-        .iter()
-        .filter(|(key, function)| *key == function.name())
-        .filter(|(_, function)| include_builtin || !is_builtin(function))
-        .filter(|(_, function)| can_observe(function))
-        .map(|(_, function)| Arc::clone(function))
+    let scalars: Vec<_> = each_once(state.scalar_functions(), ScalarUDF::name)
+        .filter(|function| include_builtin || !is_builtin(function))
+        .filter(|function| can_observe(function))
+        .cloned()
         .collect();
-    for function in functions {
+    for function in scalars {
         state.register_udf(Arc::new(ObservedScalar::wrap(&function)))?;
     }
-    let aggregates: Vec<_> = state
-        .aggregate_functions()
-        .iter()
-        .filter(|(key, function)| *key == function.name())
-        .filter(|(_, function)| include_builtin || !is_builtin_aggregate(function))
-        .map(|(_, function)| Arc::clone(function))
+    let aggregates: Vec<_> = each_once(state.aggregate_functions(), AggregateUDF::name)
+        .filter(|function| include_builtin || !is_builtin_aggregate(function))
+        .cloned()
         .collect();
     for function in aggregates {
         state.register_udaf(Arc::new(ObservedAggregate::wrap(&function)))?;
     }
-    let windows: Vec<_> = state
-        .window_functions()
-        .iter()
-        .filter(|(key, function)| *key == function.name())
-        .filter(|(_, function)| include_builtin || !is_builtin_window(function))
-        .map(|(_, function)| Arc::clone(function))
+    let windows: Vec<_> = each_once(state.window_functions(), WindowUDF::name)
+        .filter(|function| include_builtin || !is_builtin_window(function))
+        .cloned()
         .collect();
     for function in windows {
         state.register_udwf(Arc::new(ObservedWindow::wrap(&function)))?;

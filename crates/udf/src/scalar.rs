@@ -2,7 +2,7 @@
 //! function; `invoke_with_args` is also timed and counted for the query it
 //! runs in.
 
-use crate::counters::{FunctionKind, current_cell, type_list};
+use crate::counters::{FunctionKind, RecentCell, type_list};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{ExprSchema, Result, ScalarValue};
@@ -21,6 +21,8 @@ use std::sync::Arc;
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ObservedScalar {
     inner: UdfEq<Arc<dyn ScalarUDFImpl>>,
+    /// The query's cell, kept while the function runs in one operator.
+    recent: RecentCell,
 }
 
 impl ObservedScalar {
@@ -33,6 +35,7 @@ impl ObservedScalar {
         }
         ScalarUDF::new_from_impl(ObservedScalar {
             inner: Arc::clone(function.inner()).into(),
+            recent: RecentCell::default(),
         })
     }
 
@@ -88,7 +91,10 @@ impl ScalarUDFImpl for ObservedScalar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let Some(cell) = current_cell(self.inner.name(), FunctionKind::Scalar) else {
+        let Some(cell) = self
+            .recent
+            .get(self.inner.name(), FunctionKind::Scalar, |_| {})
+        else {
             return self.inner.invoke_with_args(args);
         };
         // Types only: a value of the data never reaches the figures.

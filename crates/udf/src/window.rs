@@ -17,31 +17,15 @@ use datafusion::logical_expr::{
     WindowUDFImpl,
 };
 use datafusion::physical_plan::PhysicalExpr;
-use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
 /// A window function whose evaluators' calls are recorded per query.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ObservedWindow {
     inner: UdfEq<Arc<dyn WindowUDFImpl>>,
     /// The query's cell, kept while one operator makes its instances.
     recent: RecentCell,
-}
-
-// Equal and hashed as the function it wraps (the cache is not identity).
-impl PartialEq for ObservedWindow {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner == other.inner
-    }
-}
-
-impl Eq for ObservedWindow {}
-
-impl Hash for ObservedWindow {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.inner.hash(state);
-    }
 }
 
 impl ObservedWindow {
@@ -67,8 +51,10 @@ impl ObservedWindow {
     fn cell(&self, args: &PartitionEvaluatorArgs<'_>) -> Option<Arc<FunctionCell>> {
         // Types only: a value of the data never reaches the figures.
         self.recent
-            .get(self.inner.name(), FunctionKind::Window, || {
-                type_list(args.input_fields().iter().map(|field| field.data_type()))
+            .get(self.inner.name(), FunctionKind::Window, |cell| {
+                cell.note_argument_types(type_list(
+                    args.input_fields().iter().map(|field| field.data_type()),
+                ))
             })
     }
 }
