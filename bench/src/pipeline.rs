@@ -74,7 +74,7 @@ impl SpanExporter for DiscardingExporter {
 
 #[derive(Debug)]
 struct CountingProcessor {
-    inner: dftrace_bootstrap::ScrubbingProcessor<BatchSpanProcessor>,
+    inner: BatchSpanProcessor,
     counters: Arc<Counters>,
 }
 
@@ -119,8 +119,7 @@ impl Pipeline {
             .build();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(CountingProcessor {
-                // As dftrace-bootstrap exports: the query's literals masked.
-                inner: dftrace_bootstrap::ScrubbingProcessor::new(processor),
+                inner: processor,
                 counters: Arc::clone(&counters),
             })
             .build();

@@ -167,7 +167,9 @@ impl Session {
                     config = config.set("rules.rule_mode", "disabled");
                 }
                 if variant == Variant::Live {
-                    config = config.set("rules.operator_spans", "live");
+                    config = config
+                        .set("rules.operator_spans", "live")
+                        .set("rules.record_literals", true);
                 }
                 if variant == Variant::MaximalHistory {
                     config = config.set("history.enabled", true);

@@ -13,6 +13,7 @@ pub mod config_doc;
 pub mod moto;
 pub mod rotel;
 pub mod rows;
+pub mod secrets;
 pub mod span_schema;
 pub mod tpch;
 pub mod wait;

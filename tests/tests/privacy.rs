@@ -10,6 +10,11 @@
 //! uninstrumented run, and the previews still show public values. A session
 //! with `rules.record_literals` shows that the search finds what is there.
 //!
+//! The same through `ctx.sql(..).collect()` and the other ways a host runs
+//! statements, with literals of every kind and data values that dynamic
+//! filters hold (`dftrace_tests::secrets`; `host_telemetry.rs` runs them
+//! through a host's own subscriber and provider).
+//!
 //! One test function: the bootstrap installs process-wide telemetry once,
 //! and the file is read after it has shut down.
 
@@ -402,6 +407,20 @@ fn no_value_leaves_the_process_unless_asked() {
         drop(query);
         ended.await;
     });
+    // The host's kinds of literals and the data values dynamic filters
+    // hold, through `ctx.sql(..).collect()` and the other entry points.
+    let secrets_dir = dir.join("secrets");
+    runtime.block_on(async {
+        for (name, config) in &presets {
+            let ctx = dftrace_context(config);
+            dftrace_tests::secrets::register(&ctx, &secrets_dir)
+                .await
+                .unwrap();
+            dftrace_tests::secrets::run(&ctx)
+                .await
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+        }
+    });
     drop(runtime);
     let report = guard.shutdown();
     assert_eq!(report.dropped(), 0, "{report:?}");
@@ -423,6 +442,15 @@ fn no_value_leaves_the_process_unless_asked() {
     assert!(
         bytes.contains(kept),
         "with rules.record_literals the literal is in the trace: the search finds values"
+    );
+    let mut host_leaks = dftrace_tests::secrets::found_in(&text, dftrace_tests::secrets::LITERALS);
+    host_leaks.extend(dftrace_tests::secrets::found_in(
+        &text,
+        dftrace_tests::secrets::DATA,
+    ));
+    assert!(
+        host_leaks.is_empty(),
+        "the host's literals and data values reached the trace file: {host_leaks:?}"
     );
     assert!(
         publics.iter().any(|value| bytes.contains(value.as_str())),

@@ -174,8 +174,9 @@ pub struct ExportConfig {
     /// Resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, as `k=v,k2=v2`).
     /// Default: none.
     pub resource_attributes: BTreeMap<String, String>,
-    /// The `tracing` filter directives when `RUST_LOG` is unset
-    /// (`DFTRACE_EXPORT__FILTER`). Default: `info`.
+    /// The `tracing` filter directives of what is exported
+    /// (`DFTRACE_EXPORT__FILTER`), and of the log layer when `RUST_LOG` is
+    /// unset (`RUST_LOG` sets only the log layer's). Default: `info`.
     pub filter: String,
     /// Human log output on stderr (`DFTRACE_EXPORT__LOG_FORMAT`): `none`,
     /// `compact` or `json`. Default: `none`.

@@ -1,10 +1,11 @@
 //! `dftrace-bootstrap`: one init for `tracing-subscriber` and OpenTelemetry,
 //! every sink, nothing lost at exit.
 //!
-//! [`init`] installs a global `tracing` subscriber — a filter (from
-//! `RUST_LOG`, else `export.filter`; see [`filter_layer`]), an optional log
-//! layer on stderr, a `log` bridge, and the `tracing-opentelemetry` layer
-//! (see [`otel_layer`]) — plus an OpenTelemetry
+//! [`init`] installs a global `tracing` subscriber — the
+//! `tracing-opentelemetry` layer (see [`otel_layer`]) behind the
+//! `export.filter` directives (see [`filter_layer`]), an optional log layer
+//! on stderr behind `RUST_LOG` (else `export.filter`), and a `log` bridge —
+//! plus an OpenTelemetry
 //! tracer and meter provider, all from one [`ExportConfig`] (the `[export]`
 //! section of the dftrace config, with the standard `OTEL_*` variables). It
 //! returns a [`TelemetryGuard`]: shutting it down (or dropping it) flushes
@@ -48,7 +49,6 @@
 mod config;
 mod overrides;
 mod policy;
-mod scrub;
 mod sinks;
 mod tracer;
 mod unsampled;
@@ -59,7 +59,6 @@ pub use config::{
 };
 pub use overrides::{ExportOverrides, Sampler};
 pub use policy::{BootstrapError, ResolvedSink};
-pub use scrub::ScrubbingProcessor;
 pub use unsampled::UnsampledTraceFilter;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -226,7 +225,7 @@ impl Drop for TelemetryGuard {
 pub fn otel_layer<S>(
     tracer: opentelemetry_sdk::trace::Tracer,
     config: &ExportConfig,
-) -> impl Layer<S>
+) -> impl Layer<S> + use<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
@@ -264,6 +263,26 @@ where
         return Ok(targets.boxed());
     }
     Ok(env_filter.boxed())
+}
+
+/// A filter for one layer of a subscriber (`RUST_LOG` syntax), the
+/// stateless `Targets` when the directives allow it (see [`filter_layer`]).
+fn per_layer_filter<S>(
+    directives: &str,
+) -> Result<
+    Box<dyn tracing_subscriber::layer::Filter<S> + Send + Sync>,
+    tracing_subscriber::filter::ParseError,
+>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    let env_filter = EnvFilter::try_new(directives)?;
+    if !directives.contains('[')
+        && let Ok(targets) = directives.parse::<tracing_subscriber::filter::Targets>()
+    {
+        return Ok(Box::new(targets));
+    }
+    Ok(Box::new(env_filter))
 }
 
 /// Telemetry built from an [`ExportConfig`] but not installed yet: the
@@ -412,8 +431,7 @@ pub fn build(config: &ExportConfig) -> Result<Telemetry, BootstrapError> {
             .with_batch_config(batch)
             .build();
             builder = builder.with_span_processor(CountingProcessor {
-                // Literal values are masked before anything is exported.
-                inner: ScrubbingProcessor::new(processor),
+                inner: processor,
                 counters: Arc::clone(&counters),
                 value_limit: config.attribute_value_length_limit,
             });
@@ -426,39 +444,63 @@ pub fn build(config: &ExportConfig) -> Result<Telemetry, BootstrapError> {
         None
     };
 
-    let (origin, directives) = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => ("RUST_LOG", directives),
-        _ => ("export.filter", config.filter.clone()),
-    };
-    let filter = filter_layer(&directives).map_err(|source| BootstrapError::Filter {
-        origin,
-        directives,
-        source,
-    })?;
-    let log_layer = match config.log_format {
-        LogFormat::None => None,
-        LogFormat::Compact => Some(
-            tracing_subscriber::fmt::layer()
-                .compact()
-                .with_writer(std::io::stderr)
-                .boxed(),
-        ),
-        LogFormat::Json => Some(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_writer(std::io::stderr)
-                .boxed(),
-        ),
-    };
-    let otel_layer = tracer_provider
+    // What is exported is dftrace's configuration's to say
+    // (`export.filter`); `RUST_LOG` says what the log layer prints, as it
+    // does for every other program, and never silently drops the spans.
+    let export_directives = config.filter.clone();
+    let tracer = tracer_provider
         .as_ref()
-        .map(|provider| otel_layer(provider.tracer("dftrace"), config));
-    let subscriber = tracing::Dispatch::new(
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(otel_layer)
-            .with(log_layer),
-    );
+        .map(|provider| provider.tracer(dftrace_registry::keys::SCOPE_NAME));
+    let subscriber = match config.log_format {
+        LogFormat::None => {
+            let filter =
+                filter_layer(&export_directives).map_err(|source| BootstrapError::Filter {
+                    origin: "export.filter",
+                    directives: export_directives.clone(),
+                    source,
+                })?;
+            let otel = tracer.map(|tracer| otel_layer(tracer, config));
+            tracing::Dispatch::new(tracing_subscriber::registry().with(filter).with(otel))
+        }
+        LogFormat::Compact | LogFormat::Json => {
+            let export_filter =
+                per_layer_filter(&export_directives).map_err(|source| BootstrapError::Filter {
+                    origin: "export.filter",
+                    directives: export_directives.clone(),
+                    source,
+                })?;
+            let (origin, directives) = match std::env::var("RUST_LOG") {
+                Ok(directives) if !directives.trim().is_empty() => ("RUST_LOG", directives),
+                _ => ("export.filter", export_directives.clone()),
+            };
+            let log_filter =
+                per_layer_filter(&directives).map_err(|source| BootstrapError::Filter {
+                    origin,
+                    directives: directives.clone(),
+                    source,
+                })?;
+            let log_layer = if config.log_format == LogFormat::Json {
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_filter(log_filter)
+                    .boxed()
+            } else {
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_writer(std::io::stderr)
+                    .with_filter(log_filter)
+                    .boxed()
+            };
+            tracing::Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(
+                        tracer.map(|tracer| otel_layer(tracer, config).with_filter(export_filter)),
+                    )
+                    .with(log_layer),
+            )
+        }
+    };
 
     Ok(Telemetry {
         subscriber,

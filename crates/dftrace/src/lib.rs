@@ -129,14 +129,15 @@ pub enum Error {
     Session(#[from] dftrace_registry::RegistryError),
 }
 
-/// dftrace set up for a process: the configuration every session uses and
-/// the installed telemetry. Dropping it (or [`Dftrace::shutdown`]) flushes
-/// every pending span and metric.
+/// dftrace set up for a process: the configuration every session uses and,
+/// when dftrace installed it ([`init`], [`init_with`]), the telemetry.
+/// Dropping it (or [`Dftrace::shutdown`]) flushes every pending span and
+/// metric of that telemetry.
 #[derive(Debug)]
 #[must_use = "dropping it shuts telemetry down"]
 pub struct Dftrace {
     config: DftraceConfig,
-    telemetry: TelemetryGuard,
+    telemetry: Option<TelemetryGuard>,
 }
 
 impl Dftrace {
@@ -145,14 +146,37 @@ impl Dftrace {
         &self.config
     }
 
-    /// The installed telemetry (its sink, trace file, meter provider).
-    pub fn telemetry(&self) -> &TelemetryGuard {
-        &self.telemetry
+    /// The telemetry dftrace installed (its sink, trace file, meter
+    /// provider); `None` for a host that owns its own ([`init_for_host`]).
+    pub fn telemetry(&self) -> Option<&TelemetryGuard> {
+        self.telemetry.as_ref()
     }
 
-    /// Flushes and stops telemetry; reports what was delivered.
+    /// The `tracing` layer a host that owns its subscriber and its
+    /// OpenTelemetry provider adds to its subscriber, in place of its own
+    /// `tracing_opentelemetry::layer()`: it exports the host's spans as
+    /// that layer would, through `tracer` (from the host's provider), and
+    /// dftrace's with them (the operator and rule spans dftrace builds
+    /// itself go through the same tracer). See [`init_for_host`].
+    pub fn layer<S>(
+        &self,
+        tracer: opentelemetry_sdk::trace::Tracer,
+    ) -> impl tracing_subscriber::Layer<S> + use<S>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        let export: ExportConfig = self.config.section().unwrap_or_default();
+        dftrace_bootstrap::otel_layer(tracer, &export)
+    }
+
+    /// Flushes and stops the telemetry dftrace installed and reports what
+    /// was delivered; for a host that owns its telemetry there is nothing
+    /// of dftrace's to flush (its provider flushes dftrace's spans with its
+    /// own), and the report is empty.
     pub fn shutdown(self) -> ShutdownReport {
-        self.telemetry.shutdown()
+        self.telemetry
+            .map(TelemetryGuard::shutdown)
+            .unwrap_or_default()
     }
 }
 
@@ -189,7 +213,62 @@ pub fn config() -> ConfigBuilder {
 pub fn init_with(config: DftraceConfig) -> Result<Dftrace, Error> {
     let export: ExportConfig = config.section()?;
     let telemetry = dftrace_bootstrap::init(&export)?;
-    Ok(Dftrace { config, telemetry })
+    Ok(Dftrace {
+        config,
+        telemetry: Some(telemetry),
+    })
+}
+
+/// dftrace for a host that owns its `tracing` subscriber and its
+/// OpenTelemetry provider: nothing is installed. The host adds
+/// [`Dftrace::layer`] to its subscriber (in place of its own
+/// `tracing_opentelemetry::layer()`), keeps its log layer, its request
+/// spans and its sampler, and builds its sessions with
+/// [`SessionStateBuilderExt::build_with_dftrace`]:
+///
+/// ```
+/// use datafusion::execution::SessionStateBuilder;
+/// use datafusion::prelude::SessionContext;
+/// use dftrace::SessionStateBuilderExt;
+/// use opentelemetry::trace::TracerProvider as _;
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The host's own provider, exporter and sampler.
+/// let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+/// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+///     .with_simple_exporter(exporter.clone())
+///     .build();
+///
+/// let dftrace = dftrace::init_for_host(dftrace::config().build()?)?;
+/// let subscriber = tracing_subscriber::registry()
+///     .with(tracing_subscriber::fmt::layer()) // the host's logs, as before
+///     .with(dftrace.layer(provider.tracer("orders-service")));
+/// let _default = tracing::subscriber::set_default(subscriber); // or `.init()`
+///
+/// let state = SessionStateBuilder::new().with_default_features().build_with_dftrace(&dftrace)?;
+/// let ctx = SessionContext::new_with_state(state);
+/// ctx.sql("SELECT 1 AS one").await?.collect().await?;
+/// provider.force_flush()?;
+/// let spans = exporter.get_finished_spans()?;
+/// assert!(spans.iter().any(|span| span.name == "dftrace.query"));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Metrics go through the global meter provider
+/// (`opentelemetry::global::set_meter_provider`), the host's to set. The
+/// subscriber's filter must let dftrace's targets through (`dftrace=info`
+/// or finer): building a session under a subscriber that drops them is an
+/// error that says so.
+pub fn init_for_host(config: DftraceConfig) -> Result<Dftrace, Error> {
+    // The export section is read once here, so a bad value fails now.
+    let _: ExportConfig = config.section()?;
+    Ok(Dftrace {
+        config,
+        telemetry: None,
+    })
 }
 
 /// The one call on a host's `SessionStateBuilder`.

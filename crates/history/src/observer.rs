@@ -3,7 +3,6 @@
 use crate::kept::{KeptQuery, QueryHistory};
 use crate::tables::HISTORY_MARKER;
 use datafusion::physical_plan::ExecutionPlan;
-use dftrace_registry::literals::{self, Treatment};
 use dftrace_registry::{OperatorFigures, QueryEnd, QueryObserver};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
@@ -81,12 +80,16 @@ impl QueryObserver for HistoryObserver {
             return;
         }
         let trace = end.span.context().span().span_context().trace_id();
-        let trace_key = u128::from_be_bytes(trace.to_bytes());
-        let mut operators = end.operators.to_vec();
-        mask_descriptions(trace_key, &mut operators);
+        // Their descriptions were masked when they were taken, as the
+        // spans' `datafusion.node` is.
+        let operators = end.operators.to_vec();
         if self.operator_metrics {
             self.instruments
-                .get_or_init(|| OperatorInstruments::new(&opentelemetry::global::meter("dftrace")))
+                .get_or_init(|| {
+                    OperatorInstruments::new(&opentelemetry::global::meter(
+                        dftrace_registry::keys::SCOPE_NAME,
+                    ))
+                })
                 .record(&operators);
         }
         let sum = |name: &str| -> Option<i64> {
@@ -146,30 +149,6 @@ fn reads_history(plan: &dyn ExecutionPlan) -> bool {
             .any(|child| reads_history(child.as_ref()))
 }
 
-/// Masks the query's literals in the operators' descriptions, as the export
-/// pipeline masks them in `datafusion.node`; kept as they are with
-/// `rules.record_literals`. For a query whose literals dftrace does not
-/// know (no OpenTelemetry layer, so no trace to know them by) the
-/// descriptions are left empty: plan text shows literals bare
-/// (`c_mktsegment@6 = BUILDING`).
-fn mask_descriptions(trace_key: u128, operators: &mut [OperatorFigures]) {
-    let values = match literals::treatment(trace_key) {
-        Treatment::Keep => return,
-        Treatment::Mask => literals::values(trace_key),
-        Treatment::Unknown => {
-            for operator in operators {
-                operator.description.clear();
-            }
-            return;
-        }
-    };
-    for operator in operators {
-        if let Some(masked) = literals::mask_text(&operator.description, &values) {
-            operator.description = masked;
-        }
-    }
-}
-
 /// The kind of an error: DataFusion's prefix (`Execution error`, `Arrow
 /// error`, `Error during planning`), never the message, which can quote
 /// values of the data.
@@ -191,30 +170,6 @@ fn error_kind(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::error_kind;
-
-    #[test]
-    fn descriptions_of_a_query_whose_literals_are_unknown_are_left_empty() {
-        let mut operators = vec![dftrace_registry::OperatorFigures {
-            id: 0,
-            parent: None,
-            name: "FilterExec".to_owned(),
-            description: "FilterExec: c_mktsegment@6 = BUILDING".to_owned(),
-            start_unix_ns: 0,
-            end_unix_ns: 0,
-            partitions: 1,
-            self_time_ns: None,
-            output_rows: None,
-            estimated_rows: None,
-            rows_spread: None,
-            self_time_spread: None,
-            spilled_bytes: None,
-            metrics: Vec::new(),
-            failed: false,
-        }];
-        // A trace dftrace never watched.
-        super::mask_descriptions(0x5eed, &mut operators);
-        assert_eq!(operators[0].description, "");
-    }
 
     #[test]
     fn error_kind_is_the_prefix_and_never_the_message() {

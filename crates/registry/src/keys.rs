@@ -85,3 +85,35 @@ pub const QUERY_ROWS: &str = "dftrace.rows";
 /// On a root query span: dftrace opened it, for a host that ran a query
 /// without `run_sql` or `QuerySpan`.
 pub const QUERY_AUTO: &str = "dftrace.query.auto";
+
+/// The name of the analyzer's phase span.
+pub const ANALYZE_PHASE: &str = "analyze_logical_plan";
+/// The name of a logical optimizer pass's phase span.
+pub const OPTIMIZE_PHASE: &str = "optimize_logical_plan";
+/// The name of the physical planning span (around the query planner).
+pub const CREATE_PHYSICAL_PLAN: &str = "create_physical_plan";
+/// The name of the physical optimizer's phase span.
+pub const OPTIMIZE_PHYSICAL_PHASE: &str = "optimize_physical_plan";
+/// On a planner phase: the rules that changed the plan, comma-separated.
+pub const EFFECTIVE_RULES: &str = "datafusion.effective_rules";
+/// On a logical optimizer phase: its pass, from 1.
+pub const OPTIMIZER_PASS: &str = "datafusion.optimizer.pass";
+/// On a logical optimizer phase: the session's `datafusion.optimizer.max_passes`.
+pub const OPTIMIZER_MAX_PASSES: &str = "datafusion.optimizer.max_passes";
+/// On a planner phase: the rules it ran.
+pub const PLANNER_RULES: &str = "dftrace.planner.rules";
+/// On a planner phase: the time its rules took, in nanoseconds.
+pub const PLANNER_RULE_TIME_NS: &str = "dftrace.planner.rule_time_ns";
+/// On a planner rule span: whether the rule changed the plan.
+pub const PLANNER_CHANGED: &str = "dftrace.planner.changed";
+/// On `create_physical_plan`: the optimized logical plan, masked.
+pub const LOGICAL_PLAN: &str = "logical_plan";
+/// On `create_physical_plan`: the physical plan, masked.
+pub const PHYSICAL_PLAN: &str = "physical_plan";
+/// The field `tracing-opentelemetry` reads a span's status code from.
+pub const STATUS_CODE: &str = "otel.status_code";
+/// The field `tracing-opentelemetry` reads a span's status message from.
+pub const STATUS_DESCRIPTION: &str = "otel.status_description";
+/// The instrumentation scope (and meter) name of everything dftrace
+/// records through OpenTelemetry directly.
+pub const SCOPE_NAME: &str = "dftrace";

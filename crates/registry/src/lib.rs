@@ -91,7 +91,7 @@ pub use operator_scope::{OperatorKey, OperatorScope, current_operator, enter_ope
 pub use plugin::{Plugin, Stage, linked_plugins};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
-pub use query_state::{current_query_state, query_state};
+pub use query_state::{current_query_state, query_state, set_query_state};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};

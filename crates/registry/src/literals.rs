@@ -1,124 +1,94 @@
-//! The literal values of the queries in flight, by trace, so that the export
-//! pipeline can mask them wherever plan text, error messages or events show
-//! them.
+//! The literal values of a query and the masking of plan text, error
+//! messages and previews that keeps them from leaving the process.
 //!
-//! `dftrace-rules` marks a query's trace when its root span starts and adds
-//! the values as it learns them (from the SQL text, and from the logical
-//! and physical plans: after coercion and constant folding, the values as
-//! the plans display them). `dftrace-bootstrap`'s scrubbing span processor
-//! holds the trace's spans until its root span ends, then masks every value
-//! in them. A trace id is 16 bytes, here as a `u128`.
+//! `dftrace-rules` gives each query a [`QueryLiterals`] when its root span
+//! starts (kept in the root span's extensions, see
+//! [`query_state`](crate::query_state)) and adds the values as it learns
+//! them: from the SQL text, and from the logical and physical plans (after
+//! coercion and constant folding: the values as the plans display them).
+//! Every text dftrace records — operator descriptions, plan diffs, planner
+//! plans, error messages, previews — goes through [`QueryLiterals::mask`]
+//! or [`QueryLiterals::mask_error`] before it reaches a span, so the values
+//! never reach any subscriber or exporter, whoever installed them.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// At most this many traces are tracked; past it the oldest is forgotten
-/// (its spans are then masked only by the literal syntax of plan text).
-const MAX_TRACES: usize = 4096;
-
+/// The literal values of one query, as its plans show them, and whether its
+/// host keeps them (`rules.record_literals`).
 #[derive(Debug, Default)]
-struct Registry {
-    /// The values of each watched trace (`None`: the host keeps them).
-    values: HashMap<u128, Option<Vec<String>>>,
-    order: VecDeque<u128>,
+pub struct QueryLiterals {
+    keep: bool,
+    /// Longest first and without repeats, so a value inside another is
+    /// masked after it; shared with the maskings in progress.
+    values: Mutex<Arc<Vec<String>>>,
 }
 
-/// What the export pipeline does with a trace's spans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Treatment {
-    /// A query whose literals are masked: its spans wait for its root.
-    Mask,
-    /// A query whose host keeps its literals (`rules.record_literals`).
-    Keep,
-    /// Not a query dftrace knows: literal syntax is masked.
-    Unknown,
-}
+impl QueryLiterals {
+    /// An empty set; with `keep`, texts are left as they are.
+    pub fn new(keep: bool) -> Self {
+        QueryLiterals {
+            keep,
+            values: Mutex::new(Arc::new(Vec::new())),
+        }
+    }
 
-static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+    /// Whether the host keeps the query's literals (nothing is masked).
+    pub fn keeps(&self) -> bool {
+        self.keep
+    }
 
-fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
-    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    f(registry.get_or_insert_with(Registry::default))
-}
-
-/// Marks `trace`: its spans wait for its root span, then lose its literals.
-pub fn watch(trace: u128) {
-    insert(trace, Some(Vec::new()));
-}
-
-/// Marks `trace` as one whose literals its host keeps.
-pub fn keep(trace: u128) {
-    insert(trace, None);
-}
-
-fn insert(trace: u128, entry: Option<Vec<String>>) {
-    with(|registry| {
-        if registry.values.contains_key(&trace) {
+    /// Adds values (as plan text shows them); a kept set ignores them.
+    pub fn add(&self, values: impl IntoIterator<Item = String>) {
+        if self.keep {
             return;
         }
-        // `order` may still name traces already forgotten: skip those.
-        while registry.values.len() >= MAX_TRACES {
-            match registry.order.pop_front() {
-                Some(oldest) => {
-                    registry.values.remove(&oldest);
-                }
-                None => break,
-            }
+        let mut added: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
+        if added.is_empty() {
+            return;
         }
-        if registry.order.len() > 2 * MAX_TRACES {
-            let Registry { values, order } = registry;
-            order.retain(|known| values.contains_key(known));
+        let mut current = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        added.retain(|value| !current.contains(value));
+        if added.is_empty() {
+            return;
         }
-        registry.values.insert(trace, entry);
-        registry.order.push_back(trace);
-    });
-}
+        let mut next = Vec::with_capacity(current.len() + added.len());
+        next.extend(current.iter().cloned());
+        next.extend(added);
+        next.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        next.dedup();
+        *current = Arc::new(next);
+    }
 
-/// Adds literal values (as plan text shows them) to a watched trace; for a
-/// trace nobody watches, does nothing.
-pub fn add(trace: u128, values: impl IntoIterator<Item = String>) {
-    with(|registry| {
-        if let Some(Some(known)) = registry.values.get_mut(&trace) {
-            known.extend(values.into_iter().filter(|value| !value.is_empty()));
+    /// The values known so far, longest first.
+    pub fn values(&self) -> Arc<Vec<String>> {
+        Arc::clone(&self.values.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// `text` with the known values and DataFusion's literal syntax masked
+    /// ([`mask_text`]); `None` when nothing changed or the host keeps its
+    /// literals.
+    pub fn mask(&self, text: &str) -> Option<String> {
+        if self.keep {
+            return None;
         }
-    });
-}
+        mask_text(text, &self.values())
+    }
 
-/// Whether `trace`'s literals are masked (it is watched).
-pub fn is_watched(trace: u128) -> bool {
-    treatment(trace) == Treatment::Mask
-}
+    /// [`QueryLiterals::mask`], owned: `text` itself when nothing changed.
+    pub fn masked(&self, text: String) -> String {
+        self.mask(&text).unwrap_or(text)
+    }
 
-/// What to do with `trace`'s spans.
-pub fn treatment(trace: u128) -> Treatment {
-    with(|registry| match registry.values.get(&trace) {
-        Some(Some(_)) => Treatment::Mask,
-        Some(None) => Treatment::Keep,
-        None => Treatment::Unknown,
-    })
-}
-
-/// The values known for `trace` so far, longest first and without repeats
-/// (so a value inside another is masked after it).
-pub fn values(trace: u128) -> Vec<String> {
-    let mut values = with(|registry| {
-        registry
-            .values
-            .get(&trace)
-            .cloned()
-            .flatten()
-            .unwrap_or_default()
-    });
-    values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-    values.dedup();
-    values
-}
-
-/// Stops watching `trace` (its root span has ended and its spans are out).
-pub fn forget(trace: u128) {
-    with(|registry| {
-        registry.values.remove(&trace);
-    });
+    /// An error message with what its quotes hold masked too
+    /// ([`mask_quoted`]): error messages quote the values they are about,
+    /// values of the data among them.
+    pub fn mask_error(&self, message: String) -> String {
+        if self.keep {
+            return message;
+        }
+        let message = mask_quoted(&message).unwrap_or(message);
+        self.masked(message)
+    }
 }
 
 /// `text` with `values` masked ([`mask_values`]), then DataFusion's literal
@@ -386,28 +356,27 @@ mod tests {
     }
 
     #[test]
-    fn values_are_kept_per_watched_trace_until_forgotten() {
-        add(1, ["ignored".to_owned()]);
-        assert!(!is_watched(1));
-        watch(2);
-        add(
-            2,
-            [
-                "abc".to_owned(),
-                "abcdef".to_owned(),
-                String::new(),
-                "abc".to_owned(),
-            ],
+    fn a_query_set_masks_what_it_knows_unless_kept() {
+        let literals = QueryLiterals::new(false);
+        literals.add([
+            "abc".to_owned(),
+            "abcdef".to_owned(),
+            String::new(),
+            "abc".to_owned(),
+        ]);
+        assert_eq!(*literals.values(), ["abcdef", "abc"]);
+        assert_eq!(
+            literals.mask("Filter: a = abcdef OR b = abc").as_deref(),
+            Some("Filter: a = ? OR b = ?")
         );
-        assert_eq!(values(2), ["abcdef", "abc"]);
-        forget(2);
-        assert!(!is_watched(2));
-        assert!(values(2).is_empty());
-        keep(3);
-        assert_eq!(treatment(3), Treatment::Keep);
-        add(3, ["kept".to_owned()]);
-        assert!(values(3).is_empty());
-        forget(3);
-        assert_eq!(treatment(3), Treatment::Unknown);
+        assert_eq!(
+            literals.mask_error("Cannot cast 'zz' near abc".to_owned()),
+            "Cannot cast '?' near ?"
+        );
+        let kept = QueryLiterals::new(true);
+        kept.add(["abc".to_owned()]);
+        assert!(kept.values().is_empty());
+        assert_eq!(kept.mask("a = abc"), None);
+        assert_eq!(kept.mask_error("'abc'".to_owned()), "'abc'");
     }
 }

@@ -38,3 +38,18 @@ pub fn query_state<T: Send + Sync + 'static>(query_span: &tracing::Span) -> Opti
         })
         .flatten()
 }
+
+/// Puts `state` in the extensions of the query whose root span is
+/// `query_span` (replacing a state of the same type), where
+/// [`current_query_state`] and [`query_state`] find it. Does nothing
+/// without a `tracing-subscriber` registry.
+pub fn set_query_state<T: Send + Sync + 'static>(query_span: &tracing::Span, state: Arc<T>) {
+    query_span.with_subscriber(|(id, dispatch)| {
+        if let Some(span) = dispatch
+            .downcast_ref::<Registry>()
+            .and_then(|registry| registry.span(id))
+        {
+            span.extensions_mut().replace(state);
+        }
+    });
+}

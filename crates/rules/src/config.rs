@@ -4,18 +4,22 @@ use dftrace_registry::{Preset, Section, SpanLevel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// How much of the planner is traced, with the meaning `datafusion-tracing`
-/// gives each mode.
+/// How much of the planner is traced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuleMode {
-    /// No planner spans.
+    /// No planner spans (the statement's root still opens before the
+    /// analyzer).
     Disabled,
-    /// One span per phase: `analyze_logical_plan`, `optimize_logical_plan`,
-    /// `optimize_physical_plan` (and `create_physical_plan`).
+    /// One span per phase: `analyze_logical_plan`, `optimize_logical_plan`
+    /// (one per pass), `create_physical_plan`, `optimize_physical_plan`.
     PhaseOnly,
+    /// Phase spans (with the rules run and their time) plus one span per
+    /// rule application that changed the plan, with its diff
+    /// (`rules.plan_diff`).
+    Changed,
     /// Phase spans plus one span per analyzer, optimizer and physical
-    /// optimizer rule.
+    /// optimizer rule application, changed or not.
     Full,
 }
 
@@ -156,6 +160,9 @@ impl RulesConfig {
             return Err(crate::RulesError::LiveSpansAlways {
                 when: self.operator_spans_when,
             });
+        }
+        if self.operator_spans == OperatorSpans::Live && !self.record_literals {
+            return Err(crate::RulesError::LiveSpansRecordLiterals);
         }
         Ok(())
     }

@@ -28,6 +28,30 @@ pub enum RulesError {
         when: crate::OperatorSpansWhen,
     },
 
+    /// Live operator spans are `datafusion-tracing`'s: it records each
+    /// operator's description, literal values and all, before dftrace can
+    /// mask it.
+    #[error(
+        "rules.operator_spans is `live`, whose operator spans (datafusion-tracing's) record \
+         each operator's description with the query's literal values, which dftrace cannot \
+         mask before they reach the subscriber; set rules.record_literals = true to accept \
+         that, or rules.operator_spans = \"deferred\" (the default, masked)"
+    )]
+    LiveSpansRecordLiterals,
+
+    /// The installed `tracing` subscriber's filter drops dftrace's spans.
+    #[error(
+        "the installed tracing subscriber drops dftrace's spans (target `dftrace::query` at \
+         {level:?}), so no query would be traced: add `dftrace=trace` to its filter (e.g. \
+         RUST_LOG=\"my_service=info,dftrace=trace\"), or put the filter on your log layer \
+         only (`fmt::layer().with_filter(EnvFilter::from_default_env())`); see \
+         docs/troubleshooting.md, \"No spans appear\""
+    )]
+    SpansFilteredOut {
+        /// The level of dftrace's spans (`rules.span_level`).
+        level: dftrace_registry::SpanLevel,
+    },
+
     /// A `traceparent` string that is not a valid W3C trace context.
     #[error(
         "invalid traceparent `{value}`: {reason}; expected the W3C form \

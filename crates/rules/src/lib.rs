@@ -4,10 +4,17 @@
 //! - [`exec_rule`]: the `datafusion-tracing` `Instrument` rule, built from a
 //!   [`RulesConfig`]: span level, metrics, previews (never raw by accident)
 //!   and host custom fields on every operator span.
-//! - [`instrument_planner`]: phase and rule spans with optional plan diffs.
+//! - [`instrument_planner`]: one root query span (`dftrace.query`) per
+//!   statement, whatever API runs it, opened before the analyzer; phase
+//!   and rule spans with optional plan diffs.
 //! - [`run_sql`] / [`run_dataframe`] / [`QuerySpan`]: the root query span
-//!   (`dftrace.query`) with a run id, a literal-free SQL fingerprint, host
-//!   attributes, the outcome, and an optional W3C `traceparent` parent.
+//!   with a run id, a literal-free SQL fingerprint, host attributes, the
+//!   outcome, and an optional W3C `traceparent` parent.
+//!
+//! No literal value of a query and no value of its data reaches a span
+//! unless the host asks (`rules.record_literals`, previews of allowed
+//! columns): every text dftrace records is masked before it is recorded,
+//! so this holds whatever subscriber and exporter the host runs.
 //!
 //! With the default `registry` feature the crate registers the `rules` plugin,
 //! so a host that applies dftrace through `dftrace-registry` gets all of it:
@@ -46,6 +53,7 @@ mod config;
 mod ended;
 mod error;
 mod exec;
+mod filter;
 mod literals;
 mod live;
 mod operators;
@@ -66,34 +74,6 @@ pub use query::{
     sql_fingerprint,
 };
 pub use trace_context::{TRACEPARENT, TRACESTATE, parse_trace_context};
-
-/// `state` with a root query span for every statement whatever API the host
-/// runs it through: its query planner and table factories open one when no
-/// root encloses them (a host that runs `ctx.sql(..).collect()` instead of
-/// [`run_sql`]). The rules plugin applies it last, around the planner
-/// instrumentation, so physical planning runs under the root.
-pub fn with_query_roots(
-    state: datafusion::execution::session_state::SessionState,
-) -> datafusion::execution::session_state::SessionState {
-    let planner = std::sync::Arc::new(operators::QueryRootPlanner::new(std::sync::Arc::clone(
-        state.query_planner(),
-    )));
-    let factories = state
-        .table_factories()
-        .iter()
-        .map(|(name, factory)| {
-            let traced: std::sync::Arc<dyn datafusion::catalog::TableProviderFactory> =
-                std::sync::Arc::new(operators::TracedTableFactory::new(std::sync::Arc::clone(
-                    factory,
-                )));
-            (name.clone(), traced)
-        })
-        .collect();
-    datafusion::execution::SessionStateBuilder::new_from_existing(state)
-        .with_query_planner(planner)
-        .with_table_factories(factories)
-        .build()
-}
 
 #[cfg(feature = "registry")]
 mod plugin {
@@ -127,8 +107,8 @@ mod plugin {
         context: &mut PluginContext<'_>,
     ) -> datafusion::error::Result<SessionState> {
         let config: RulesConfig = context.section()?;
-        let state = instrument_planner(state, &config);
-        Ok(crate::with_query_roots(state))
+        crate::filter::check_spans_pass(config.span_level)?;
+        Ok(instrument_planner(state, &config))
     }
 
     dftrace_registry::inventory::submit! {

@@ -1,26 +1,23 @@
-//! A query's literal values, collected for `dftrace_registry::literals` so
-//! the export pipeline can mask them: from the SQL text, and from the
-//! logical and physical plans (after coercion and constant folding: the
-//! values as the plans display them).
+//! A query's literal values, collected from its plans into the query's
+//! [`QueryLiterals`] so that every text dftrace records about the query is
+//! masked before it reaches a span: from the logical and physical plans
+//! (after coercion and constant folding: the values as the plans display
+//! them). The SQL text's own literals are added when its root starts.
 
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
-use dftrace_registry::literals;
-use opentelemetry::trace::TraceContextExt;
+use dftrace_registry::literals::QueryLiterals;
 use std::sync::Arc;
-use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The watched trace of `span`, if any (a sampled query whose literals are
-/// not recorded).
-pub(crate) fn watched_trace(span: &Span) -> Option<u128> {
-    let context = span.context();
-    let trace = context.span().span_context().trace_id();
-    let key = u128::from_be_bytes(trace.to_bytes());
-    literals::is_watched(key).then_some(key)
+/// The literal set of the query enclosing the current span: the root's
+/// own, or (outside any root, which only a host driving the rules without
+/// the planner instrumentation gets) an empty one that still masks
+/// DataFusion's literal syntax.
+pub(crate) fn current() -> Arc<QueryLiterals> {
+    dftrace_registry::current_query_state::<QueryLiterals>().unwrap_or_default()
 }
 
 /// The ways plan text shows `value`: its display (`40`, `abc`,
@@ -53,8 +50,11 @@ fn shown(value: &ScalarValue, out: &mut Vec<String>) {
     }
 }
 
-/// Adds the literals of a logical plan (and its subqueries) to `trace`.
-pub(crate) fn add_logical(trace: u128, plan: &LogicalPlan) {
+/// Adds the literals of a logical plan (and its subqueries) to `literals`.
+pub(crate) fn add_logical(literals: &QueryLiterals, plan: &LogicalPlan) {
+    if literals.keeps() {
+        return;
+    }
     let mut values = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|expr| {
@@ -67,24 +67,41 @@ pub(crate) fn add_logical(trace: u128, plan: &LogicalPlan) {
         })?;
         Ok(TreeNodeRecursion::Continue)
     });
-    literals::add(trace, values);
+    literals.add(values);
 }
 
-/// Adds the literals of a physical plan's expressions to `trace`.
-pub(crate) fn add_physical(trace: u128, plan: &Arc<dyn ExecutionPlan>) {
+/// Adds the literals of a physical plan's expressions to `literals`.
+pub(crate) fn add_physical(literals: &QueryLiterals, plan: &Arc<dyn ExecutionPlan>) {
+    if literals.keeps() {
+        return;
+    }
     let mut values = Vec::new();
     let _ = plan.apply(|node| {
-        node.apply_expressions(&mut |expr: &Arc<dyn PhysicalExpr>| {
-            expr.apply(|e| {
-                if let Some(literal) = e.downcast_ref::<Literal>() {
-                    shown(literal.value(), &mut values);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })?;
+        add_node_values(node.as_ref(), &mut values);
         Ok(TreeNodeRecursion::Continue)
     });
-    literals::add(trace, values);
+    literals.add(values);
+}
+
+/// Adds the literals of one physical node's expressions to `literals`.
+pub(crate) fn add_node(literals: &QueryLiterals, node: &dyn ExecutionPlan) {
+    if literals.keeps() {
+        return;
+    }
+    let mut values = Vec::new();
+    add_node_values(node, &mut values);
+    literals.add(values);
+}
+
+fn add_node_values(node: &dyn ExecutionPlan, values: &mut Vec<String>) {
+    let _ = node.apply_expressions(&mut |expr: &Arc<dyn PhysicalExpr>| {
+        expr.apply(|e| {
+            if let Some(literal) = e.downcast_ref::<Literal>() {
+                shown(literal.value(), values);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    });
 }
 
 /// `message` with the values it quotes masked, unless literals are kept.
@@ -92,5 +109,5 @@ pub(crate) fn error_text(message: String, record_literals: bool) -> String {
     if record_literals {
         return message;
     }
-    literals::mask_quoted(&message).unwrap_or(message)
+    dftrace_registry::literals::mask_quoted(&message).unwrap_or(message)
 }

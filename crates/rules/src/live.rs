@@ -78,10 +78,8 @@ impl PhysicalOptimizerRule for LiveRule {
         if trace_known_unsampled(&current) {
             return Ok(plan);
         }
-        if let Some(trace) = crate::literals::watched_trace(&current) {
-            crate::literals::add_physical(trace, &plan);
-        }
-        let recorded = wrap_operators(plan, 0, None, Some(&self.fields))?;
+        let unused = dftrace_registry::literals::QueryLiterals::default();
+        let recorded = wrap_operators(plan, 0, None, Some(&self.fields), &unused)?;
         self.inner.optimize(recorded, config)
     }
 

@@ -13,8 +13,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-use dftrace_registry::{DftraceSession, QueryEnd, QueryObserver, SpanLevel, keys};
-use opentelemetry::trace::{TraceContextExt, TraceId};
+use dftrace_registry::literals::QueryLiterals;
+use dftrace_registry::{DftraceSession, QueryEnd, QueryObserver, Services, SpanLevel, keys};
+use opentelemetry::trace::TraceContextExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, Span};
@@ -105,8 +106,8 @@ pub struct QuerySpan {
     ended: QueryEnded,
     /// The operators that run under the span report here.
     collector: Arc<Collector>,
-    /// `rules.record_literals`: error messages keep the values they quote.
-    record_literals: bool,
+    /// The query's literal values: texts about it are masked with them.
+    literals: Arc<QueryLiterals>,
     /// Decided once, when the span starts.
     unsampled: bool,
     run_id: String,
@@ -129,13 +130,19 @@ impl QuerySpan {
         sql: Option<&str>,
         options: &QueryOptions,
     ) -> std::result::Result<Self, RulesError> {
-        let services = session
-            .get_extension::<DftraceSession>()
-            .map(|s| s.services())
-            .unwrap_or_default();
-        let config = services
-            .get::<RulesConfig>()
-            .unwrap_or_else(|| Arc::new(rules_config(session)));
+        let (config, services) = session_settings(session);
+        QuerySpan::start_with(&config, &services, sql, options, None)
+    }
+
+    /// Starts a root with settings already resolved; `literals`, when
+    /// given, is the set the query's texts were masked with so far.
+    pub(crate) fn start_with(
+        config: &RulesConfig,
+        services: &Services,
+        sql: Option<&str>,
+        options: &QueryOptions,
+        literals: Option<Arc<QueryLiterals>>,
+    ) -> std::result::Result<Self, RulesError> {
         let parent = options
             .traceparent
             .as_deref()
@@ -143,6 +150,9 @@ impl QuerySpan {
             .transpose()?;
 
         let span = new_query_span(config.span_level);
+        if span.is_disabled() {
+            crate::filter::note_root_disabled(config.span_level);
+        }
         if let Some(parent) = parent {
             // Fails only when no OpenTelemetry layer is installed or the span
             // is disabled; then there is no trace to join.
@@ -174,23 +184,19 @@ impl QuerySpan {
         let unsampled = trace_known_unsampled(&span);
         if unsampled {
             span.record(dftrace_registry::UNSAMPLED_FIELD, true);
-        } else {
-            // The export pipeline holds this trace's spans until the root
-            // ends and masks every literal value of the query in them (or,
-            // with `rules.record_literals`, lets them through as they are).
-            let trace = span.context().span().span_context().trace_id();
-            if trace != TraceId::INVALID {
-                let key = u128::from_be_bytes(trace.to_bytes());
-                if config.record_literals {
-                    dftrace_registry::literals::keep(key);
-                } else {
-                    dftrace_registry::literals::watch(key);
-                    if let Some(shape) = &shape {
-                        dftrace_registry::literals::add(key, shape.literals.iter().cloned());
-                    }
-                }
-            }
         }
+        // Every text recorded about the query is masked with its literal
+        // values (or, with `rules.record_literals`, left as it is) before it
+        // reaches a span: the set lives in the root's extensions, where the
+        // planner, the operators and the plugins find it.
+        let literals =
+            literals.unwrap_or_else(|| Arc::new(QueryLiterals::new(config.record_literals)));
+        if let Some(shape) = &shape
+            && !unsampled
+        {
+            literals.add(shape.literals.iter().cloned());
+        }
+        dftrace_registry::set_query_state(&span, Arc::clone(&literals));
         let observers = services.query_observers();
         let ended = QueryEnded::watch(&span);
         let collector = Arc::new(Collector::default());
@@ -199,7 +205,7 @@ impl QuerySpan {
             span,
             ended,
             collector,
-            record_literals: config.record_literals,
+            literals,
             unsampled,
             run_id,
             fingerprint: shape.map(|shape| shape.fingerprint.clone()),
@@ -213,10 +219,33 @@ impl QuerySpan {
     /// A root dftrace opens itself for a statement a host ran without
     /// `run_sql` or `QuerySpan` (marked `dftrace.query.auto`; no SQL text is
     /// known, so no fingerprint).
-    pub(crate) fn start_auto(session: &SessionConfig) -> Result<Self> {
-        let query = QuerySpan::start(session, None, &QueryOptions::new())?;
+    pub(crate) fn start_auto(
+        session: &SessionConfig,
+        literals: Option<Arc<QueryLiterals>>,
+    ) -> Result<Self> {
+        let (config, services) = session_settings(session);
+        QuerySpan::start_auto_with(&config, &services, literals)
+    }
+
+    /// [`QuerySpan::start_auto`] with settings already resolved.
+    pub(crate) fn start_auto_with(
+        config: &RulesConfig,
+        services: &Services,
+        literals: Option<Arc<QueryLiterals>>,
+    ) -> Result<Self> {
+        let query = QuerySpan::start_with(config, services, None, &QueryOptions::new(), literals)?;
         query.span.record(dftrace_registry::keys::QUERY_AUTO, true);
         Ok(query)
+    }
+
+    /// The query's literal values, which every text about it is masked with.
+    pub(crate) fn literals(&self) -> &Arc<QueryLiterals> {
+        &self.literals
+    }
+
+    /// Whether the query's trace is known not to be sampled.
+    pub(crate) fn unsampled(&self) -> bool {
+        self.unsampled
     }
 
     /// The span; run the query's planning and execution inside it.
@@ -263,17 +292,16 @@ impl QuerySpan {
     pub fn record_success(&self, rows: usize, plan: Option<&Arc<dyn ExecutionPlan>>) {
         self.span
             .record(keys::QUERY_ROWS, i64::try_from(rows).unwrap_or(i64::MAX));
-        self.span.record("otel.status_code", "OK");
+        self.span.record(keys::STATUS_CODE, "OK");
         self.notify(plan, Some(rows), None);
     }
 
     /// Records a failed outcome with its message, builds the operator spans
     /// (deferred mode), and tells the observers.
     pub fn record_error(&self, error: &dyn std::fmt::Display) {
-        let message = crate::literals::error_text(error.to_string(), self.record_literals);
-        self.span.record("otel.status_code", "ERROR");
-        self.span
-            .record("otel.status_description", message.as_str());
+        let message = self.literals.mask_error(error.to_string());
+        self.span.record(keys::STATUS_CODE, "ERROR");
+        self.span.record(keys::STATUS_DESCRIPTION, message.as_str());
         self.notify(None, None, Some(message));
     }
 
@@ -301,6 +329,7 @@ impl QuerySpan {
                 executed,
                 outcome,
                 collect,
+                &self.literals,
             );
         }
         if self.observers.is_empty() {
@@ -387,14 +416,7 @@ pub async fn run_sql(
     options: &QueryOptions,
 ) -> Result<TracedQuery> {
     let query = QuerySpan::start(&ctx.copied_config(), Some(sql), options)?;
-    let span = query.span().clone();
-    let work = async move {
-        let df = ctx.sql(sql).await?;
-        if let Some(trace) = crate::literals::watched_trace(&span) {
-            crate::literals::add_logical(trace, df.logical_plan());
-        }
-        execute(df).await
-    };
+    let work = async move { execute(ctx.sql(sql).await?).await };
     finish(query, work).await
 }
 
@@ -434,6 +456,19 @@ async fn finish(
             Err(error)
         }
     }
+}
+
+/// The `[rules]` settings and the plugins' services of a session: the ones
+/// the rules plugin resolved, else its dftrace config's, else the defaults.
+fn session_settings(session: &SessionConfig) -> (Arc<RulesConfig>, Services) {
+    let services = session
+        .get_extension::<DftraceSession>()
+        .map(|s| s.services())
+        .unwrap_or_default();
+    let config = services
+        .get::<RulesConfig>()
+        .unwrap_or_else(|| Arc::new(rules_config(session)));
+    (config, services)
 }
 
 /// The `[rules]` section of a session the rules plugin did not set up (read

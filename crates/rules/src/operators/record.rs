@@ -5,7 +5,8 @@ use datafusion::arrow::array::{Array, ArrayRef, BinaryViewArray, StringViewArray
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, displayable};
+use dftrace_registry::literals::QueryLiterals;
 use dftrace_registry::{QUERY_SPAN_NAME, SourcedPreviewFn, SpanLevel};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -47,6 +48,8 @@ pub(crate) struct NodeRecord {
     /// Marks the thread while the node's streams are polled
     /// (`dftrace_registry::current_operator`).
     key: dftrace_registry::OperatorKey,
+    /// The node's one-line description, masked, taken before it ran.
+    description: OnceLock<String>,
 }
 
 /// What dftrace adds to `datafusion-tracing`'s live operator spans, which
@@ -90,7 +93,24 @@ impl NodeRecord {
             live,
             registered: AtomicBool::new(false),
             key: dftrace_registry::OperatorKey::unique(),
+            description: OnceLock::new(),
         }
+    }
+
+    /// Takes `node`'s one-line description, masked with `literals` (the
+    /// node's own literal values added first). Taken before the node runs:
+    /// afterwards its dynamic filters can show values of the data.
+    pub(crate) fn describe(&self, node: &dyn ExecutionPlan, literals: &QueryLiterals) {
+        self.description.get_or_init(|| {
+            crate::literals::add_node(literals, node);
+            let text = displayable(node).one_line().to_string();
+            literals.masked(text.trim_end().to_owned())
+        });
+    }
+
+    /// The description [`NodeRecord::describe`] took.
+    pub(crate) fn description(&self) -> Option<&str> {
+        self.description.get().map(String::as_str)
     }
 
     /// The node's operator key.
@@ -286,6 +306,12 @@ impl NodeRecord {
         if self.deferred.is_none() || self.registered.swap(true, Ordering::Relaxed) {
             return;
         }
+        // A node made after planning (a recursive query's next iteration, a
+        // worker's plan) is described at its first `execute`, before its
+        // streams run.
+        if self.description.get().is_none() {
+            self.describe(inner.as_ref(), &crate::literals::current());
+        }
         match current_collector() {
             Some(collector) => collector
                 .executed
@@ -315,6 +341,20 @@ pub(crate) fn span_tracer(span: &Span) -> Option<Arc<opentelemetry::global::Boxe
         })
     })
     .flatten()
+}
+
+/// The tracer for spans dftrace builds itself under `span`: the one
+/// dftrace's layers keep ([`span_tracer`]), else the global provider's.
+pub(crate) fn tracer_of(span: &Span) -> Arc<opentelemetry::global::BoxedTracer> {
+    span_tracer(span).unwrap_or_else(|| {
+        use opentelemetry::trace::TracerProvider as _;
+        Arc::new(
+            opentelemetry::global::tracer_provider().tracer_with_scope(
+                opentelemetry::InstrumentationScope::builder(dftrace_registry::keys::SCOPE_NAME)
+                    .build(),
+            ),
+        )
+    })
 }
 
 /// Runs `f` on the nearest span named `name` among the current span and its

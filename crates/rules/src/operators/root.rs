@@ -1,121 +1,27 @@
-//! One root query span per statement, whatever API the host uses: the
-//! rules plugin wraps the session's query planner and its table factories
-//! so that a statement run without `run_sql` or `QuerySpan` gets a root
-//! anyway; a plan the exec rule wrapped outside any root opens one when it
-//! first runs ([`RootState`]); and a plan a datafusion-distributed worker
-//! runs builds its operator spans under the worker's request span.
-//!
-//! DataFusion runs the analyzer and the logical optimizer before it calls
-//! the query planner, and no hook runs before them, so for such statements
-//! those two phases' spans stay in traces of their own; physical planning,
-//! the physical optimizer, the operators and storage requests are under the
-//! root.
+//! The top of a plan whose root query span dftrace opened itself: the
+//! planner instrumentation opens it before the analyzer (a host that ran
+//! `ctx.sql(..).collect()`) and hands it to the plan; a plan the exec rule
+//! wrapped outside any root opens one when it first runs ([`RootState`]);
+//! and a plan a datafusion-distributed worker runs builds its operator
+//! spans under the worker's request span.
 
-use super::record::{Collector, inside_query, inside_span_named, span_tracer};
+use super::record::{Collector, inside_span_named, span_tracer};
 use super::spans::{Outcome, build_operator_spans};
-use super::with_query_root;
 use crate::query::QuerySpan;
-use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{CreateExternalTable, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use dftrace_registry::keys::WORKER_SPAN_NAME;
+use dftrace_registry::literals::QueryLiterals;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
-use tracing::{Instrument, Span};
+use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-/// The session's query planner, opening a root query span around physical
-/// planning when none encloses it; the plan it returns carries the root,
-/// which ends when the plan's execution does.
-#[derive(Debug)]
-pub(crate) struct QueryRootPlanner {
-    inner: Arc<dyn QueryPlanner + Send + Sync>,
-}
-
-impl QueryRootPlanner {
-    pub(crate) fn new(inner: Arc<dyn QueryPlanner + Send + Sync>) -> Self {
-        QueryRootPlanner { inner }
-    }
-}
-
-#[async_trait]
-impl QueryPlanner for QueryRootPlanner {
-    async fn create_physical_plan(
-        &self,
-        logical_plan: &LogicalPlan,
-        session: &dyn Session,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if inside_query() {
-            if let Some(trace) = crate::literals::watched_trace(&Span::current()) {
-                crate::literals::add_logical(trace, logical_plan);
-            }
-            return self.inner.create_physical_plan(logical_plan, session).await;
-        }
-        let query = QuerySpan::start_auto(session.config())?;
-        if let Some(trace) = crate::literals::watched_trace(query.span()) {
-            crate::literals::add_logical(trace, logical_plan);
-        }
-        let planned = self
-            .inner
-            .create_physical_plan(logical_plan, session)
-            .instrument(query.span().clone())
-            .await;
-        match planned {
-            Ok(plan) => Ok(with_query_root(plan, query)),
-            Err(error) => {
-                query.record_error(&error);
-                Err(error)
-            }
-        }
-    }
-}
-
-/// A table factory (`CREATE EXTERNAL TABLE`) that runs under a root query
-/// span when none encloses it, so the storage requests it makes (listing,
-/// schema inference) are one trace.
-#[derive(Debug)]
-pub(crate) struct TracedTableFactory {
-    inner: Arc<dyn TableProviderFactory>,
-}
-
-impl TracedTableFactory {
-    pub(crate) fn new(inner: Arc<dyn TableProviderFactory>) -> Self {
-        TracedTableFactory { inner }
-    }
-}
-
-#[async_trait]
-impl TableProviderFactory for TracedTableFactory {
-    async fn create(
-        &self,
-        state: &dyn Session,
-        cmd: &CreateExternalTable,
-    ) -> Result<Arc<dyn TableProvider>> {
-        if inside_query() {
-            return self.inner.create(state, cmd).await;
-        }
-        let query = QuerySpan::start_auto(state.config())?;
-        let created = self
-            .inner
-            .create(state, cmd)
-            .instrument(query.span().clone())
-            .await;
-        match &created {
-            Ok(_) => query.record_success(0, None),
-            Err(error) => query.record_error(error),
-        }
-        created
-    }
-}
 
 /// A query whose root span dftrace opened for a host that did not (it ran
 /// `ctx.sql(..).collect()`, `execute_stream` or `physical_plan::collect`):
@@ -138,8 +44,9 @@ pub(crate) struct RootState {
 
 #[derive(Debug)]
 enum RootQuery {
-    /// Opened at the plan's first `execute`.
-    Lazy,
+    /// Opened at the plan's first `execute`, with the literal set its
+    /// operators' descriptions were masked with.
+    Lazy(Arc<QueryLiterals>),
     Open(QuerySpan),
     /// A plan a datafusion-distributed worker runs for a request: its
     /// operator spans go under the request's `dftrace.worker` span (the span
@@ -169,10 +76,10 @@ impl RootState {
         }
     }
 
-    /// A root to open when the plan first runs.
-    pub(crate) fn lazy() -> Self {
+    /// A root to open when the plan first runs; `literals` are the plan's.
+    pub(crate) fn lazy(literals: Arc<QueryLiterals>) -> Self {
         RootState {
-            query: Mutex::new(RootQuery::Lazy),
+            query: Mutex::new(RootQuery::Lazy(literals)),
             executed: OnceLock::new(),
             span: OnceLock::new(),
             ended: AtomicUsize::new(0),
@@ -194,11 +101,12 @@ impl RootState {
         if let Some(span) = self.span.get() {
             return Ok(span.as_ref());
         }
-        if !matches!(*query, RootQuery::Lazy) {
+        let RootQuery::Lazy(literals) = &*query else {
             return Err(DataFusionError::Internal(
                 "a dftrace query root without a span".to_owned(),
             ));
-        }
+        };
+        let literals = Arc::clone(literals);
         if inside_span_named(WORKER_SPAN_NAME) {
             let current = Span::current();
             *query = RootQuery::Worker {
@@ -209,7 +117,7 @@ impl RootState {
             };
             return Ok(self.span.get_or_init(|| None).as_ref());
         }
-        let opened = QuerySpan::start_auto(context.session_config())?;
+        let opened = QuerySpan::start_auto(context.session_config(), Some(literals))?;
         let span = self.span.get_or_init(|| Some(opened.span().clone()));
         *query = RootQuery::Open(opened);
         Ok(span.as_ref())
@@ -270,9 +178,12 @@ impl RootState {
                     elapsed: started.elapsed(),
                     failed: self.error.get().is_some(),
                 };
-                build_operator_spans(&parent, tracer, collector.take(), outcome, false);
+                // The query's literals are in another process: each
+                // operator's own, as its description shows them, are masked.
+                let literals = QueryLiterals::default();
+                build_operator_spans(&parent, tracer, collector.take(), outcome, false, &literals);
             }
-            RootQuery::Lazy | RootQuery::Done => {}
+            RootQuery::Lazy(_) | RootQuery::Done => {}
         }
     }
 }

@@ -10,9 +10,10 @@ use crate::exec::{EXEC_TARGET, PREVIEW_FAILED};
 use datafusion::common::stats::Precision;
 use datafusion::physical_plan::metrics::{MetricType, MetricValue, MetricsSet, RatioMergeStrategy};
 use datafusion::physical_plan::{
-    ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext, displayable,
+    ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext,
 };
 use dftrace_registry::keys;
+use dftrace_registry::literals::QueryLiterals;
 use dftrace_registry::{OperatorFigures, RanOperator, SpanLevel, Spread};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
@@ -65,6 +66,7 @@ pub(crate) fn build_operator_spans(
     executed: Vec<Executed>,
     outcome: Outcome,
     collect: bool,
+    literals: &QueryLiterals,
 ) -> BuiltOperators {
     let mut built = BuiltOperators::default();
     let sampled = root.span().span_context().is_sampled();
@@ -89,7 +91,7 @@ pub(crate) fn build_operator_spans(
         let tracer = tracer.get_or_insert_with(|| {
             Arc::new(
                 opentelemetry::global::tracer_provider()
-                    .tracer_with_scope(InstrumentationScope::builder("dftrace").build()),
+                    .tracer_with_scope(InstrumentationScope::builder(keys::SCOPE_NAME).build()),
             )
         });
         let now = now_unix_ns();
@@ -102,6 +104,7 @@ pub(crate) fn build_operator_spans(
         let mut pass = Pass {
             tracer,
             options,
+            literals,
             forest: &forest,
             names_above: &names_above,
             statistics: StatisticsContext::new(),
@@ -184,6 +187,8 @@ struct Window {
 struct Pass<'a> {
     tracer: &'a BoxedTracer,
     options: &'a DeferredOptions,
+    /// Every text a span shows is masked with these.
+    literals: &'a QueryLiterals,
     forest: &'a Forest,
     names_above: &'a lineage::NamesAbove,
     statistics: StatisticsContext,
@@ -222,15 +227,12 @@ impl Pass<'_> {
         let mut attributes = vec![
             KeyValue::new(keys::TARGET, EXEC_TARGET),
             KeyValue::new(keys::OPERATOR_INDEX, position),
+            KeyValue::new(keys::NODE, self.description(inner, record)),
             KeyValue::new(
-                keys::NODE,
-                displayable(inner.as_ref())
-                    .one_line()
-                    .to_string()
-                    .trim_end()
-                    .to_owned(),
+                keys::PARTITIONING,
+                self.literals
+                    .masked(inner.output_partitioning().to_string()),
             ),
-            KeyValue::new(keys::PARTITIONING, inner.output_partitioning().to_string()),
             KeyValue::new(
                 keys::EMISSION_TYPE,
                 format!("{:?}", inner.properties().emission_type),
@@ -295,15 +297,23 @@ impl Pass<'_> {
             .start_with_context(self.tracer, parent);
         self.ran[ran].span_id = Some(span.span_context().span_id().to_bytes());
         if let Some(error) = failed {
-            let message =
-                crate::literals::error_text(error.to_owned(), self.options.record_literals);
-            span.set_status(Status::error(message));
+            span.set_status(Status::error(self.literals.mask_error(error.to_owned())));
         }
         let context = parent.with_span(span);
         for &child in &self.forest.children[index] {
             self.operator(child, &context, Some(position), window);
         }
         context.span().end_with_timestamp(unix_ns_time(window.end));
+    }
+
+    /// The node's description, as taken before it ran (described now,
+    /// masked, only for a node no description was taken for).
+    fn description(&self, inner: &Arc<dyn ExecutionPlan>, record: &NodeRecord) -> String {
+        if let Some(description) = record.description() {
+            return description.to_owned();
+        }
+        record.describe(inner.as_ref(), self.literals);
+        record.description().unwrap_or_default().to_owned()
     }
 
     fn preview(
@@ -334,7 +344,9 @@ impl Pass<'_> {
                 .and_then(Result::ok)
             })
             .unwrap_or_else(|| PREVIEW_FAILED.to_owned());
-        attributes.push(KeyValue::new(keys::PREVIEW, text));
+        // A value typed in the query (`VALUES ('ada')`, a constant column)
+        // is query text as much as data.
+        attributes.push(KeyValue::new(keys::PREVIEW, self.literals.masked(text)));
         attributes.push(KeyValue::new(keys::PREVIEW_ROWS, int(count as u64)));
     }
 }

@@ -55,7 +55,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let file = dftrace
         .telemetry()
-        .trace_file()
+        .and_then(|telemetry| telemetry.trace_file())
         .map(|path| path.to_path_buf())
         .ok_or("the file sink names its file")?;
     let report = dftrace.shutdown();
