@@ -556,6 +556,8 @@ async fn a_failing_operator_is_marked_and_an_early_stop_keeps_every_span_in_both
         let config = DftraceConfig::builder()
             .preset(Preset::MaximalNoData)
             .set("rules.operator_spans", mode)
+            // Live spans record plan text dftrace cannot mask.
+            .set("rules.record_literals", mode == "live")
             .build()?;
         let ctx = dftrace_tests::dftrace_context(&config);
         table_t(&ctx)?;
@@ -652,6 +654,7 @@ async fn only_slow_or_failed_queries_get_operator_spans_when_asked() -> TestResu
     let live = DftraceConfig::builder()
         .set("rules.operator_spans", "live")
         .set("rules.operator_spans_when", "slow")
+        .set("rules.record_literals", true)
         .build()?;
     let error = SessionStateBuilder::new()
         .with_default_features()

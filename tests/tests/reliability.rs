@@ -356,9 +356,11 @@ fn plans_with_huge_literals_are_capped_and_still_delivered() {
         let mut host = Host::start(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
             ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", limit.to_owned()),
-            // Kept as they are, the literal's 200 000 values are the plan
-            // text (masked, the list would be one `?`).
+            // Kept as they are, the literal's 500 000 values are the plan
+            // text (masked, the list would be one `?`), which `maximal-no-data`
+            // records in its plan diffs and planner plans.
             ("DFTRACE_RULES__RECORD_LITERALS", "true".to_owned()),
+            ("DFTRACE_PRESET", "maximal-no-data".to_owned()),
         ]);
         let answer = host.send("huge");
         assert_eq!(answer["all_right"], true, "{answer}");

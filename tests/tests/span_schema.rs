@@ -106,7 +106,11 @@ fn runs() -> Vec<Run> {
         (
             "live",
             Preset::Maximal,
-            vec![("rules.operator_spans", "live".into())],
+            vec![
+                ("rules.operator_spans", "live".into()),
+                // Live spans record plan text dftrace cannot mask.
+                ("rules.record_literals", true.into()),
+            ],
         ),
     ]
 }

@@ -45,6 +45,8 @@ async fn context(preset: Option<Preset>, operator_spans: &str, dir: &Path) -> Se
             let config = DftraceConfig::builder()
                 .preset(preset)
                 .set("rules.operator_spans", operator_spans)
+                // Live spans record plan text dftrace cannot mask.
+                .set("rules.record_literals", operator_spans == "live")
                 .build()
                 .unwrap();
             dftrace_context(&config)

@@ -75,6 +75,8 @@ async fn an_unsampled_query_runs_its_plan_unwrapped() {
         let config = DftraceConfig::builder()
             .preset(Preset::Maximal)
             .set("rules.operator_spans", mode)
+            // Live spans record plan text dftrace cannot mask.
+            .set("rules.record_literals", mode == "live")
             .build()
             .unwrap();
         let ctx = dftrace_context(&config);

@@ -9,7 +9,7 @@
 //!   the root attribute `phase=<label>`; prints the durations and whether
 //!   every result was right.
 //! - `concurrent <n> <rounds>`: `rounds` times, `n` queries at once.
-//! - `huge`: one query whose plan holds a 200 000-element literal, so its
+//! - `huge`: one query whose plan holds a 500 000-element literal, so its
 //!   plan attributes are megabytes long.
 //! - `rss`: the peak resident set size so far.
 //! - `progress`: the span counts so far (ended, exported, failed), without
@@ -32,7 +32,7 @@ const QUERY: &str = "SELECT v % 7 AS k, count(*) AS c, sum(v) AS s FROM t WHERE 
 
 /// `range(..)` is folded into one list literal, which every plan text (and
 /// so every planner span's plan attributes) then spells out in full.
-const HUGE_PLAN_QUERY: &str = "SELECT count(*) FROM unnest(range(0, 200000)) AS u(v)";
+const HUGE_PLAN_QUERY: &str = "SELECT count(*) FROM unnest(range(0, 500000)) AS u(v)";
 
 /// Table `t`: 200 000 integers in two partitions.
 fn register_t(ctx: &SessionContext) -> datafusion::error::Result<()> {
@@ -136,7 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let count = datafusion::arrow::util::pretty::pretty_format_batches(&query.batches)?;
                 println!(
                     "{}",
-                    json!({ "all_right": count.to_string().contains("200000") })
+                    json!({ "all_right": count.to_string().contains("500000") })
                 );
             }
             ["progress"] => {
