@@ -22,6 +22,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("file_sink", "0 dropped"),
     ("host", "0 dropped"),
     ("udf", "has a frame for score"),
+    (
+        "own_telemetry",
+        "1 query root under the request, no literal",
+    ),
     // Three worker processes and a coordinator on loopback (all-in-one mode;
     // its worker and coordinator modes are checked span by span in
     // distributed.rs).

@@ -532,6 +532,14 @@ async fn a_host_that_never_calls_run_sql_still_gets_one_trace_per_statement() ->
             names.iter().any(|n| n == "optimize_physical_plan"),
             "{api}: physical planning under the root: {names:?}"
         );
+        // The root opens before the analyzer: its phase and the logical
+        // optimizer's are in the statement's trace too.
+        for phase in ["analyze_logical_plan", "optimize_logical_plan"] {
+            assert!(
+                names.iter().any(|n| n == phase),
+                "{api}: {phase} under the root: {names:?}"
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
