@@ -6,10 +6,14 @@
 //! all share one global subscriber and one batch span pipeline exporting to a
 //! counting, discarding exporter ([`pipeline`]). After a warm-up that also
 //! checks every configuration returns the same rows as `baseline`, each round
-//! runs every (query, configuration) pair in a fresh random order, plus the
-//! short-query loop per configuration. A configuration's round ratio is its
-//! total time over `baseline`'s (or `raw`'s) in that round; the report gives
-//! the median round ratio with a bootstrap 95% interval. Peak RSS is measured
+//! runs every (query, configuration) pair in a fresh random order, plus three
+//! short-query measures per configuration: the loop of one client, the loop
+//! with a new literal in every query (nothing keyed on the exact text
+//! helps), and the throughput of as many concurrent clients as cores (so
+//! work moved off the query's path onto another thread is counted). A
+//! configuration's round ratio is its total time over `baseline`'s (or
+//! `raw`'s) in that round; the report gives the median round ratio with a
+//! bootstrap 95% interval. Peak RSS is measured
 //! per configuration in a process of its own ([`rss_probe`]): in the shared
 //! process, the allocator's high-water mark from earlier passes hides which
 //! configuration holds the memory.
@@ -27,9 +31,11 @@ use stats::{Rng, bootstrap_median, median};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 pub use workload::Variant;
-use workload::{SHORT_QUERY, Session, tpch_data};
+use workload::{SHORT_QUERY, Session, fresh_short_query, tpch_data};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -55,6 +61,13 @@ pub struct Options {
     pub rss_probe_exe: Option<PathBuf>,
     /// Processes per configuration for peak RSS; the report takes the median.
     pub rss_repetitions: usize,
+    /// Concurrent clients of the throughput measure (the cores, by default).
+    pub clients: usize,
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 impl Options {
@@ -70,6 +83,7 @@ impl Options {
             progress: true,
             rss_probe_exe: None,
             rss_repetitions: 5,
+            clients: cores(),
         }
     }
 
@@ -86,6 +100,7 @@ impl Options {
             progress: false,
             rss_probe_exe: None,
             rss_repetitions: 1,
+            clients: cores(),
         }
     }
 }
@@ -103,6 +118,12 @@ pub struct VariantResult {
     pub short_vs_baseline: stats::Estimate,
     /// The same, to `raw`.
     pub short_vs_raw: stats::Estimate,
+    /// Median per-round ratio to `baseline` of the short-query loop with a
+    /// new literal in every query.
+    pub fresh_vs_baseline: stats::Estimate,
+    /// Median per-round ratio of queries per second to `baseline`'s, with
+    /// [`Options::clients`] clients running the short query at once.
+    pub throughput_vs_baseline: stats::Estimate,
     /// The query with the highest median ratio to `baseline`, and that ratio.
     pub worst_query: (usize, f64),
     /// Median seconds of one pass over the queries.
@@ -128,6 +149,8 @@ pub struct Report {
     pub rounds: usize,
     /// Short queries per configuration per round.
     pub short_runs: usize,
+    /// Concurrent clients of the throughput measure.
+    pub clients: usize,
     /// Cores the process may use.
     pub cores: usize,
     /// Total memory of the machine in bytes (0 when unknown).
@@ -151,6 +174,40 @@ type Timings = BTreeMap<Variant, BTreeMap<usize, Vec<f64>>>;
 enum Job {
     Query(Variant, usize),
     ShortLoop(Variant),
+    FreshLoop(Variant),
+    Throughput(Variant),
+}
+
+/// The literal of the next fresh short query: never the same twice.
+static FRESH: AtomicU64 = AtomicU64::new(0);
+
+/// `runs` short queries on `session` from `clients` concurrent tasks;
+/// the time they took together.
+async fn concurrent_short_loop(
+    session: &Arc<Session>,
+    clients: usize,
+    runs: usize,
+) -> Result<Duration, String> {
+    let clients = clients.max(1);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let session = Arc::clone(session);
+            // The runs split over the clients, the remainder to the first.
+            let mine = runs / clients + usize::from(client < runs % clients);
+            tokio::spawn(async move {
+                for _ in 0..mine {
+                    session.run(SHORT_QUERY).await?;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .map_err(|e| format!("a client panicked: {e}"))??;
+    }
+    Ok(start.elapsed())
 }
 
 fn progress(done: usize, total: usize, label: &str) {
@@ -295,7 +352,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     for variant in Variant::ALL {
         let session = Session::new(variant)?;
         session.register_tpch(&dir).await?;
-        sessions.push(session);
+        sessions.push(Arc::new(session));
     }
 
     // Warm-up; the first pass checks every configuration against baseline.
@@ -323,6 +380,17 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         let mut expected = None;
         for session in &sessions {
             let rows = canonical_rows(&session.run(SHORT_QUERY).await?)?;
+            let fresh = canonical_rows(
+                &session
+                    .run(&fresh_short_query(FRESH.fetch_add(1, Ordering::Relaxed)))
+                    .await?,
+            )?;
+            if fresh != rows && pass == 0 {
+                mismatches.push(format!(
+                    "short query with a fresh literal: {} differs from the short query",
+                    session.variant.name()
+                ));
+            }
             match &expected {
                 None => expected = Some(rows),
                 Some(expected) if *expected != rows && pass == 0 => mismatches.push(format!(
@@ -338,10 +406,14 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let mut rng = Rng::new(0xdf7_2ace);
     let mut timings: Timings = BTreeMap::new();
     let mut short: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
+    let mut fresh: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
+    let mut throughput: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
     let mut jobs: Vec<Job> = Vec::new();
     for variant in Variant::ALL {
         jobs.extend(options.queries.iter().map(|&q| Job::Query(variant, q)));
         jobs.push(Job::ShortLoop(variant));
+        jobs.push(Job::FreshLoop(variant));
+        jobs.push(Job::Throughput(variant));
     }
     let total = jobs.len() * options.rounds;
     for round in 0..options.rounds {
@@ -376,6 +448,29 @@ pub async fn run(options: &Options) -> Result<Report, String> {
                         .entry(variant)
                         .or_default()
                         .push(start.elapsed().as_secs_f64());
+                }
+                Job::FreshLoop(variant) => {
+                    let session = &sessions[variant as usize];
+                    let queries: Vec<String> = (0..options.short_runs)
+                        .map(|_| fresh_short_query(FRESH.fetch_add(1, Ordering::Relaxed)))
+                        .collect();
+                    let start = Instant::now();
+                    for sql in &queries {
+                        session.run(sql).await?;
+                    }
+                    fresh
+                        .entry(variant)
+                        .or_default()
+                        .push(start.elapsed().as_secs_f64());
+                }
+                Job::Throughput(variant) => {
+                    let session = &sessions[variant as usize];
+                    let took =
+                        concurrent_short_loop(session, options.clients, options.short_runs).await?;
+                    throughput
+                        .entry(variant)
+                        .or_default()
+                        .push(took.as_secs_f64());
                 }
             }
         }
@@ -417,12 +512,19 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let raw = round_totals(Variant::Raw);
     let short_base = short.get(&Variant::Baseline).cloned().unwrap_or_default();
     let short_raw = short.get(&Variant::Raw).cloned().unwrap_or_default();
+    let fresh_base = fresh.get(&Variant::Baseline).cloned().unwrap_or_default();
+    let throughput_base = throughput
+        .get(&Variant::Baseline)
+        .cloned()
+        .unwrap_or_default();
     let queries_run = options.queries.len().max(1) as u64;
     let variants = Variant::ALL
         .iter()
         .map(|&variant| {
             let totals = round_totals(variant);
             let short_times = short.get(&variant).cloned().unwrap_or_default();
+            let fresh_times = fresh.get(&variant).cloned().unwrap_or_default();
+            let throughput_times = throughput.get(&variant).cloned().unwrap_or_default();
             let worst_query = options
                 .queries
                 .iter()
@@ -444,6 +546,18 @@ pub async fn run(options: &Options) -> Result<Report, String> {
                     &mut rng,
                 ),
                 short_vs_raw: bootstrap_median(&ratios(&short_times, &short_raw), 2000, &mut rng),
+                fresh_vs_baseline: bootstrap_median(
+                    &ratios(&fresh_times, &fresh_base),
+                    2000,
+                    &mut rng,
+                ),
+                // Queries per second over baseline's: the same work, so
+                // baseline's time over this configuration's.
+                throughput_vs_baseline: bootstrap_median(
+                    &ratios(&throughput_base, &throughput_times),
+                    2000,
+                    &mut rng,
+                ),
                 worst_query,
                 pass_seconds: median(&totals),
                 spans: (counts.ended, counts.exported, counts.dropped()),
@@ -480,7 +594,8 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         queries: options.queries.clone(),
         rounds: options.rounds,
         short_runs: options.short_runs,
-        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        clients: options.clients,
+        cores: cores(),
         memory_bytes: report::machine_memory_bytes(),
         variants,
         mismatches,

@@ -1,5 +1,5 @@
 //! `dftrace-bench [--quick] [--scale F] [--queries 1,3,5] [--rounds R]
-//! [--short-runs N] [--warmup W]`: runs the benchmark, prints the table, and
+//! [--short-runs N] [--clients C] [--warmup W]`: runs the benchmark, prints the table, and
 //! writes `target/bench/latest.json` and `target/bench/latest.md`.
 //! `cargo xtask bench` runs it in release mode. `--profile NAME` runs only
 //! that configuration's short-query loop (`--short-runs` times), for `perf`.
@@ -10,7 +10,7 @@ use dftrace_bench::{Options, Variant, profile_short, report, rss_probe, run};
 use std::path::PathBuf;
 
 const USAGE: &str = "usage: dftrace-bench [--quick] [--scale F] [--queries 1,3,5] [--rounds R] \
-                     [--short-runs N] [--warmup W] [--profile CONFIGURATION] \
+                     [--short-runs N] [--clients C] [--warmup W] [--profile CONFIGURATION] \
                      [--rss-probe CONFIGURATION]";
 
 /// What this process does.
@@ -45,6 +45,7 @@ fn parse(args: &[String], target: PathBuf) -> Result<(Options, Mode), String> {
             "--rounds" => options.rounds = value(flag, args.next())?,
             "--warmup" => options.warmup = value(flag, args.next())?,
             "--short-runs" => options.short_runs = value(flag, args.next())?,
+            "--clients" => options.clients = value(flag, args.next())?,
             "--profile" => {
                 let name: String = value(flag, args.next())?;
                 mode = Mode::Profile(Variant::from_name(&name)?);

@@ -28,28 +28,31 @@ pub fn markdown_table(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "TPC-H scale factor {}, queries {:?}, {} rounds; short loop: {} queries per round; \
-         {} cores, {:.1} GiB.\n",
+        "TPC-H scale factor {}, queries {:?}, {} rounds; short loops: {} queries per round \
+         (throughput: {} concurrent clients); {} cores, {:.1} GiB.\n",
         report.scale,
         report.queries,
         report.rounds,
         report.short_runs,
+        report.clients,
         report.cores,
         report.memory_bytes as f64 / (1u64 << 30) as f64
     );
     out.push_str(
-        "| configuration | TPC-H vs baseline | TPC-H vs raw | short loop vs baseline | short loop vs raw | worst query | pass (s) | spans ended / exported / dropped | attribute bytes per query | peak RSS, own process (MiB) |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| configuration | TPC-H vs baseline | TPC-H vs raw | short loop vs baseline | short loop vs raw | short, fresh literal vs baseline | throughput vs baseline (qps) | worst query | pass (s) | spans ended / exported / dropped | attribute bytes per query | peak RSS, own process (MiB) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for v in &report.variants {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | Q{} ({:.3}) | {:.2} | {} / {} / {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | Q{} ({:.3}) | {:.2} | {} / {} / {} | {} | {} |",
             v.name,
             estimate(&v.vs_baseline),
             estimate(&v.vs_raw),
             estimate(&v.short_vs_baseline),
             estimate(&v.short_vs_raw),
+            estimate(&v.fresh_vs_baseline),
+            estimate(&v.throughput_vs_baseline),
             v.worst_query.0,
             v.worst_query.1,
             v.pass_seconds,

@@ -307,3 +307,14 @@ fn host_function() -> datafusion::logical_expr::ScalarUDF {
 pub const SHORT_QUERY: &str = "select n_name, r_name, count(*) as c from nation join region \
      on n_regionkey = r_regionkey where n_nationkey % 2 = 0 group by n_name, r_name \
      order by n_name";
+
+/// [`SHORT_QUERY`] with a literal of its own, `run` (the same rows): as a
+/// dashboard sends it, the same shape with new values, so that nothing
+/// keyed on the exact text can help.
+pub fn fresh_short_query(run: u64) -> String {
+    format!(
+        "select n_name, r_name, count(*) as c from nation join region \
+         on n_regionkey = r_regionkey where n_nationkey % 2 = 0 \
+         and n_comment <> 'fresh literal {run}' group by n_name, r_name order by n_name"
+    )
+}

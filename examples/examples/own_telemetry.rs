@@ -52,6 +52,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .instrument(request)
     .await?;
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    // Operator spans are built after the query returned, off its path.
+    dftrace.flush();
     provider.force_flush()?;
 
     let spans = exporter.get_finished_spans()?;

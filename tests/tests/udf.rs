@@ -427,11 +427,22 @@ async fn a_failing_function_fails_its_query_as_before_and_counts_the_error() {
         plain.expect_err("explode fails").strip_backtrace()
     );
     // The failed query's root: the only one with an error in this binary.
-    let root = capture
-        .trace_spans_named(QUERY_SPAN_NAME)
-        .into_iter()
-        .find(|root| matches!(root.status, Status::Error { .. }))
-        .expect("the failed query's root span");
+    // It closes once its operator spans are built, after `run_sql` returns.
+    let failed_root = || {
+        capture
+            .trace_spans_named(QUERY_SPAN_NAME)
+            .into_iter()
+            .find(|root| matches!(root.status, Status::Error { .. }))
+    };
+    let arrived = tokio::task::spawn_blocking(move || {
+        dftrace_tests::wait::poll_until(dftrace_tests::capture::TRACE_DEADLINE, || {
+            failed_root().is_some()
+        })
+    })
+    .await
+    .unwrap_or(false);
+    assert!(arrived, "the failed query's root span arrived");
+    let root = failed_root().expect("the failed query's root span");
     let trace_id = root.span_context.trace_id().to_string();
     let spans = capture.trace_with_root(&trace_id).await;
     let failed = spans

@@ -171,9 +171,14 @@ impl TelemetryGuard {
             return self.report(false);
         }
         self.done = true;
+        let timeout = self.shutdown_timeout;
+        // Spans dftrace builds after a query has returned (its operator
+        // spans) are built before the providers flush.
+        let started = std::time::Instant::now();
+        let built = dftrace_registry::flush_pending_work(timeout);
+        let timeout = timeout.saturating_sub(started.elapsed());
         let tracer = self.tracer_provider.take();
         let meter = self.meter_provider.take();
-        let timeout = self.shutdown_timeout;
         let (sender, receiver) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("dftrace-shutdown".into())
@@ -187,7 +192,8 @@ impl TelemetryGuard {
                 let _ = sender.send(());
             });
         // A little grace past the timeout for the providers' own bookkeeping.
-        let timed_out = spawned.is_err()
+        let timed_out = !built
+            || spawned.is_err()
             || receiver
                 .recv_timeout(timeout + Duration::from_millis(500))
                 .is_err();
@@ -234,8 +240,13 @@ where
     let operator_tracer = tracer::TracerLayer::new(opentelemetry::global::BoxedTracer::new(
         Box::new(tracer.clone()),
     ));
+    // Only what the span schema lists: no source locations, thread ids or
+    // busy/idle times (each a clock read and a lock per enter and exit).
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
         .with_context_activation(config.context_activation);
     UnsampledTraceFilter
         .and_then(otel)

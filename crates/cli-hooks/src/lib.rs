@@ -217,7 +217,11 @@ where
     }
     // The plan holds the operator spans open: end them before the root.
     drop(plan);
+    // The root ends once its operator spans are built (off the statement's
+    // path): the summary line it prints comes before the next prompt.
+    let ended = query.ended();
     drop(query);
+    ended.await;
     if TABLES_HINT.swap(false, Ordering::Relaxed) {
         eprintln!(
             "dftrace: this session's queries are tables: SELECT * FROM dftrace.queries \

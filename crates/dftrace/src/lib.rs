@@ -169,14 +169,30 @@ impl Dftrace {
         dftrace_bootstrap::otel_layer(tracer, &export)
     }
 
+    /// Waits (up to `export.shutdown_timeout_ms`) until the spans dftrace
+    /// builds after each query has returned (its operator spans, off the
+    /// query's path) are built and handed to the provider; `true` when
+    /// nothing is left. A host that reads its own exporter right after a
+    /// query, or shuts its provider down, calls this first.
+    pub fn flush(&self) -> bool {
+        let export: ExportConfig = self.config.section().unwrap_or_default();
+        let timeout = std::time::Duration::from_millis(export.shutdown_timeout_ms);
+        dftrace_registry::flush_pending_work(timeout)
+    }
+
     /// Flushes and stops the telemetry dftrace installed and reports what
-    /// was delivered; for a host that owns its telemetry there is nothing
-    /// of dftrace's to flush (its provider flushes dftrace's spans with its
-    /// own), and the report is empty.
+    /// was delivered. For a host that owns its telemetry, waits (up to
+    /// `export.shutdown_timeout_ms`) for the spans dftrace builds after
+    /// each query has returned; the host then shuts its own provider down,
+    /// which flushes them with its own spans, and the report is empty.
     pub fn shutdown(self) -> ShutdownReport {
-        self.telemetry
-            .map(TelemetryGuard::shutdown)
-            .unwrap_or_default()
+        match self.telemetry {
+            Some(telemetry) => telemetry.shutdown(),
+            None => {
+                self.flush();
+                ShutdownReport::default()
+            }
+        }
     }
 }
 
@@ -250,6 +266,7 @@ pub fn init_with(config: DftraceConfig) -> Result<Dftrace, Error> {
 /// let state = SessionStateBuilder::new().with_default_features().build_with_dftrace(&dftrace)?;
 /// let ctx = SessionContext::new_with_state(state);
 /// ctx.sql("SELECT 1 AS one").await?.collect().await?;
+/// dftrace.flush(); // the operator spans are built after the query returns
 /// provider.force_flush()?;
 /// let spans = exporter.get_finished_spans()?;
 /// assert!(spans.iter().any(|span| span.name == "dftrace.query"));

@@ -70,6 +70,7 @@ mod hooks;
 pub mod keys;
 pub mod literals;
 mod operator_scope;
+mod pending;
 mod plugin;
 #[cfg(feature = "session")]
 mod query_state;
@@ -88,6 +89,7 @@ pub use hooks::{
     QueryEnd, QueryObserver, RanOperator, Services, SourcedPreviewFn, Spread, StateHook,
 };
 pub use operator_scope::{OperatorKey, OperatorScope, current_operator, enter_operator};
+pub use pending::{Flush, flush_pending_work, register_pending_work};
 pub use plugin::{Plugin, Stage, linked_plugins};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]

@@ -61,6 +61,7 @@ mod overrides;
 mod planner;
 mod propagation;
 mod query;
+mod query_end;
 mod trace_context;
 
 pub use config::{MetricsLevel, OperatorSpans, OperatorSpansWhen, RuleMode, RulesConfig};

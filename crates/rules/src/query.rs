@@ -14,7 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use dftrace_registry::literals::QueryLiterals;
-use dftrace_registry::{DftraceSession, QueryEnd, QueryObserver, Services, SpanLevel, keys};
+use dftrace_registry::{DftraceSession, QueryObserver, Services, SpanLevel, keys};
 use opentelemetry::trace::TraceContextExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -305,56 +305,35 @@ impl QuerySpan {
         self.notify(None, None, Some(message));
     }
 
+    /// Hands what the query's end needs to [`crate::query_end`], which
+    /// builds the operator spans and tells the observers after the query
+    /// has returned (the root stays open until then).
     fn notify(
         &self,
         plan: Option<&Arc<dyn ExecutionPlan>>,
         rows: Option<usize>,
         error: Option<String>,
     ) {
-        // The query's time, without the operator spans built below.
-        let elapsed = self.elapsed();
         let executed = self.collector.take();
-        let first = executed.first().map(|node| Arc::clone(&node.inner));
-        let mut built = crate::operators::spans::BuiltOperators::default();
-        if !self.unsampled {
-            let outcome = crate::operators::spans::Outcome {
-                elapsed,
-                failed: error.is_some(),
-            };
-            let tracer = crate::operators::span_tracer(&self.span);
-            let collect = self.observers.iter().any(|o| o.wants_operators());
-            built = crate::operators::spans::build_operator_spans(
-                &self.span.context(),
-                tracer,
-                executed,
-                outcome,
-                collect,
-                &self.literals,
-            );
-        }
-        if self.observers.is_empty() {
+        if self.observers.is_empty() && (self.unsampled || executed.is_empty()) {
             return;
         }
-        // Without a plan from the host: the first operator that ran is the
-        // top of the plan (a parent runs before its children).
-        let plan = plan.or(first.as_ref());
-        let end = QueryEnd {
-            span: &self.span,
-            run_id: &self.run_id,
-            fingerprint: self.fingerprint.as_deref(),
-            sql: self.sql.as_deref(),
-            started: self.started_at,
-            operators: &built.figures,
-            ran_operators: &built.ran,
-            plan,
-            elapsed,
+        crate::query_end::submit(crate::query_end::QueryEndJob {
+            span: self.span.clone(),
+            literals: Arc::clone(&self.literals),
+            executed,
+            plan: plan.cloned(),
+            observers: self.observers.clone(),
+            unsampled: self.unsampled,
+            run_id: self.run_id.clone(),
+            fingerprint: self.fingerprint.clone(),
+            sql: self.sql.clone(),
+            started_at: self.started_at,
+            // The query's time, without what its end costs.
+            elapsed: self.elapsed(),
             rows,
             error,
-            unsampled: self.unsampled,
-        };
-        for observer in &self.observers {
-            observer.on_query_end(&end);
-        }
+        });
     }
 }
 

@@ -29,8 +29,8 @@ pub(crate) mod spans;
 mod wrapper;
 
 pub(crate) use record::{
-    Collector, DeferredOptions, LiveFields, inside_query, now_unix_ns, span_tracer, tracer_of,
-    unix_ns_time,
+    Collector, DeferredOptions, Executed, LiveFields, inside_query, now_unix_ns, span_tracer,
+    tracer_of, unix_ns_time,
 };
 
 use crate::query::trace_known_unsampled;

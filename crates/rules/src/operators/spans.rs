@@ -8,6 +8,7 @@ use super::wrapper::DftraceExec;
 use crate::MetricsLevel;
 use crate::exec::{EXEC_TARGET, PREVIEW_FAILED};
 use datafusion::common::stats::Precision;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{MetricType, MetricValue, MetricsSet, RatioMergeStrategy};
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext,
@@ -235,11 +236,11 @@ impl Pass<'_> {
             ),
             KeyValue::new(
                 keys::EMISSION_TYPE,
-                format!("{:?}", inner.properties().emission_type),
+                emission_type(inner.properties().emission_type),
             ),
             KeyValue::new(
                 keys::BOUNDEDNESS,
-                format!("{:?}", inner.properties().boundedness),
+                boundedness(inner.properties().boundedness),
             ),
             KeyValue::new(
                 keys::OPERATOR_PARTITIONS,
@@ -438,6 +439,28 @@ fn operator_figures(
         spilled_bytes: find(&format!("{}spilled_bytes", keys::METRICS_PREFIX)),
         metrics,
         failed,
+    }
+}
+
+/// DataFusion's name for `emission`, as its `Debug` writes it.
+fn emission_type(emission: EmissionType) -> &'static str {
+    match emission {
+        EmissionType::Incremental => "Incremental",
+        EmissionType::Final => "Final",
+        EmissionType::Both => "Both",
+    }
+}
+
+/// DataFusion's name for `boundedness`, as its `Debug` writes it.
+fn boundedness(boundedness: Boundedness) -> &'static str {
+    match boundedness {
+        Boundedness::Bounded => "Bounded",
+        Boundedness::Unbounded {
+            requires_infinite_memory: false,
+        } => "Unbounded { requires_infinite_memory: false }",
+        Boundedness::Unbounded {
+            requires_infinite_memory: true,
+        } => "Unbounded { requires_infinite_memory: true }",
     }
 }
 

@@ -28,7 +28,36 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 thread_local! {
-    static STATEMENTS: RefCell<Vec<Statement>> = const { RefCell::new(Vec::new()) };
+    static STATEMENTS: RefCell<Stack> = const { RefCell::new(Stack(Vec::new())) };
+}
+
+/// The statements being planned on one thread, innermost last.
+struct Stack(Vec<Statement>);
+
+impl std::ops::Deref for Stack {
+    type Target = Vec<Statement>;
+
+    fn deref(&self) -> &Vec<Statement> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut Vec<Statement> {
+        &mut self.0
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // At thread exit `tracing`'s own thread-locals may be gone already,
+        // and closing a span then would panic inside a destructor: a root
+        // still here (a statement only optimized, never planned) is left
+        // open rather than closed.
+        for statement in self.0.drain(..) {
+            std::mem::forget(statement);
+        }
+    }
 }
 
 /// Which part of planning a statement entry covers.
