@@ -215,13 +215,16 @@ async fn the_tables_hold_what_the_exported_spans_say_for_tpch() {
 
     // Reading the history is not kept in it.
     let kept = history_of(&ctx).queries().len();
-    run_sql(
+    let ended = run_sql(
         &ctx,
         "SELECT count(*) FROM dftrace.operators",
         &QueryOptions::new(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .ended();
+    // Its end has been handled (it would have been kept by now).
+    ended.await;
     assert_eq!(history_of(&ctx).queries().len(), kept);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -235,7 +238,10 @@ async fn the_history_holds_the_last_max_queries_only() {
     let mut bytes_at = Vec::new();
     for round in 0..10 * KEPT {
         let options = QueryOptions::new().run_id(format!("round-{round:03}"));
-        run_sql(&ctx, query, &options).await.unwrap();
+        // A query is kept once its trace is complete, a moment after it
+        // returned (its end is handled off its path).
+        let ended = run_sql(&ctx, query, &options).await.unwrap().ended();
+        ended.await;
         bytes_at.push(history_of(&ctx).bytes());
     }
     let rows = one_batch(sql(&ctx, "SELECT run_id FROM dftrace.queries ORDER BY start").await);

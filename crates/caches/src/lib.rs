@@ -132,6 +132,9 @@ pub fn query_cache_counts(query_span: &tracing::Span) -> BTreeMap<&'static str, 
 pub struct ObservedCache<K: CacheKey, V: CacheValue> {
     inner: Arc<dyn Cache<K, V>>,
     label: &'static str,
+    /// Bumped by every change a caller makes, so what the cache holds is
+    /// measured again only after one.
+    changes: Arc<AtomicU64>,
 }
 
 impl<K: CacheKey, V: CacheValue> std::fmt::Debug for ObservedCache<K, V> {
@@ -146,7 +149,15 @@ impl<K: CacheKey, V: CacheValue> std::fmt::Debug for ObservedCache<K, V> {
 impl<K: CacheKey, V: CacheValue> ObservedCache<K, V> {
     /// `inner`, counted under `label`.
     pub fn new(inner: Arc<dyn Cache<K, V>>, label: &'static str) -> Self {
-        ObservedCache { inner, label }
+        ObservedCache {
+            inner,
+            label,
+            changes: Arc::default(),
+        }
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -165,10 +176,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> for ObservedCache<K, V> {
     }
 
     fn put(&self, key: &K, value: V) -> Option<V> {
+        self.changed();
         self.inner.put(key, value)
     }
 
     fn remove(&self, k: &K) -> Option<V> {
+        self.changed();
         self.inner.remove(k)
     }
 
@@ -185,6 +198,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> for ObservedCache<K, V> {
     }
 
     fn clear(&self) {
+        self.changed();
         self.inner.clear();
     }
 
@@ -197,6 +211,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> for ObservedCache<K, V> {
     }
 
     fn update_cache_limit(&self, limit: usize) {
+        self.changed();
         self.inner.update_cache_limit(limit);
     }
 
@@ -209,6 +224,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> for ObservedCache<K, V> {
     }
 
     fn drop_table_entries(&self, table_ref: &TableReference) -> datafusion::common::Result<()> {
+        self.changed();
         self.inner.drop_table_entries(table_ref)
     }
 
@@ -220,16 +236,53 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> for ObservedCache<K, V> {
 /// What each cache holds: entries and bytes.
 type Holdings = Arc<dyn Fn() -> Vec<(&'static str, usize, usize)> + Send + Sync>;
 
-fn holding<K: CacheKey, V: CacheValue>(
+/// What one observed cache holds, measured again only when it changed:
+/// summing the entries' sizes walks every entry (a parquet footer's
+/// metadata, for the metadata cache), far too much to pay per query.
+struct Holding<K: CacheKey, V: CacheValue> {
     label: &'static str,
-    cache: &Arc<dyn Cache<K, V>>,
-) -> (&'static str, usize, usize) {
-    let bytes = cache
-        .list_entries()
-        .values()
-        .map(|entry| entry.size_bytes)
-        .sum();
-    (label, cache.len(), bytes)
+    cache: Arc<dyn Cache<K, V>>,
+    changes: Arc<AtomicU64>,
+    /// (changes, entries, bytes) when last measured.
+    measured: Mutex<Option<(u64, usize, usize)>>,
+}
+
+impl<K: CacheKey + 'static, V: CacheValue + 'static> Holding<K, V> {
+    fn of(cache: &Arc<ObservedCache<K, V>>) -> Self {
+        Holding {
+            label: cache.label,
+            cache: Arc::clone(cache) as Arc<dyn Cache<K, V>>,
+            changes: Arc::clone(&cache.changes),
+            measured: Mutex::new(None),
+        }
+    }
+
+    /// The label, the entries and the bytes the cache holds.
+    fn now(&self) -> (&'static str, usize, usize) {
+        let changes = self.changes.load(Ordering::Relaxed);
+        // Entries also go by themselves (an eviction, a TTL): a change of
+        // count is a change too.
+        let entries = self.cache.len();
+        let mut measured = self
+            .measured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *measured {
+            Some((at, count, bytes)) if at == changes && count == entries => {
+                (self.label, entries, bytes)
+            }
+            _ => {
+                let bytes = self
+                    .cache
+                    .list_entries()
+                    .values()
+                    .map(|entry| entry.size_bytes)
+                    .sum();
+                *measured = Some((changes, entries, bytes));
+                (self.label, entries, bytes)
+            }
+        }
+    }
 }
 
 /// `runtime` rebuilt with its caches observed. A runtime whose caches are
@@ -239,33 +292,38 @@ pub fn observe_caches(
     runtime: &RuntimeEnv,
 ) -> datafusion::error::Result<(Arc<RuntimeEnv>, Holdings)> {
     let caches = &runtime.cache_manager;
-    let metadata = caches.get_file_metadata_cache();
-    let metadata: Arc<dyn Cache<_, _>> = Arc::new(ObservedCache::new(metadata, FILE_METADATA));
+    let metadata = Arc::new(ObservedCache::new(
+        caches.get_file_metadata_cache(),
+        FILE_METADATA,
+    ));
     let statistics = caches
         .get_file_statistic_cache()
-        .map(|cache| Arc::new(ObservedCache::new(cache, FILE_STATISTICS)) as Arc<dyn Cache<_, _>>);
+        .map(|cache| Arc::new(ObservedCache::new(cache, FILE_STATISTICS)));
     let listing = caches
         .get_list_files_cache()
-        .map(|cache| Arc::new(ObservedCache::new(cache, LIST_FILES)) as Arc<dyn Cache<_, _>>);
+        .map(|cache| Arc::new(ObservedCache::new(cache, LIST_FILES)));
     let config = CacheManagerConfig::default()
-        .with_file_metadata_cache(Some(Arc::clone(&metadata)))
+        .with_file_metadata_cache(Some(Arc::clone(&metadata) as Arc<dyn Cache<_, _>>))
         .with_metadata_cache_limit(caches.get_metadata_cache_limit())
-        .with_file_statistics_cache(statistics.clone())
+        .with_file_statistics_cache(
+            statistics
+                .clone()
+                .map(|cache| cache as Arc<dyn Cache<_, _>>),
+        )
         .with_file_statistics_cache_limit(caches.get_file_statistic_cache_limit())
-        .with_list_files_cache(listing.clone())
+        .with_list_files_cache(listing.clone().map(|cache| cache as Arc<dyn Cache<_, _>>))
         .with_list_files_cache_limit(caches.get_list_files_cache_limit())
         .with_list_files_cache_ttl(caches.get_list_files_cache_ttl());
     let rebuilt = RuntimeEnvBuilder::from_runtime_env(runtime)
         .with_cache_manager(config)
         .build_arc()?;
+    let metadata = Holding::of(&metadata);
+    let statistics = statistics.as_ref().map(Holding::of);
+    let listing = listing.as_ref().map(Holding::of);
     let holdings: Holdings = Arc::new(move || {
-        let mut out = vec![holding(FILE_METADATA, &metadata)];
-        if let Some(cache) = &statistics {
-            out.push(holding(FILE_STATISTICS, cache));
-        }
-        if let Some(cache) = &listing {
-            out.push(holding(LIST_FILES, cache));
-        }
+        let mut out = vec![metadata.now()];
+        out.extend(statistics.as_ref().map(Holding::now));
+        out.extend(listing.as_ref().map(Holding::now));
         out
     });
     Ok((rebuilt, holdings))
@@ -287,12 +345,37 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// The root-span keys of `label`'s hits, misses, entries and bytes: one
+/// string per wire name, never formatted per query.
+fn attribute_keys(label: &'static str) -> [&'static str; 4] {
+    match label {
+        FILE_METADATA => [
+            "dftrace.cache.file_metadata.hits",
+            "dftrace.cache.file_metadata.misses",
+            "dftrace.cache.file_metadata.entries",
+            "dftrace.cache.file_metadata.bytes",
+        ],
+        FILE_STATISTICS => [
+            "dftrace.cache.file_statistics.hits",
+            "dftrace.cache.file_statistics.misses",
+            "dftrace.cache.file_statistics.entries",
+            "dftrace.cache.file_statistics.bytes",
+        ],
+        _ => [
+            "dftrace.cache.list_files.hits",
+            "dftrace.cache.list_files.misses",
+            "dftrace.cache.list_files.entries",
+            "dftrace.cache.list_files.bytes",
+        ],
+    }
+}
+
 impl QueryObserver for CachesObserver {
     fn on_query_end(&self, end: &QueryEnd<'_>) {
         let counts = query_cache_counts(end.span);
         if self.otel_metrics && !counts.is_empty() {
             let (hits, misses) = self.counters.get_or_init(|| {
-                let meter = opentelemetry::global::meter("dftrace");
+                let meter = opentelemetry::global::meter(dftrace_registry::keys::SCOPE_NAME);
                 (
                     meter
                         .u64_counter(HITS_METRIC)
@@ -315,11 +398,11 @@ impl QueryObserver for CachesObserver {
         }
         for (label, entries, bytes) in (self.holdings)() {
             let figures = counts.get(label).copied().unwrap_or_default();
-            let key = |what: &str| format!("{ATTRIBUTE_PREFIX}{label}.{what}");
-            end.span.set_attribute(key("hits"), int(figures.hits));
-            end.span.set_attribute(key("misses"), int(figures.misses));
-            end.span.set_attribute(key("entries"), int(entries as u64));
-            end.span.set_attribute(key("bytes"), int(bytes as u64));
+            let [hits, misses, entries_key, bytes_key] = attribute_keys(label);
+            end.span.set_attribute(hits, int(figures.hits));
+            end.span.set_attribute(misses, int(figures.misses));
+            end.span.set_attribute(entries_key, int(entries as u64));
+            end.span.set_attribute(bytes_key, int(bytes as u64));
         }
     }
 }

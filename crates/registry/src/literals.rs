@@ -11,6 +11,7 @@
 //! or [`QueryLiterals::mask_error`] before it reaches a span, so the values
 //! never reach any subscriber or exporter, whoever installed them.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The literal values of one query, as its plans show them, and whether its
@@ -18,9 +19,49 @@ use std::sync::{Arc, Mutex, PoisonError};
 #[derive(Debug, Default)]
 pub struct QueryLiterals {
     keep: bool,
-    /// Longest first and without repeats, so a value inside another is
-    /// masked after it; shared with the maskings in progress.
-    values: Mutex<Arc<Vec<String>>>,
+    /// Rebuilt when values are added; shared with the maskings in progress.
+    values: Mutex<Arc<Values>>,
+}
+
+/// A query's values, arranged for masking.
+#[derive(Debug, Default)]
+pub struct Values {
+    /// Every value, longest first and without repeats (so a value inside
+    /// another is masked after it).
+    all: Vec<String>,
+    /// The values made only of word characters (`40`, `alice`, `BUILDING`:
+    /// most of them), looked up once per word of a text.
+    words: HashSet<String>,
+    /// The others (`1998-09-02`, `%BRASS`, `it's`), longest first, searched
+    /// for one by one.
+    others: Vec<String>,
+}
+
+impl Values {
+    fn new(mut all: Vec<String>) -> Self {
+        all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        all.dedup();
+        let (words, others): (Vec<&String>, Vec<&String>) =
+            all.iter().partition(|value| value.chars().all(is_word));
+        Values {
+            words: words.into_iter().cloned().collect(),
+            others: others.into_iter().cloned().collect(),
+            all,
+        }
+    }
+
+    /// Every value, longest first.
+    pub fn all(&self) -> &[String] {
+        &self.all
+    }
+
+    /// `text` with every value masked where it stands as a token of its own
+    /// (see [`mask_values`]); `None` when nothing changed.
+    pub fn mask(&self, text: &str) -> Option<String> {
+        let others = mask_values(text, &self.others);
+        let current = others.as_deref().unwrap_or(text);
+        mask_words(current, &self.words).or(others)
+    }
 }
 
 impl QueryLiterals {
@@ -28,7 +69,7 @@ impl QueryLiterals {
     pub fn new(keep: bool) -> Self {
         QueryLiterals {
             keep,
-            values: Mutex::new(Arc::new(Vec::new())),
+            values: Mutex::new(Arc::default()),
         }
     }
 
@@ -47,31 +88,29 @@ impl QueryLiterals {
             return;
         }
         let mut current = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        added.retain(|value| !current.contains(value));
+        added.retain(|value| !current.all.contains(value));
         if added.is_empty() {
             return;
         }
-        let mut next = Vec::with_capacity(current.len() + added.len());
-        next.extend(current.iter().cloned());
-        next.extend(added);
-        next.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        next.dedup();
-        *current = Arc::new(next);
+        added.extend(current.all.iter().cloned());
+        *current = Arc::new(Values::new(added));
     }
 
-    /// The values known so far, longest first.
-    pub fn values(&self) -> Arc<Vec<String>> {
+    /// The values known so far.
+    pub fn values(&self) -> Arc<Values> {
         Arc::clone(&self.values.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// `text` with the known values and DataFusion's literal syntax masked
-    /// ([`mask_text`]); `None` when nothing changed or the host keeps its
-    /// literals.
+    /// (as [`mask_text`] does); `None` when nothing changed or the host
+    /// keeps its literals.
     pub fn mask(&self, text: &str) -> Option<String> {
         if self.keep {
             return None;
         }
-        mask_text(text, &self.values())
+        let by_value = self.values().mask(text);
+        let current = by_value.as_deref().unwrap_or(text);
+        mask_literal_syntax(current).or(by_value)
     }
 
     /// [`QueryLiterals::mask`], owned: `text` itself when nothing changed.
@@ -89,6 +128,47 @@ impl QueryLiterals {
         let message = mask_quoted(&message).unwrap_or(message);
         self.masked(message)
     }
+}
+
+/// `text` with each word (a maximal run of word characters) that is one of
+/// `words` replaced by [`PLACEHOLDER`], unless an `@` precedes it (`id@40`
+/// is a column index): one pass, one lookup per word. `None` when nothing
+/// changed.
+fn mask_words(text: &str, words: &HashSet<String>) -> Option<String> {
+    if words.is_empty() {
+        return None;
+    }
+    let mut out: Option<String> = None;
+    let mut rest = 0;
+    let mut start: Option<usize> = None;
+    let mut previous: Option<char> = None;
+    let mut before_word: Option<char> = None;
+    for (at, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        match (start, is_word(c)) {
+            (None, true) => {
+                start = Some(at);
+                before_word = previous;
+            }
+            (Some(from), false) => {
+                start = None;
+                if before_word != Some('@') && words.contains(&text[from..at]) {
+                    let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                    out.push_str(&text[rest..from]);
+                    out.push_str(PLACEHOLDER);
+                    rest = at;
+                }
+            }
+            _ => {}
+        }
+        previous = Some(c);
+    }
+    out.map(|mut out| {
+        out.push_str(&text[rest..]);
+        out
+    })
 }
 
 /// `text` with `values` masked ([`mask_values`]), then DataFusion's literal
@@ -356,6 +436,37 @@ mod tests {
     }
 
     #[test]
+    fn the_word_lookup_masks_exactly_what_the_search_does() {
+        let values: Vec<String> = [
+            "40",
+            "0",
+            "alice",
+            "x140",
+            "1998-09-02",
+            "%BRASS",
+            "it's",
+            "BUILDING",
+            "abc",
+        ]
+        .iter()
+        .map(|v| (*v).to_owned())
+        .collect();
+        let set = Values::new(values.clone());
+        for text in [
+            "FilterExec: v@2 > 40 AND id@40 = x140 AND name@1 = alice",
+            "Filter: t.d = Date32(\"1998-09-02\") AND p LIKE Utf8(\"%BRASS\")",
+            "RoundRobinBatch(0), it's BUILDING, BUILDINGS, abc_def, abc-def, @abc abc",
+            "",
+            "40",
+            "no value here",
+        ] {
+            let mut sorted = values.clone();
+            sorted.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+            assert_eq!(set.mask(text), mask_values(text, &sorted), "{text}");
+        }
+    }
+
+    #[test]
     fn a_query_set_masks_what_it_knows_unless_kept() {
         let literals = QueryLiterals::new(false);
         literals.add([
@@ -364,7 +475,7 @@ mod tests {
             String::new(),
             "abc".to_owned(),
         ]);
-        assert_eq!(*literals.values(), ["abcdef", "abc"]);
+        assert_eq!(literals.values().all(), ["abcdef", "abc"]);
         assert_eq!(
             literals.mask("Filter: a = abcdef OR b = abc").as_deref(),
             Some("Filter: a = ? OR b = ?")
@@ -375,7 +486,7 @@ mod tests {
         );
         let kept = QueryLiterals::new(true);
         kept.add(["abc".to_owned()]);
-        assert!(kept.values().is_empty());
+        assert!(kept.values().all().is_empty());
         assert_eq!(kept.mask("a = abc"), None);
         assert_eq!(kept.mask_error("'abc'".to_owned()), "'abc'");
     }

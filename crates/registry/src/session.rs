@@ -33,6 +33,24 @@ impl DftraceSession {
         &self.config
     }
 
+    /// The service of type `T` plugins provided, without copying the
+    /// others (what a query reads at its start).
+    pub fn service<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get::<T>()
+    }
+
+    /// Adds (or replaces) a service once the session is built: what a
+    /// plugin resolves from the others' services at first use.
+    pub fn insert_service<T: std::any::Any + Send + Sync>(&self, value: Arc<T>) {
+        self.services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(value);
+    }
+
     /// A snapshot of the services plugins provided.
     pub fn services(&self) -> Services {
         self.services

@@ -14,7 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use dftrace_registry::literals::QueryLiterals;
-use dftrace_registry::{DftraceSession, QueryObserver, Services, SpanLevel, keys};
+use dftrace_registry::{DftraceSession, QueryObserver, SpanLevel, keys};
 use opentelemetry::trace::TraceContextExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,19 +130,19 @@ impl QuerySpan {
         sql: Option<&str>,
         options: &QueryOptions,
     ) -> std::result::Result<Self, RulesError> {
-        let (config, services) = session_settings(session);
-        QuerySpan::start_with(&config, &services, sql, options, None)
+        let settings = QuerySettings::of(session);
+        QuerySpan::start_with(&settings, sql, options, None)
     }
 
     /// Starts a root with settings already resolved; `literals`, when
     /// given, is the set the query's texts were masked with so far.
     pub(crate) fn start_with(
-        config: &RulesConfig,
-        services: &Services,
+        settings: &QuerySettings,
         sql: Option<&str>,
         options: &QueryOptions,
         literals: Option<Arc<QueryLiterals>>,
     ) -> std::result::Result<Self, RulesError> {
+        let config = &settings.config;
         let parent = options
             .traceparent
             .as_deref()
@@ -158,10 +158,7 @@ impl QuerySpan {
             // is disabled; then there is no trace to join.
             let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
         }
-        let run_id = options
-            .run_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let run_id = options.run_id.clone().unwrap_or_else(random_run_id);
         span.record(keys::RUN_ID, run_id.as_str());
         let shape = sql.map(recent_shape);
         if let (Some(sql), Some(shape)) = (sql, &shape) {
@@ -197,7 +194,7 @@ impl QuerySpan {
             literals.add(shape.literals.iter().cloned());
         }
         dftrace_registry::set_query_state(&span, Arc::clone(&literals));
-        let observers = services.query_observers();
+        let observers = settings.observers.clone();
         let ended = QueryEnded::watch(&span);
         let collector = Arc::new(Collector::default());
         Collector::attach(&collector, &span);
@@ -223,17 +220,15 @@ impl QuerySpan {
         session: &SessionConfig,
         literals: Option<Arc<QueryLiterals>>,
     ) -> Result<Self> {
-        let (config, services) = session_settings(session);
-        QuerySpan::start_auto_with(&config, &services, literals)
+        QuerySpan::start_auto_with(&QuerySettings::of(session), literals)
     }
 
     /// [`QuerySpan::start_auto`] with settings already resolved.
     pub(crate) fn start_auto_with(
-        config: &RulesConfig,
-        services: &Services,
+        settings: &QuerySettings,
         literals: Option<Arc<QueryLiterals>>,
     ) -> Result<Self> {
-        let query = QuerySpan::start_with(config, services, None, &QueryOptions::new(), literals)?;
+        let query = QuerySpan::start_with(settings, None, &QueryOptions::new(), literals)?;
         query.span.record(dftrace_registry::keys::QUERY_AUTO, true);
         Ok(query)
     }
@@ -394,7 +389,12 @@ pub async fn run_sql(
     sql: &str,
     options: &QueryOptions,
 ) -> Result<TracedQuery> {
-    let query = QuerySpan::start(&ctx.copied_config(), Some(sql), options)?;
+    // The session's config as it is, not a copy of it.
+    let query = {
+        let state = ctx.state_ref();
+        let state = state.read();
+        QuerySpan::start(state.config(), Some(sql), options)?
+    };
     let work = async move { execute(ctx.sql(sql).await?).await };
     finish(query, work).await
 }
@@ -437,17 +437,75 @@ async fn finish(
     }
 }
 
-/// The `[rules]` settings and the plugins' services of a session: the ones
-/// the rules plugin resolved, else its dftrace config's, else the defaults.
-fn session_settings(session: &SessionConfig) -> (Arc<RulesConfig>, Services) {
-    let services = session
-        .get_extension::<DftraceSession>()
-        .map(|s| s.services())
-        .unwrap_or_default();
-    let config = services
-        .get::<RulesConfig>()
-        .unwrap_or_else(|| Arc::new(rules_config(session)));
-    (config, services)
+/// What every query of a session starts with: its `[rules]` settings and
+/// the observers the plugins added. The rules plugin resolves it once per
+/// session (a service); a query reads it without copying anything else.
+#[derive(Debug)]
+pub(crate) struct QuerySettings {
+    pub(crate) config: Arc<RulesConfig>,
+    pub(crate) observers: Vec<Arc<dyn QueryObserver>>,
+}
+
+impl QuerySettings {
+    /// A session's: resolved once, at its first query (when every plugin's
+    /// hooks have run, the observers of the last ones too), and kept in
+    /// its dftrace session; else from its dftrace config, else the
+    /// defaults.
+    pub(crate) fn of(session: &SessionConfig) -> Arc<QuerySettings> {
+        match session.get_extension::<DftraceSession>() {
+            Some(dftrace) => QuerySettings::of_dftrace(&dftrace, || rules_config(session)),
+            None => Arc::new(QuerySettings {
+                config: Arc::new(rules_config(session)),
+                observers: Vec::new(),
+            }),
+        }
+    }
+
+    /// `dftrace`'s settings, resolved on first use (`config` when the rules
+    /// plugin did not resolve the `[rules]` section).
+    pub(crate) fn of_dftrace(
+        dftrace: &DftraceSession,
+        config: impl FnOnce() -> RulesConfig,
+    ) -> Arc<QuerySettings> {
+        if let Some(settings) = dftrace.service::<QuerySettings>() {
+            return settings;
+        }
+        let services = dftrace.services();
+        let settings = Arc::new(QuerySettings {
+            config: services
+                .get::<RulesConfig>()
+                .unwrap_or_else(|| Arc::new(config())),
+            observers: services.query_observers(),
+        });
+        dftrace.insert_service(Arc::clone(&settings));
+        settings
+    }
+}
+
+/// A new run id: a UUID v4 whose random bits come from a generator seeded
+/// once per thread (a system call per query would cost more than the rest
+/// of the root span).
+fn random_run_id() -> String {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new({
+            let seed = uuid::Uuid::new_v4().as_u64_pair();
+            seed.0 ^ seed.1.rotate_left(17)
+        });
+    }
+    // SplitMix64: fast, and every 64-bit seed gives a full-period stream.
+    let next = || {
+        STATE.with(|state| {
+            let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    };
+    let bytes = (u128::from(next()) << 64 | u128::from(next())).to_be_bytes();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// The `[rules]` section of a session the rules plugin did not set up (read
@@ -554,6 +612,16 @@ fn sql_shape(sql: &str) -> SqlShape {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_are_uuid_v4_and_never_repeat() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| random_run_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(parsed.get_version_num(), 4, "{id}");
+        }
+    }
 
     #[test]
     fn fingerprint_ignores_literals_whitespace_comments_and_keyword_case() {

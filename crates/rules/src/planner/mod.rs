@@ -33,11 +33,12 @@ pub(crate) use query_planner::{QueryRootPlanner, TracedTableFactory};
 pub(crate) use statement::take_planned_root;
 
 use crate::config::{RuleMode, RulesConfig};
+use crate::query::QuerySettings;
 use datafusion::catalog::TableProviderFactory;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
 use dftrace_registry::DftraceSession;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use dftrace_registry::keys::PLANNER_TARGET;
 
@@ -46,16 +47,29 @@ pub use dftrace_registry::keys::PLANNER_TARGET;
 pub(crate) struct PlannerOptions {
     pub(crate) mode: RuleMode,
     pub(crate) plan_diff: bool,
-    pub(crate) rules: Arc<RulesConfig>,
-    /// The dftrace session, when the registry applied dftrace (its
-    /// services hold the query observers).
-    pub(crate) session: Option<Arc<DftraceSession>>,
+    config: RulesConfig,
+    /// The dftrace session, when the registry applied dftrace.
+    session: Option<Arc<DftraceSession>>,
+    /// What the roots opened for the session's statements start with,
+    /// resolved at the first one (when every plugin has added its
+    /// observers).
+    settings: OnceLock<Arc<QuerySettings>>,
 }
 
 impl PlannerOptions {
     /// Whether rule applications are timed one by one.
     fn times_rules(&self) -> bool {
         matches!(self.mode, RuleMode::Changed | RuleMode::Full)
+    }
+
+    pub(crate) fn settings(&self) -> &Arc<QuerySettings> {
+        self.settings.get_or_init(|| match &self.session {
+            Some(session) => QuerySettings::of_dftrace(session, || self.config.clone()),
+            None => Arc::new(QuerySettings {
+                config: Arc::new(self.config.clone()),
+                observers: Vec::new(),
+            }),
+        })
     }
 }
 
@@ -68,16 +82,12 @@ impl PlannerOptions {
 /// Apply it after every rule is in place, including the `Instrument` rule:
 /// the registry runs it at the state stage.
 pub fn instrument_planner(state: SessionState, config: &RulesConfig) -> SessionState {
-    let session = state.config().get_extension::<DftraceSession>();
-    let rules = session
-        .as_ref()
-        .and_then(|session| session.services().get::<RulesConfig>())
-        .unwrap_or_else(|| Arc::new(config.clone()));
     let options = Arc::new(PlannerOptions {
         mode: config.rule_mode,
         plan_diff: config.plan_diff,
-        rules,
-        session,
+        config: config.clone(),
+        session: state.config().get_extension::<DftraceSession>(),
+        settings: OnceLock::new(),
     });
     let analyzers = rules::analyzer_rules(state.analyzer().rules.clone(), &options);
     let optimizers = rules::optimizer_rules(Vec::from(state.optimizers()), &options);

@@ -56,7 +56,7 @@ impl QueryRootPlanner {
                 .await;
         }
         let span = statement::phase_span(
-            self.options.rules.span_level,
+            self.options.settings().config.span_level,
             PhaseName::CreatePhysicalPlan,
             parent,
         );

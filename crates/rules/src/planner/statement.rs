@@ -135,14 +135,6 @@ impl PlanRef<'_> {
     }
 }
 
-fn services(options: &PlannerOptions) -> dftrace_registry::Services {
-    options
-        .session
-        .as_ref()
-        .map(|session| session.services())
-        .unwrap_or_default()
-}
-
 /// At the analyzer's first rule: the statement starts. A root that
 /// encloses the planning (`run_sql`, `QuerySpan`, the query a view is
 /// planned for) is its root; else dftrace opens one here, a child of the
@@ -162,7 +154,7 @@ pub(super) fn begin(options: &Arc<PlannerOptions>, plan: &LogicalPlan) {
         let recording = !current.is_disabled() && !trace_known_unsampled(&current);
         (None, crate::literals::current(), recording, current)
     } else {
-        let Ok(query) = QuerySpan::start_auto_with(&options.rules, &services(options), None) else {
+        let Ok(query) = QuerySpan::start_auto_with(options.settings(), None) else {
             return;
         };
         let recording = !query.unsampled() && !query.span().is_disabled();
@@ -176,7 +168,7 @@ pub(super) fn begin(options: &Arc<PlannerOptions>, plan: &LogicalPlan) {
     push(Statement {
         stage: Stage::Logical,
         opened,
-        level: options.rules.span_level,
+        level: options.settings().config.span_level,
         options: Arc::clone(options),
         literals,
         recording,
@@ -237,7 +229,7 @@ pub(super) fn begin_physical(options: &Arc<PlannerOptions>) {
     push(Statement {
         stage: Stage::Physical,
         opened: None,
-        level: options.rules.span_level,
+        level: options.settings().config.span_level,
         options: Arc::clone(options),
         literals: crate::literals::current(),
         recording,
