@@ -20,6 +20,7 @@ use datafusion::prelude::SessionContext;
 use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
 use dftrace_rules::{EXEC_TARGET, PLANNER_TARGET, QUERY_SPAN_NAME, QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute, attribute_string, has_target, span_capture};
+use opentelemetry::Value;
 use opentelemetry::trace::{SpanId, Status};
 use opentelemetry_sdk::trace::SpanData;
 use std::collections::{BTreeSet, HashMap};
@@ -145,9 +146,11 @@ fn operator_names(spans: &[SpanData]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planner_spans_follow_rule_mode_and_plan_diff() -> TestResult {
     let sql = "SELECT name, count(*) AS c FROM t WHERE id > 3 GROUP BY name ORDER BY name";
+    let mut rule_spans = std::collections::BTreeMap::new();
     for (mode, diff) in [
         ("disabled", false),
         ("phase-only", false),
+        ("changed", true),
         ("full", false),
         ("full", true),
     ] {
@@ -182,6 +185,43 @@ async fn planner_spans_follow_rule_mode_and_plan_diff() -> TestResult {
                 assert_eq!(phases, BTreeSet::from(PHASES), "{mode}");
                 assert!(rules.is_empty(), "{mode}: rule spans {rules:?}");
             }
+            "changed" => {
+                assert_eq!(phases, BTreeSet::from(PHASES), "{mode}");
+                assert!(!rules.is_empty(), "{mode}: the rules that changed the plan");
+                for span in planner
+                    .iter()
+                    .filter(|s| !PHASES.contains(&s.name.as_ref()))
+                {
+                    if span.name == "create_physical_plan" {
+                        continue;
+                    }
+                    assert_eq!(
+                        attribute(span, "dftrace.planner.changed"),
+                        Some(&Value::Bool(true)),
+                        "{mode}: `{}` changed the plan",
+                        span.name
+                    );
+                    assert!(
+                        attribute(span, "datafusion.plan_diff").is_some(),
+                        "{mode}: `{}` carries its diff",
+                        span.name
+                    );
+                }
+                // The others are counted on their phase.
+                let counted: i64 = planner
+                    .iter()
+                    .filter_map(|s| match attribute(s, "dftrace.planner.rules") {
+                        Some(Value::I64(n)) => Some(*n),
+                        _ => None,
+                    })
+                    .sum();
+                assert!(
+                    counted > rules.len() as i64,
+                    "{mode}: {counted} rules counted, {} with a span",
+                    rules.len()
+                );
+                rule_spans.insert(mode, rules.len());
+            }
             _ => {
                 assert_eq!(phases, BTreeSet::from(PHASES), "{mode}");
                 assert!(rules.len() > 10, "{mode}: rule spans {rules:?}");
@@ -189,6 +229,7 @@ async fn planner_spans_follow_rule_mode_and_plan_diff() -> TestResult {
                     rules.contains(&"type_coercion"),
                     "{mode}: analyzer rule spans: {rules:?}"
                 );
+                rule_spans.insert(mode, rules.len());
             }
         }
         assert_eq!(
@@ -197,6 +238,10 @@ async fn planner_spans_follow_rule_mode_and_plan_diff() -> TestResult {
             "{mode} plan_diff={diff}: {diffs} spans with a plan diff"
         );
     }
+    assert!(
+        rule_spans["changed"] < rule_spans["full"],
+        "changed keeps fewer rule spans than full: {rule_spans:?}"
+    );
     Ok(())
 }
 

@@ -31,7 +31,7 @@ pub struct Values {
     all: Vec<String>,
     /// The values made only of word characters (`40`, `alice`, `BUILDING`:
     /// most of them), looked up once per word of a text.
-    words: HashSet<String>,
+    words: Words,
     /// The others (`1998-09-02`, `%BRASS`, `it's`), longest first, searched
     /// for one by one.
     others: Vec<String>,
@@ -44,7 +44,7 @@ impl Values {
         let (words, others): (Vec<&String>, Vec<&String>) =
             all.iter().partition(|value| value.chars().all(is_word));
         Values {
-            words: words.into_iter().cloned().collect(),
+            words: Words::new(words.into_iter().cloned().collect()),
             others: others.into_iter().cloned().collect(),
             all,
         }
@@ -58,6 +58,9 @@ impl Values {
     /// `text` with every value masked where it stands as a token of its own
     /// (see [`mask_values`]); `None` when nothing changed.
     pub fn mask(&self, text: &str) -> Option<String> {
+        if self.all.is_empty() {
+            return None;
+        }
         let others = mask_values(text, &self.others);
         let current = others.as_deref().unwrap_or(text);
         mask_words(current, &self.words).or(others)
@@ -130,40 +133,84 @@ impl QueryLiterals {
     }
 }
 
+/// Word values, for one lookup per word of a text: most words of a plan's
+/// text (column names, operator names) have a length no value has, and are
+/// dismissed without hashing.
+#[derive(Debug, Default)]
+struct Words {
+    set: HashSet<String>,
+    /// Bit `n` set when a value of `n` bytes exists (`n` < 64; longer
+    /// values set bit 63).
+    lengths: u64,
+}
+
+impl Words {
+    fn new(set: HashSet<String>) -> Self {
+        let lengths = set
+            .iter()
+            .fold(0, |bits, word| bits | Words::bit(word.len()));
+        Words { set, lengths }
+    }
+
+    fn bit(len: usize) -> u64 {
+        1 << len.min(63)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    fn contains(&self, word: &str) -> bool {
+        self.lengths & Words::bit(word.len()) != 0 && self.set.contains(word)
+    }
+}
+
 /// `text` with each word (a maximal run of word characters) that is one of
 /// `words` replaced by [`PLACEHOLDER`], unless an `@` precedes it (`id@40`
 /// is a column index): one pass, one lookup per word. `None` when nothing
 /// changed.
-fn mask_words(text: &str, words: &HashSet<String>) -> Option<String> {
+fn mask_words(text: &str, words: &Words) -> Option<String> {
     if words.is_empty() {
         return None;
     }
+    let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut rest = 0;
-    let mut start: Option<usize> = None;
-    let mut previous: Option<char> = None;
-    let mut before_word: Option<char> = None;
-    for (at, c) in text
-        .char_indices()
-        .chain(std::iter::once((text.len(), ' ')))
-    {
-        match (start, is_word(c)) {
-            (None, true) => {
-                start = Some(at);
-                before_word = previous;
-            }
-            (Some(from), false) => {
-                start = None;
-                if before_word != Some('@') && words.contains(&text[from..at]) {
-                    let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
-                    out.push_str(&text[rest..from]);
-                    out.push_str(PLACEHOLDER);
-                    rest = at;
-                }
-            }
-            _ => {}
+    let mut at = 0;
+    // Plan text is ASCII almost always: bytes are classified directly, and
+    // only a non-ASCII character is decoded.
+    let char_at = |at: usize| -> (bool, usize) {
+        let byte = bytes[at];
+        if byte.is_ascii() {
+            (byte.is_ascii_alphanumeric() || byte == b'_', 1)
+        } else {
+            text[at..]
+                .chars()
+                .next()
+                .map_or((false, 1), |c| (is_word(c), c.len_utf8()))
         }
-        previous = Some(c);
+    };
+    while at < bytes.len() {
+        let (word, len) = char_at(at);
+        if !word {
+            at += len;
+            continue;
+        }
+        let from = at;
+        while at < bytes.len() {
+            let (word, len) = char_at(at);
+            if !word {
+                break;
+            }
+            at += len;
+        }
+        let after_at_sign = from > 0 && bytes[from - 1] == b'@';
+        if !after_at_sign && words.contains(&text[from..at]) {
+            let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            out.push_str(&text[rest..from]);
+            out.push_str(PLACEHOLDER);
+            rest = at;
+        }
     }
     out.map(|mut out| {
         out.push_str(&text[rest..]);
@@ -456,6 +503,7 @@ mod tests {
             "FilterExec: v@2 > 40 AND id@40 = x140 AND name@1 = alice",
             "Filter: t.d = Date32(\"1998-09-02\") AND p LIKE Utf8(\"%BRASS\")",
             "RoundRobinBatch(0), it's BUILDING, BUILDINGS, abc_def, abc-def, @abc abc",
+            "«alice» café:alice über40 40é é40",
             "",
             "40",
             "no value here",

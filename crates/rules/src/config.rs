@@ -127,8 +127,11 @@ impl Section for RulesConfig {
         // time) and leaves out what costs most per query: dev metrics and
         // the statistics walk behind the row estimates.
         let (rule_mode, plan_diff, preview_limit, metrics_level, estimated_rows) = match preset {
-            Preset::Maximal => (RuleMode::Full, true, 5, MetricsLevel::Dev, true),
-            Preset::MaximalNoData => (RuleMode::Full, true, 0, MetricsLevel::Dev, true),
+            // Every rule application that changed the plan, with its diff;
+            // the others counted on their phase (`full` adds a span for each
+            // of them too, at a cost per rule and no new plan text).
+            Preset::Maximal => (RuleMode::Changed, true, 5, MetricsLevel::Dev, true),
+            Preset::MaximalNoData => (RuleMode::Changed, true, 0, MetricsLevel::Dev, true),
             Preset::ProductionLean => (RuleMode::PhaseOnly, false, 0, MetricsLevel::Summary, false),
         };
         RulesConfig {

@@ -48,8 +48,9 @@ pub(crate) struct NodeRecord {
     /// Marks the thread while the node's streams are polled
     /// (`dftrace_registry::current_operator`).
     key: dftrace_registry::OperatorKey,
-    /// The node's one-line description, masked, taken before it ran.
-    description: OnceLock<String>,
+    /// The node's one-line description and output partitioning, masked,
+    /// taken before it ran.
+    description: OnceLock<Description>,
 }
 
 /// What dftrace adds to `datafusion-tracing`'s live operator spans, which
@@ -97,20 +98,25 @@ impl NodeRecord {
         }
     }
 
-    /// Takes `node`'s one-line description, masked with `literals` (the
-    /// node's own literal values added first). Taken before the node runs:
-    /// afterwards its dynamic filters can show values of the data.
+    /// Takes `node`'s one-line description and output partitioning, masked
+    /// with `literals` (the node's own literal values added first). Taken
+    /// before the node runs: afterwards its dynamic filters can show values
+    /// of the data.
     pub(crate) fn describe(&self, node: &dyn ExecutionPlan, literals: &QueryLiterals) {
         self.description.get_or_init(|| {
             crate::literals::add_node(literals, node);
             let text = displayable(node).one_line().to_string();
-            literals.masked(text.trim_end().to_owned())
+            let partitioning = node.properties().partitioning.to_string();
+            Description {
+                node: literals.masked(text.trim_end().to_owned()).into(),
+                partitioning: literals.masked(partitioning).into(),
+            }
         });
     }
 
     /// The description [`NodeRecord::describe`] took.
-    pub(crate) fn description(&self) -> Option<&str> {
-        self.description.get().map(String::as_str)
+    pub(crate) fn description(&self) -> Option<&Description> {
+        self.description.get()
     }
 
     /// The node's operator key.
@@ -194,6 +200,16 @@ impl NodeRecord {
                 .clone()
         })
     }
+}
+
+/// What a node's span says of it, taken before it ran: shared, not copied,
+/// by each span built from it.
+#[derive(Debug, Clone)]
+pub(crate) struct Description {
+    /// `datafusion.node`.
+    pub(crate) node: Arc<str>,
+    /// `datafusion.partitioning`.
+    pub(crate) partitioning: Arc<str>,
 }
 
 /// The first `n` rows of `batch` in buffers of their own.

@@ -3,7 +3,9 @@
 //! say, under the query's root span.
 
 use super::lineage;
-use super::record::{DeferredOptions, Executed, NodeRecord, now_unix_ns, unix_ns_time};
+use super::record::{
+    DeferredOptions, Description, Executed, NodeRecord, now_unix_ns, unix_ns_time,
+};
 use super::wrapper::DftraceExec;
 use crate::MetricsLevel;
 use crate::exec::{EXEC_TARGET, PREVIEW_FAILED};
@@ -22,7 +24,8 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, InstrumentationScope, Key, KeyValue, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the query ended, for `rules.operator_spans_when`.
@@ -225,14 +228,14 @@ impl Pass<'_> {
             span_id: None,
         });
 
+        let description = self.description(inner, record);
         let mut attributes = vec![
             KeyValue::new(keys::TARGET, EXEC_TARGET),
             KeyValue::new(keys::OPERATOR_INDEX, position),
-            KeyValue::new(keys::NODE, self.description(inner, record)),
+            KeyValue::new(keys::NODE, Value::String(description.node.into())),
             KeyValue::new(
                 keys::PARTITIONING,
-                self.literals
-                    .masked(inner.output_partitioning().to_string()),
+                Value::String(description.partitioning.into()),
             ),
             KeyValue::new(
                 keys::EMISSION_TYPE,
@@ -309,12 +312,14 @@ impl Pass<'_> {
 
     /// The node's description, as taken before it ran (described now,
     /// masked, only for a node no description was taken for).
-    fn description(&self, inner: &Arc<dyn ExecutionPlan>, record: &NodeRecord) -> String {
-        if let Some(description) = record.description() {
-            return description.to_owned();
+    fn description(&self, inner: &Arc<dyn ExecutionPlan>, record: &NodeRecord) -> Description {
+        if record.description().is_none() {
+            record.describe(inner.as_ref(), self.literals);
         }
-        record.describe(inner.as_ref(), self.literals);
-        record.description().unwrap_or_default().to_owned()
+        record.description().cloned().unwrap_or(Description {
+            node: Arc::from(""),
+            partitioning: Arc::from(""),
+        })
     }
 
     fn preview(
@@ -684,32 +689,55 @@ impl Suffix {
     }
 }
 
-/// The attribute key of metric `name` with `suffix`, made once per process:
+/// The attribute key of metric `name` with `suffix`, made once per thread:
 /// metric names are few (DataFusion's and the host's), and the spans of
-/// every query share the same keys instead of formatting them anew.
+/// every query share the same keys instead of formatting them anew; per
+/// thread, so no lock is shared between queries.
 fn metric_key(name: &str, suffix: Suffix) -> Key {
     /// Per suffix: metric name → key.
-    type Keys = [RwLock<HashMap<Box<str>, Key>>; Suffix::ALL];
-    static KEYS: LazyLock<Keys> =
-        LazyLock::new(|| std::array::from_fn(|_| RwLock::new(HashMap::new())));
-    let keys = &KEYS[suffix as usize];
-    if let Some(key) = keys
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(name)
-    {
-        return key.clone();
+    type Keys = [HashMap<Box<str>, Key, BuildHasherDefault<Fnv>>; Suffix::ALL];
+    thread_local! {
+        static KEYS: std::cell::RefCell<Keys> =
+            std::cell::RefCell::new(std::array::from_fn(|_| HashMap::default()));
     }
-    let key = Key::from(Arc::<str>::from(format!(
-        "{}{name}{}",
-        keys::METRICS_PREFIX,
-        suffix.text()
-    )));
-    keys.write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(name.into())
-        .or_insert(key)
-        .clone()
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        let keys = &mut keys[suffix as usize];
+        if let Some(key) = keys.get(name) {
+            return key.clone();
+        }
+        let key = Key::from(Arc::<str>::from(format!(
+            "{}{name}{}",
+            keys::METRICS_PREFIX,
+            suffix.text()
+        )));
+        keys.insert(name.into(), key.clone());
+        key
+    })
+}
+
+/// FNV-1a: metric names are short and trusted, so a simple hash beats the
+/// default (SipHash) here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
 }
 
 /// Minimum, median (the lower middle) and maximum of the per-partition

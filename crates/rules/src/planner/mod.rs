@@ -19,8 +19,14 @@
 //! - `phase-only`: one span per phase, carrying how many rules ran and the
 //!   time they took;
 //! - `changed`: also one span per rule application that changed the plan,
-//!   with its diff (`rules.plan_diff`);
+//!   with its diff (`rules.plan_diff`), the others counted on their phase
+//!   (the rules run, their time);
 //! - `full`: one span per rule application, changed or not.
+//!
+//! Rules are timed one by one only for a statement whose spans are
+//! recorded (a sampled trace) in the `changed` and `full` modes; otherwise
+//! the wrappers pass through, and DataFusion walks the plan for each rule
+//! as it would without dftrace.
 //!
 //! Every plan text a span carries is masked with the query's literal values
 //! before it is recorded (see `dftrace_registry::literals`).
@@ -90,7 +96,7 @@ pub fn instrument_planner(state: SessionState, config: &RulesConfig) -> SessionS
         settings: OnceLock::new(),
     });
     let analyzers = rules::analyzer_rules(state.analyzer().rules.clone(), &options);
-    let optimizers = rules::optimizer_rules(Vec::from(state.optimizers()), &options);
+    let optimizers = rules::optimizer_rules(Vec::from(state.optimizers()));
     let physical = rules::physical_rules(Vec::from(state.physical_optimizers()), &options);
     let planner = Arc::new(QueryRootPlanner::new(
         Arc::clone(state.query_planner()),

@@ -5,16 +5,17 @@
 //!
 //! Each phase's list: a first rule that opens the phase (the analyzer's
 //! first also starts the statement and its root), the session's rules
-//! wrapped, and a last rule that closes the phase. Logical optimizer rules
-//! are told to DataFusion with their own `apply_order`, so DataFusion
-//! keeps walking the plan for them (in place, when it can); to see the
-//! whole plan after each of them, `changed` and `full` modes put a
-//! checkpoint rule after each.
+//! wrapped, and a last rule that closes the phase. A logical optimizer rule
+//! that lets DataFusion walk the plan for it (`apply_order`) keeps doing so
+//! (in place, DataFusion's fast path) unless the statement's rules are
+//! timed one by one (`changed` and `full` modes, a sampled statement): then
+//! the wrapper walks the plan itself, the same way, and sees the whole plan
+//! before and after the rule.
 
 use super::PlannerOptions;
 use super::statement::{self, PhaseName, PlanRef};
 use crate::operators::now_unix_ns;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNodeRewriter};
 use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::LogicalPlan;
@@ -43,19 +44,14 @@ pub(super) fn analyzer_rules(rules: Analyzers, options: &Arc<PlannerOptions>) ->
     list
 }
 
-/// One logical optimizer pass: its start, the session's rules observed
-/// (each followed by a checkpoint when rules are timed), its end.
-pub(super) fn optimizer_rules(rules: Optimizers, options: &Arc<PlannerOptions>) -> Optimizers {
-    let checkpoints = options.times_rules();
-    let mut list: Optimizers = Vec::with_capacity(2 * rules.len() + 2);
+/// One logical optimizer pass: its start, the session's rules observed,
+/// its end.
+pub(super) fn optimizer_rules(rules: Optimizers) -> Optimizers {
+    let mut list: Optimizers = Vec::with_capacity(rules.len() + 2);
     list.push(Arc::new(PassStart));
-    for inner in rules {
-        let name = inner.name().to_owned();
-        list.push(Arc::new(ObservedOptimizerRule { inner }));
-        if checkpoints {
-            list.push(Arc::new(Checkpoint { after: name }));
-        }
-    }
+    list.extend(rules.into_iter().map(|inner| {
+        Arc::new(ObservedOptimizerRule { inner }) as Arc<dyn OptimizerRule + Send + Sync>
+    }));
     list.push(Arc::new(PassEnd));
     list
 }
@@ -170,28 +166,6 @@ impl OptimizerRule for PassStart {
     }
 }
 
-/// After one of the session's optimizer rules: that rule's time and, when
-/// it said it transformed the plan, its change.
-#[derive(Debug)]
-struct Checkpoint {
-    after: String,
-}
-
-impl OptimizerRule for Checkpoint {
-    fn name(&self) -> &str {
-        "dftrace_checkpoint"
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        statement::checkpoint(&self.after, &plan);
-        Ok(Transformed::no(plan))
-    }
-}
-
 /// A logical optimizer pass's last rule: the pass's phase closes.
 #[derive(Debug)]
 struct PassEnd;
@@ -213,11 +187,36 @@ impl OptimizerRule for PassEnd {
 }
 
 /// One of the session's optimizer rules, applied as DataFusion applies it
-/// (its own `apply_order`): notes whether it transformed the plan, and a
-/// failure.
+/// (its own `apply_order`) unless the statement's rules are timed: then it
+/// is applied here, walking the plan the same way, and its time and change
+/// are known. A failure is noted either way.
 #[derive(Debug)]
 struct ObservedOptimizerRule {
     inner: Arc<dyn OptimizerRule + Send + Sync>,
+}
+
+impl ObservedOptimizerRule {
+    /// The rule applied to the whole plan, walking it as DataFusion would.
+    fn apply(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        match self.inner.apply_order() {
+            Some(order) => plan.rewrite_with_subqueries(&mut Walk {
+                order,
+                rule: self.inner.as_ref(),
+                config,
+            }),
+            None => self.inner.rewrite(plan, config),
+        }
+    }
+
+    fn failed(&self, error: &DataFusionError, start: u64, config: &dyn OptimizerConfig) {
+        // With `skip_failed_rules` DataFusion goes on without it.
+        let fatal = !config.options().optimizer.skip_failed_rules;
+        statement::rule_failed(self.name(), Some(start), error, fatal);
+    }
 }
 
 #[deny(clippy::missing_trait_methods)]
@@ -227,7 +226,12 @@ impl OptimizerRule for ObservedOptimizerRule {
     }
 
     fn apply_order(&self) -> Option<ApplyOrder> {
-        self.inner.apply_order()
+        // Asked before each application: the answer holds for it.
+        if statement::times_rules() {
+            None
+        } else {
+            self.inner.apply_order()
+        }
     }
 
     #[expect(deprecated, reason = "passed through for rules that still answer it")]
@@ -240,19 +244,55 @@ impl OptimizerRule for ObservedOptimizerRule {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>, DataFusionError> {
-        match self.inner.rewrite(plan, config) {
+        let start = now_unix_ns();
+        if !statement::times_rules() {
+            // DataFusion walks the plan: this is one node (or, for a rule
+            // that walks it itself, the whole plan).
+            return self.inner.rewrite(plan, config).inspect_err(|error| {
+                self.failed(error, start, config);
+            });
+        }
+        match self.apply(plan, config) {
             Ok(rewritten) => {
-                if rewritten.transformed {
-                    statement::note_transformed();
-                }
+                statement::rule_ran(
+                    self.name(),
+                    start,
+                    now_unix_ns(),
+                    rewritten.transformed,
+                    PlanRef::Logical(&rewritten.data),
+                );
                 Ok(rewritten)
             }
             Err(error) => {
-                // With `skip_failed_rules` DataFusion goes on without it.
-                let fatal = !config.options().optimizer.skip_failed_rules;
-                statement::rule_failed(self.name(), None, &error, fatal);
+                self.failed(&error, start, config);
                 Err(error)
             }
+        }
+    }
+}
+
+/// A rule with an `apply_order` applied to every node of a plan (and its
+/// subqueries), as DataFusion's optimizer applies it.
+struct Walk<'a> {
+    order: ApplyOrder,
+    rule: &'a dyn OptimizerRule,
+    config: &'a dyn OptimizerConfig,
+}
+
+impl TreeNodeRewriter for Walk<'_> {
+    type Node = LogicalPlan;
+
+    fn f_down(&mut self, node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+        match self.order {
+            ApplyOrder::TopDown => self.rule.rewrite(node, self.config),
+            ApplyOrder::BottomUp => Ok(Transformed::no(node)),
+        }
+    }
+
+    fn f_up(&mut self, node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+        match self.order {
+            ApplyOrder::BottomUp => self.rule.rewrite(node, self.config),
+            ApplyOrder::TopDown => Ok(Transformed::no(node)),
         }
     }
 }

@@ -106,10 +106,8 @@ struct Phase {
     effective: Vec<String>,
     /// The plan as text, as the last rule left it (with plan diffs).
     text: Option<String>,
-    /// Logical optimizer checkpoints: when the rule running now started,
-    /// and whether it said it changed the plan.
+    /// When the phase opened (a failed rule's start, when not known).
     since: u64,
-    transformed: bool,
 }
 
 /// The plan a rule left, to describe it.
@@ -288,7 +286,6 @@ pub(super) fn open_phase(name: PhaseName, plan: PlanRef<'_>) {
             effective: Vec::new(),
             text,
             since: now_unix_ns(),
-            transformed: false,
         });
     });
 }
@@ -312,32 +309,6 @@ pub(super) fn times_rules() -> bool {
         statement.recording && statement.phase.is_some() && statement.options.times_rules()
     })
     .unwrap_or(false)
-}
-
-/// A logical optimizer rule said it transformed (part of) the plan.
-pub(super) fn note_transformed() {
-    with_top(|statement| {
-        if let Some(phase) = &mut statement.phase {
-            phase.transformed = true;
-        }
-    });
-}
-
-/// A logical optimizer checkpoint after rule `name`: it ran from the last
-/// checkpoint until now, and changed `plan` if it said so.
-pub(super) fn checkpoint(name: &str, plan: &LogicalPlan) {
-    let now = now_unix_ns();
-    let Some((since, transformed)) = with_top(|statement| {
-        let phase = statement.phase.as_mut()?;
-        let ran = (phase.since, phase.transformed);
-        phase.since = now;
-        phase.transformed = false;
-        Some(ran)
-    })
-    .flatten() else {
-        return;
-    };
-    rule_ran(name, since, now, transformed, PlanRef::Logical(plan));
 }
 
 /// A rule application of the open phase ran from `start` to `end` (Unix
