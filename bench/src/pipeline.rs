@@ -159,6 +159,8 @@ impl Pipeline {
 
     /// Exports everything pending, then reads the counters.
     pub fn flushed_counts(&self) -> SpanCounts {
+        // The spans dftrace builds after a query returned are built first.
+        let _ = dftrace_registry::flush_pending_work(Duration::from_secs(60));
         let _ = self.provider.force_flush();
         SpanCounts {
             ended: self.counters.ended.load(Ordering::Relaxed),

@@ -46,9 +46,10 @@ impl Pattern {
         }
     }
 
-    fn matches(&self, name: &str, path: &str, matching: NameMatching) -> bool {
-        let subject = normalized(if self.by_path { path } else { name }, matching);
-        glob_match(&self.glob, &subject)
+    /// Whether it matches the field whose normalized name and path are
+    /// `name` and `path`.
+    fn matches(&self, name: &[char], path: &[char]) -> bool {
+        glob_match(&self.glob, if self.by_path { path } else { name })
     }
 }
 
@@ -86,6 +87,8 @@ pub(crate) struct ColumnPolicy {
     policy: Policy,
     matching: NameMatching,
     patterns: Vec<Pattern>,
+    /// Never reused: tells policies apart in the per-thread memo.
+    id: u64,
 }
 
 impl ColumnPolicy {
@@ -95,7 +98,9 @@ impl ColumnPolicy {
             Policy::DenyList => &config.deny[..],
             Policy::AllowList => &config.allow[..],
         };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         ColumnPolicy {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             policy: config.policy,
             matching: config.name_matching,
             patterns: patterns
@@ -107,17 +112,42 @@ impl ColumnPolicy {
 
     /// The decision for the field `name` at dotted `path`.
     pub(crate) fn decide(&self, name: &str, path: &str) -> Decision {
-        let matched = || {
-            self.patterns
-                .iter()
-                .any(|p| p.matches(name, path, self.matching))
-        };
+        let matched = || self.matched(name, path);
         match self.policy {
             Policy::None => Decision::Keep,
             Policy::DenyList if matched() => Decision::Mask,
             Policy::AllowList if matched() => Decision::Keep,
             Policy::DenyList | Policy::AllowList => Decision::Descend,
         }
+    }
+
+    /// Whether a pattern matches the field `name` at `path`: remembered per
+    /// thread, since previews decide the same columns query after query.
+    fn matched(&self, name: &str, path: &str) -> bool {
+        type Memo = std::collections::HashMap<(u64, String, String), bool>;
+        thread_local! {
+            static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::default();
+        }
+        const REMEMBERED: usize = 4096;
+        let key = (self.id, name.to_owned(), path.to_owned());
+        if let Some(matched) = MEMO.with(|memo| memo.borrow().get(&key).copied()) {
+            return matched;
+        }
+        // Normalized once for all the patterns.
+        let normalized_name = normalized(name, self.matching);
+        let normalized_path = normalized(path, self.matching);
+        let matched = self
+            .patterns
+            .iter()
+            .any(|p| p.matches(&normalized_name, &normalized_path));
+        MEMO.with(|memo| {
+            let mut memo = memo.borrow_mut();
+            if memo.len() >= REMEMBERED {
+                memo.clear();
+            }
+            memo.insert(key, matched);
+        });
+        matched
     }
 
     /// Whether the scanned field at dotted `path` is denied: the first

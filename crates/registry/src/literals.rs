@@ -133,6 +133,18 @@ impl QueryLiterals {
     }
 }
 
+/// The ASCII bytes that are word characters (letters, digits, `_`).
+static WORD_BYTES: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut byte = 0;
+    while byte < 128 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || b == b'_';
+        byte += 1;
+    }
+    table
+};
+
 /// Word values, for one lookup per word of a text: most words of a plan's
 /// text (column names, operator names) have a length no value has, and are
 /// dismissed without hashing.
@@ -182,7 +194,7 @@ fn mask_words(text: &str, words: &Words) -> Option<String> {
     let char_at = |at: usize| -> (bool, usize) {
         let byte = bytes[at];
         if byte.is_ascii() {
-            (byte.is_ascii_alphanumeric() || byte == b'_', 1)
+            (WORD_BYTES[usize::from(byte)], 1)
         } else {
             text[at..]
                 .chars()

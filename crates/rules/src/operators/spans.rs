@@ -238,18 +238,22 @@ impl Pass<'_> {
                 Value::String(description.partitioning.into()),
             ),
             KeyValue::new(
-                keys::EMISSION_TYPE,
-                emission_type(inner.properties().emission_type),
-            ),
-            KeyValue::new(
-                keys::BOUNDEDNESS,
-                boundedness(inner.properties().boundedness),
-            ),
-            KeyValue::new(
                 keys::OPERATOR_PARTITIONS,
                 i64::try_from(inner.output_partitioning().partition_count()).unwrap_or(i64::MAX),
             ),
         ];
+        // Plan properties that rarely change a reading: with the developer
+        // level of detail only.
+        if self.options.metrics_level == MetricsLevel::Dev {
+            attributes.push(KeyValue::new(
+                keys::EMISSION_TYPE,
+                emission_type(inner.properties().emission_type),
+            ));
+            attributes.push(KeyValue::new(
+                keys::BOUNDEDNESS,
+                boundedness(inner.properties().boundedness),
+            ));
+        }
         if self.options.record_metrics
             && let Some(metrics) = inner.metrics()
         {
@@ -741,16 +745,17 @@ impl std::hash::Hasher for Fnv {
 }
 
 /// Minimum, median (the lower middle) and maximum of the per-partition
-/// values, so skew shows.
+/// values, so skew shows (for two partitions or more).
 fn spread(
     values: &BTreeMap<usize, u64>,
     [min, median, max]: [&'static str; 3],
     out: &mut Vec<KeyValue>,
 ) {
-    let mut sorted: Vec<u64> = values.values().copied().collect();
-    if sorted.is_empty() {
+    // One partition's figure is the operator's total: no spread to show.
+    if values.len() < 2 {
         return;
     }
+    let mut sorted: Vec<u64> = values.values().copied().collect();
     sorted.sort_unstable();
     out.push(KeyValue::new(min, int(sorted[0])));
     out.push(KeyValue::new(median, int(sorted[(sorted.len() - 1) / 2])));

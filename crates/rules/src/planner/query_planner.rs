@@ -63,7 +63,7 @@ impl QueryRootPlanner {
         let literals = parent.in_scope(crate::literals::current);
         if self.options.plan_diff {
             crate::literals::add_logical(&literals, logical_plan);
-            let text = literals.masked(logical_plan.display_indent_schema().to_string());
+            let text = literals.masked(logical_plan.display_indent().to_string());
             span.record(keys::LOGICAL_PLAN, text.as_str());
         }
         let planned = self

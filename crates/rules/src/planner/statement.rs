@@ -121,13 +121,14 @@ impl PlanRef<'_> {
     /// The plan as text, its literal values added to `literals` first.
     fn text(self, literals: &QueryLiterals) -> String {
         match self {
+            // Without each node's schema: the diffs stay about the plan.
             PlanRef::Logical(plan) => {
                 crate::literals::add_logical(literals, plan);
-                plan.display_indent_schema().to_string()
+                plan.display_indent().to_string()
             }
             PlanRef::Physical(plan) => {
                 crate::literals::add_physical(literals, plan);
-                displayable(plan.as_ref()).indent(true).to_string()
+                displayable(plan.as_ref()).indent(false).to_string()
             }
         }
     }
@@ -537,23 +538,13 @@ fn rule_span(
     span.end_with_timestamp(unix_ns_time(end.max(start)));
 }
 
-/// A unified diff of two plan texts.
+/// A unified diff of two plan texts: the changed lines with two lines of
+/// context around them, under `@@` hunk headers.
 fn plan_diff(before: &str, after: &str) -> String {
-    let diff = similar::TextDiff::from_lines(before, after);
-    let mut out = String::new();
-    for change in diff.iter_all_changes() {
-        let sign = match change.tag() {
-            similar::ChangeTag::Delete => '-',
-            similar::ChangeTag::Insert => '+',
-            similar::ChangeTag::Equal => ' ',
-        };
-        out.push(sign);
-        out.push_str(change.value());
-        if change.missing_newline() {
-            out.push('\n');
-        }
-    }
-    out
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(2)
+        .to_string()
 }
 
 /// A planner span named `name` under `parent`, at `level` (`tracing` needs
@@ -618,9 +609,9 @@ mod tests {
             assert!(metadata.is_none() || metadata == Some(name), "{phase:?}");
         }
         assert_eq!(
-            plan_diff("a\nb\n", "a\nc\n"),
-            " a\n-b\n+c\n",
-            "a unified diff"
+            plan_diff("a\nb\nc\nd\ne\nf\n", "a\nb\nc\nd\ne\nF\n"),
+            "@@ -4,3 +4,3 @@\n d\n e\n-f\n+F\n",
+            "the changed lines and two of context"
         );
     }
 }
