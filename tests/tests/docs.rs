@@ -12,6 +12,7 @@
 use dftrace_bootstrap::{ExportConfig, Sink};
 use dftrace_caches::CachesConfig;
 use dftrace_history::HistoryConfig;
+use dftrace_memory::MemoryConfig;
 use dftrace_metrics_summary::MetricsConfig;
 use dftrace_object_store_registry::ObjectStoreConfig;
 use dftrace_preview_redaction::PreviewConfig;
@@ -21,10 +22,11 @@ use dftrace_tests::config_doc::{regenerate, undocumented};
 use dftrace_tests::workspace_root;
 use dftrace_udf::UdfConfig;
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "caches",
     "export",
     "history",
+    "memory",
     "metrics",
     "object_store",
     "preview",
@@ -101,4 +103,6 @@ fn the_example_config_file_loads_into_every_section() {
     assert_eq!(udf.versions.get("score").map(String::as_str), Some("1.4.0"));
     let caches: CachesConfig = config.section().unwrap();
     assert!(caches.enabled);
+    let memory: MemoryConfig = config.section().unwrap();
+    assert!(memory.enabled);
 }

@@ -16,6 +16,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use dftrace_caches as _;
+use dftrace_memory as _;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
@@ -102,6 +103,12 @@ fn runs() -> Vec<Run> {
             "maximal+record_sql",
             Preset::Maximal,
             vec![("rules.record_sql", true.into())],
+        ),
+        (
+            // Under a pool with a limit (see `produce_spans`).
+            "maximal+memory",
+            Preset::Maximal,
+            vec![("memory.enabled", true.into())],
         ),
         (
             "live",
@@ -193,7 +200,24 @@ async fn produce_spans() -> Vec<(String, Vec<SpanData>)> {
         for (path, value) in settings {
             config = config.set(path, value);
         }
-        let ctx = dftrace_context(&config.build().unwrap());
+        let config = config.build().unwrap();
+        let ctx = if run == "maximal+memory" {
+            // A limit, so the root's limit and fraction show.
+            use dftrace_registry::SessionStateBuilderExt;
+            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+                .with_memory_limit(1 << 30, 1.0)
+                .build_arc()
+                .unwrap();
+            let state = datafusion::execution::SessionStateBuilder::new()
+                .with_default_features()
+                .with_runtime_env(runtime)
+                .with_dftrace(&config)
+                .and_then(|builder| builder.build_dftrace())
+                .unwrap();
+            SessionContext::new_with_state(state)
+        } else {
+            dftrace_context(&config)
+        };
         memory_tables(&ctx).unwrap();
         for statement in &orders {
             ctx.sql(statement).await.unwrap().collect().await.unwrap();

@@ -227,11 +227,49 @@ impl ConsoleSummary {
             slowest.join(", ")
         };
         format!(
-            "dftrace: trace {} {:.1} ms, {rows} rows{status}; slowest: {slowest}",
+            "dftrace: trace {} {:.1} ms, {rows} rows{status}; slowest: {slowest}{}",
             root.span_context.trace_id(),
             duration.as_secs_f64() * 1e3,
+            memory_note(root),
         )
     }
+}
+
+/// `; memory: ...` for a query that spilled or held more than half the
+/// pool's limit (the root's `dftrace-memory` and summary figures); empty
+/// otherwise, so an ordinary query's line stays short.
+fn memory_note(root: &SpanData) -> String {
+    let int = |key: &str| {
+        root.attributes.iter().find_map(|kv| match kv.value {
+            Value::I64(value) if kv.key.as_str() == key => Some(value),
+            _ => None,
+        })
+    };
+    let fraction = root.attributes.iter().find_map(|kv| match kv.value {
+        Value::F64(value) if kv.key.as_str() == keys::MEMORY_PEAK_FRACTION => Some(value),
+        _ => None,
+    });
+    let spilled = int(keys::SUMMARY_SPILLED_BYTES).filter(|bytes| *bytes > 0);
+    let high = fraction.filter(|fraction| *fraction > 0.5);
+    if spilled.is_none() && high.is_none() {
+        return String::new();
+    }
+    let mib = |bytes: i64| bytes as f64 / (1024.0 * 1024.0);
+    let mut parts = Vec::new();
+    if let Some(peak) = int(keys::MEMORY_PEAK) {
+        match fraction {
+            Some(fraction) => parts.push(format!(
+                "peak {:.1} MiB ({:.0} % of the limit)",
+                mib(peak),
+                fraction * 100.0
+            )),
+            None => parts.push(format!("peak {:.1} MiB", mib(peak))),
+        }
+    }
+    if let Some(spilled) = spilled {
+        parts.push(format!("spilled {:.1} MiB", mib(spilled)));
+    }
+    format!("; memory: {}", parts.join(", "))
 }
 
 impl SpanProcessor for ConsoleSummary {
@@ -321,5 +359,32 @@ mod tests {
         let mut unlimited = span(vec![KeyValue::new("plan", "x".repeat(50_000))]);
         limit_attribute_values(&mut unlimited, 0);
         assert_eq!(unlimited.attributes[0].value.as_str().len(), 50_000);
+    }
+
+    #[test]
+    fn the_line_speaks_of_memory_only_when_a_query_spilled_or_neared_the_limit() {
+        use dftrace_registry::keys;
+        let quiet = span(vec![
+            KeyValue::new(keys::MEMORY_PEAK, 1_048_576_i64),
+            KeyValue::new(keys::MEMORY_PEAK_FRACTION, 0.25),
+            KeyValue::new(keys::SUMMARY_SPILLED_BYTES, 0_i64),
+        ]);
+        assert_eq!(super::memory_note(&quiet), "");
+        let high = span(vec![
+            KeyValue::new(keys::MEMORY_PEAK, 3_145_728_i64),
+            KeyValue::new(keys::MEMORY_PEAK_FRACTION, 0.75),
+        ]);
+        assert_eq!(
+            super::memory_note(&high),
+            "; memory: peak 3.0 MiB (75 % of the limit)"
+        );
+        let spilled = span(vec![
+            KeyValue::new(keys::MEMORY_PEAK, 1_048_576_i64),
+            KeyValue::new(keys::SUMMARY_SPILLED_BYTES, 2_097_152_i64),
+        ]);
+        assert_eq!(
+            super::memory_note(&spilled),
+            "; memory: peak 1.0 MiB, spilled 2.0 MiB"
+        );
     }
 }

@@ -11,7 +11,9 @@
 //! - [`session_state`]: the CLI's session state, built through the dftrace
 //!   registry with every plugin; `history.enabled` is on unless the config
 //!   sets it, so `dftrace.queries`, `dftrace.operators` and `dftrace.spans`
-//!   are there from the first statement.
+//!   are there from the first statement; `memory.enabled` too, so the
+//!   pool of `--memory-limit` is observed and a statement that spilled or
+//!   held more than half the limit says so on its line.
 //! - [`traced_statement`] and [`note_plan`]: one root query span per SQL
 //!   statement, with the executed plan handed to the metrics summary.
 
@@ -32,6 +34,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use dftrace_bootstrap::{ExportConfig, ResolvedSink, Sink, TelemetryGuard};
 use dftrace_history::HistoryConfig;
+use dftrace_memory::MemoryConfig;
 use dftrace_registry::{DftraceConfig, Preset, Section, SessionStateBuilderExt};
 use dftrace_rules::{QueryOptions, QuerySpan};
 use std::future::Future;
@@ -134,6 +137,11 @@ pub fn init() -> Result<CliTelemetry> {
         // The session's queries as tables (`dftrace.queries`, ...): on in
         // the CLI unless the user says otherwise.
         builder = builder.set_field::<HistoryConfig, _>("enabled", true);
+    }
+    if !asked.sets_field(MemoryConfig::NAME, "enabled") {
+        // Which statement and which operator filled the pool: on in the CLI
+        // (`--memory-limit`'s pool is observed) unless the user says otherwise.
+        builder = builder.set_field::<MemoryConfig, _>("enabled", true);
     }
     let config = builder.build().map_err(external)?;
     let mut export: ExportConfig = config.section().map_err(external)?;

@@ -63,6 +63,10 @@
 //!   caches observed per query: hits, misses and holdings on the root span,
 //!   their totals in the metrics summary, OpenTelemetry counters (`caches`,
 //!   `dftrace-caches`).
+//! - `memory`: the session's memory pool observed once `memory.enabled` is
+//!   set: each query's and each operator's peak reservation, the pool's
+//!   limit and refused reservations on the spans, OpenTelemetry metrics
+//!   (`memory`, `dftrace-memory`).
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -97,6 +101,9 @@ pub use dftrace_distributed as distributed;
 #[cfg(feature = "history")]
 #[cfg_attr(docsrs, doc(cfg(feature = "history")))]
 pub use dftrace_history as history;
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub use dftrace_memory as memory;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use dftrace_metrics_summary as metrics;

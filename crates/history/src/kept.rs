@@ -28,6 +28,11 @@ pub struct KeptQuery {
     pub bytes_scanned: Option<i64>,
     /// Bytes spilled to disk over operators.
     pub spilled_bytes: Option<i64>,
+    /// The most memory pool reservation the query held at once, with
+    /// `dftrace-memory` observing the pool.
+    pub peak_memory_bytes: Option<i64>,
+    /// Reservations the pool refused the query, with `dftrace-memory`.
+    pub failed_reservations: Option<i64>,
     /// Storage requests made under the query.
     pub storage_requests: Option<i64>,
     /// Bytes read from storage.

@@ -116,6 +116,7 @@ impl QueryObserver for HistoryObserver {
             .started
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let memory = dftrace_registry::query_state::<dftrace_registry::QueryMemory>(end.span);
         let query = KeptQuery {
             trace_id: trace.to_string(),
             run_id: end.run_id.to_owned(),
@@ -127,6 +128,12 @@ impl QueryObserver for HistoryObserver {
             output_rows: end.rows.map(|rows| i64::try_from(rows).unwrap_or(i64::MAX)),
             bytes_scanned: sum("bytes_scanned"),
             spilled_bytes: sum("spilled_bytes"),
+            peak_memory_bytes: memory
+                .as_ref()
+                .map(|memory| i64::try_from(memory.peak_bytes()).unwrap_or(i64::MAX)),
+            failed_reservations: memory
+                .as_ref()
+                .map(|memory| i64::try_from(memory.failed_reservations()).unwrap_or(i64::MAX)),
             storage_requests: storage.map(|s| s.0),
             storage_bytes_read: storage.map(|s| s.1),
             storage_bytes_written: storage.map(|s| s.2),

@@ -56,6 +56,8 @@ static QUERIES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             Field::new("output_rows", DataType::Int64, true),
             Field::new("bytes_scanned", DataType::Int64, true),
             Field::new("spilled_bytes", DataType::Int64, true),
+            Field::new("peak_memory_bytes", DataType::Int64, true),
+            Field::new("failed_reservations", DataType::Int64, true),
             Field::new("storage_requests", DataType::Int64, true),
             Field::new("storage_bytes_read", DataType::Int64, true),
             Field::new("storage_bytes_written", DataType::Int64, true),
@@ -90,6 +92,7 @@ static OPERATORS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             Field::new("self_time_median_ns", DataType::Int64, true),
             Field::new("self_time_max_ns", DataType::Int64, true),
             Field::new("spilled_bytes", DataType::Int64, true),
+            Field::new("peak_memory_bytes", DataType::Int64, true),
             Field::new("failed", DataType::Boolean, false),
             Field::new("metrics", int_map_type(), false),
         ],
@@ -112,6 +115,8 @@ fn queries_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
     let mut rows = Int64Builder::new();
     let mut scanned = Int64Builder::new();
     let mut spilled = Int64Builder::new();
+    let mut peak_memory = Int64Builder::new();
+    let mut failed_reservations = Int64Builder::new();
     let mut requests = Int64Builder::new();
     let mut read = Int64Builder::new();
     let mut written = Int64Builder::new();
@@ -134,6 +139,8 @@ fn queries_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
         rows.append_option(query.output_rows);
         scanned.append_option(query.bytes_scanned);
         spilled.append_option(query.spilled_bytes);
+        peak_memory.append_option(query.peak_memory_bytes);
+        failed_reservations.append_option(query.failed_reservations);
         requests.append_option(query.storage_requests);
         read.append_option(query.storage_bytes_read);
         written.append_option(query.storage_bytes_written);
@@ -154,6 +161,8 @@ fn queries_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
         Arc::new(rows.finish()),
         Arc::new(scanned.finish()),
         Arc::new(spilled.finish()),
+        Arc::new(peak_memory.finish()),
+        Arc::new(failed_reservations.finish()),
         Arc::new(requests.finish()),
         Arc::new(read.finish()),
         Arc::new(written.finish()),
@@ -180,6 +189,7 @@ fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
     let mut partitions = Int64Builder::new();
     let mut spread: [Int64Builder; 6] = std::array::from_fn(|_| Int64Builder::new());
     let mut spilled = Int64Builder::new();
+    let mut peak_memory = Int64Builder::new();
     let mut failed = BooleanBuilder::new();
     let mut metrics = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
     for query in queries {
@@ -212,6 +222,7 @@ fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
             time_median.append_option(op.self_time_spread.map(|s| int(s.median)));
             time_max.append_option(op.self_time_spread.map(|s| int(s.max)));
             spilled.append_option(op.spilled_bytes.map(int));
+            peak_memory.append_option(op.peak_memory_bytes.map(int));
             failed.append_value(op.failed);
             for (metric, value) in &op.metrics {
                 metrics.keys().append_value(metric);
@@ -241,6 +252,7 @@ fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
             .map(|builder| Arc::new(builder.finish()) as ArrayRef),
     );
     columns.push(Arc::new(spilled.finish()));
+    columns.push(Arc::new(peak_memory.finish()));
     columns.push(Arc::new(failed.finish()));
     columns.push(Arc::new(metrics.finish()));
     Ok(RecordBatch::try_new(

@@ -28,6 +28,7 @@ fn operator(id: u64, parent: Option<u64>, name: &str, self_time_ns: u64) -> Oper
             max: 6,
         }),
         self_time_spread: None,
+        peak_memory_bytes: None,
         spilled_bytes: None,
         metrics: vec![
             ("output_rows".to_owned(), 10),
@@ -49,6 +50,8 @@ fn query(n: usize) -> KeptQuery {
         output_rows: Some(10),
         bytes_scanned: None,
         spilled_bytes: None,
+        peak_memory_bytes: None,
+        failed_reservations: None,
         storage_requests: None,
         storage_bytes_read: None,
         storage_bytes_written: None,

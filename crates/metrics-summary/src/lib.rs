@@ -62,7 +62,7 @@ pub use summary::{
     CacheSummary, FunctionSummary, OperatorSummary, QueryMetricsSummary, SCHEMA_VERSION, summarize,
 };
 
-use dftrace_registry::{Preset, Section};
+use dftrace_registry::{Preset, Section, keys};
 use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -104,7 +104,7 @@ pub fn attributes(summary: &QueryMetricsSummary) -> Vec<KeyValue> {
             summary.elapsed_compute_ns,
         ),
         int("dftrace.metrics.spill_count", summary.spill_count),
-        int("dftrace.metrics.spilled_bytes", summary.spilled_bytes),
+        int(keys::SUMMARY_SPILLED_BYTES, summary.spilled_bytes),
         int("dftrace.metrics.spilled_rows", summary.spilled_rows),
         int("dftrace.metrics.bytes_scanned", summary.bytes_scanned),
         int("dftrace.metrics.files_opened", summary.files_opened),

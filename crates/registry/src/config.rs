@@ -396,6 +396,7 @@ const SECTION_OWNERS: &[(&str, &str, Option<&str>)] = &[
     ("history", "dftrace-history", Some("history")),
     ("udf", "dftrace-udf", Some("udf")),
     ("caches", "dftrace-caches", Some("caches")),
+    ("memory", "dftrace-memory", Some("memory")),
     ("export", "dftrace-bootstrap", None),
 ];
 

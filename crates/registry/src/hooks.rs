@@ -165,7 +165,7 @@ pub struct OperatorFigures {
     /// The operator's name (`SortExec`).
     pub name: String,
     /// DataFusion's one-line description, as `datafusion.node` shows it
-    /// before the export pipeline masks its literals.
+    /// (the query's literals masked, taken before the operator ran).
     pub description: String,
     /// First partition start and last partition end, Unix nanoseconds.
     pub start_unix_ns: u64,
@@ -185,6 +185,9 @@ pub struct OperatorFigures {
     pub self_time_spread: Option<Spread>,
     /// Bytes it spilled to disk.
     pub spilled_bytes: Option<u64>,
+    /// The most memory pool reservation its partitions held at once
+    /// (`dftrace-memory`, when on).
+    pub peak_memory_bytes: Option<u64>,
     /// Every integer metric, by DataFusion's (or the host's) metric name
     /// with dftrace's suffix (`elapsed_compute_ns`, `row_groups_pruned_statistics.pruned`).
     pub metrics: Vec<(String, i64)>,
@@ -257,6 +260,23 @@ pub trait QueryObserver: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone, Default)]
 struct QueryObservers(Vec<Arc<dyn QueryObserver>>);
 
+/// Figures of a plugin's own that go on each operator's span (the memory
+/// pool's peaks, say), asked for when the operator spans are built at the
+/// query's end. Plugins add one with [`Services::add_operator_attributes`].
+pub trait OperatorAttributes: Send + Sync + fmt::Debug {
+    /// Pushes `(key, value)` figures for `operator` of the query whose
+    /// root span is `query`.
+    fn operator_attributes(
+        &self,
+        query: &tracing::Span,
+        operator: crate::OperatorKey,
+        out: &mut Vec<(&'static str, i64)>,
+    );
+}
+
+#[derive(Debug, Clone, Default)]
+struct OperatorAttributeSources(Vec<Arc<dyn OperatorAttributes>>);
+
 impl Services {
     /// Adds an observer called at the end of every root query span.
     pub fn add_query_observer(&mut self, observer: Arc<dyn QueryObserver>) {
@@ -272,6 +292,23 @@ impl Services {
     pub fn query_observers(&self) -> Vec<Arc<dyn QueryObserver>> {
         self.get::<QueryObservers>()
             .map(|o| o.0.clone())
+            .unwrap_or_default()
+    }
+
+    /// Adds a source of figures for every operator span.
+    pub fn add_operator_attributes(&mut self, source: Arc<dyn OperatorAttributes>) {
+        let mut sources = self
+            .get::<OperatorAttributeSources>()
+            .map(|s| (*s).clone())
+            .unwrap_or_default();
+        sources.0.push(source);
+        self.insert(Arc::new(sources));
+    }
+
+    /// The sources of operator figures plugins added, in plugin order.
+    pub fn operator_attributes(&self) -> Vec<Arc<dyn OperatorAttributes>> {
+        self.get::<OperatorAttributeSources>()
+            .map(|s| s.0.clone())
             .unwrap_or_default()
     }
 }

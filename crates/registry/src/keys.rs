@@ -117,3 +117,22 @@ pub const STATUS_DESCRIPTION: &str = "otel.status_description";
 /// The instrumentation scope (and meter) name of everything dftrace
 /// records through OpenTelemetry directly.
 pub const SCOPE_NAME: &str = "dftrace";
+
+/// On a root query span: the most memory pool reservation the query held
+/// at once (`dftrace-memory`).
+pub const MEMORY_PEAK: &str = "dftrace.memory.peak_bytes";
+/// On a root query span: the memory pool's limit, when it has one.
+pub const MEMORY_LIMIT: &str = "dftrace.memory.limit_bytes";
+/// On a root query span: the peak over the limit, 0 to 1.
+pub const MEMORY_PEAK_FRACTION: &str = "dftrace.memory.peak_fraction";
+/// On a root query span: reservations the pool refused the query.
+pub const MEMORY_FAILED: &str = "dftrace.memory.failed_reservations";
+/// On an operator span: the most its partitions held at once, together.
+pub const OPERATOR_PEAK_MEMORY: &str = "dftrace.operator.peak_memory_bytes";
+/// On an operator span: the most one of its partitions held.
+pub const OPERATOR_PEAK_MEMORY_PARTITION: &str = "dftrace.operator.peak_memory_bytes.partition_max";
+/// On an operator span: reservations the pool refused it.
+pub const OPERATOR_FAILED_RESERVATIONS: &str = "dftrace.operator.failed_reservations";
+/// On a root query span: bytes the query's operators spilled to disk
+/// (`dftrace-metrics-summary`).
+pub const SUMMARY_SPILLED_BYTES: &str = "dftrace.metrics.spilled_bytes";

@@ -69,6 +69,7 @@ mod error;
 mod hooks;
 pub mod keys;
 pub mod literals;
+mod memory;
 mod operator_scope;
 mod pending;
 mod plugin;
@@ -85,9 +86,11 @@ pub use error::{ConfigError, Result};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use hooks::{
-    BuilderHook, ColumnSources, OperatorFigures, PluginContext, PreviewFn, PreviewFormatter,
-    QueryEnd, QueryObserver, RanOperator, Services, SourcedPreviewFn, Spread, StateHook,
+    BuilderHook, ColumnSources, OperatorAttributes, OperatorFigures, PluginContext, PreviewFn,
+    PreviewFormatter, QueryEnd, QueryObserver, RanOperator, Services, SourcedPreviewFn, Spread,
+    StateHook,
 };
+pub use memory::QueryMemory;
 pub use operator_scope::{OperatorKey, OperatorScope, current_operator, enter_operator};
 pub use pending::{Flush, flush_pending_work, register_pending_work};
 pub use plugin::{Plugin, Stage, linked_plugins};

@@ -14,7 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use dftrace_registry::literals::QueryLiterals;
-use dftrace_registry::{DftraceSession, QueryObserver, SpanLevel, keys};
+use dftrace_registry::{DftraceSession, OperatorAttributes, QueryObserver, SpanLevel, keys};
 use opentelemetry::trace::TraceContextExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,6 +118,7 @@ pub struct QuerySpan {
     started: Instant,
     started_at: std::time::SystemTime,
     observers: Vec<Arc<dyn QueryObserver>>,
+    operator_attributes: Vec<Arc<dyn OperatorAttributes>>,
 }
 
 impl QuerySpan {
@@ -195,6 +196,7 @@ impl QuerySpan {
         }
         dftrace_registry::set_query_state(&span, Arc::clone(&literals));
         let observers = settings.observers.clone();
+        let operator_attributes = settings.operator_attributes.clone();
         let ended = QueryEnded::watch(&span);
         let collector = Arc::new(Collector::default());
         Collector::attach(&collector, &span);
@@ -210,6 +212,7 @@ impl QuerySpan {
             started: Instant::now(),
             started_at: std::time::SystemTime::now(),
             observers,
+            operator_attributes,
         })
     }
 
@@ -319,6 +322,7 @@ impl QuerySpan {
             executed,
             plan: plan.cloned(),
             observers: self.observers.clone(),
+            operator_attributes: self.operator_attributes.clone(),
             unsampled: self.unsampled,
             run_id: self.run_id.clone(),
             fingerprint: self.fingerprint.clone(),
@@ -444,6 +448,8 @@ async fn finish(
 pub(crate) struct QuerySettings {
     pub(crate) config: Arc<RulesConfig>,
     pub(crate) observers: Vec<Arc<dyn QueryObserver>>,
+    /// What the plugins put on each operator span besides dftrace-rules.
+    pub(crate) operator_attributes: Vec<Arc<dyn OperatorAttributes>>,
 }
 
 impl QuerySettings {
@@ -457,6 +463,7 @@ impl QuerySettings {
             None => Arc::new(QuerySettings {
                 config: Arc::new(rules_config(session)),
                 observers: Vec::new(),
+                operator_attributes: Vec::new(),
             }),
         }
     }
@@ -476,6 +483,7 @@ impl QuerySettings {
                 .get::<RulesConfig>()
                 .unwrap_or_else(|| Arc::new(config())),
             observers: services.query_observers(),
+            operator_attributes: services.operator_attributes(),
         });
         dftrace.insert_service(Arc::clone(&settings));
         settings

@@ -12,7 +12,7 @@ use crate::operators::Executed;
 use crate::operators::spans::{BuiltOperators, Outcome, build_operator_spans};
 use datafusion::physical_plan::ExecutionPlan;
 use dftrace_registry::literals::QueryLiterals;
-use dftrace_registry::{QueryEnd, QueryObserver};
+use dftrace_registry::{OperatorAttributes, QueryEnd, QueryObserver};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
@@ -30,6 +30,7 @@ pub(crate) struct QueryEndJob {
     pub(crate) executed: Vec<Executed>,
     pub(crate) plan: Option<Arc<dyn ExecutionPlan>>,
     pub(crate) observers: Vec<Arc<dyn QueryObserver>>,
+    pub(crate) operator_attributes: Vec<Arc<dyn OperatorAttributes>>,
     pub(crate) unsampled: bool,
     pub(crate) run_id: String,
     pub(crate) fingerprint: Option<String>,
@@ -61,6 +62,7 @@ impl QueryEndJob {
                 outcome,
                 collect,
                 &self.literals,
+                Some((&self.span, &self.operator_attributes)),
             );
         }
         if self.observers.is_empty() {

@@ -181,7 +181,16 @@ impl RootState {
                 // The query's literals are in another process: each
                 // operator's own, as its description shows them, are masked.
                 let literals = QueryLiterals::default();
-                build_operator_spans(&parent, tracer, collector.take(), outcome, false, &literals);
+                // A worker has no root of its own: no plugin figures.
+                build_operator_spans(
+                    &parent,
+                    tracer,
+                    collector.take(),
+                    outcome,
+                    false,
+                    &literals,
+                    None,
+                );
             }
             RootQuery::Lazy(_) | RootQuery::Done => {}
         }

@@ -17,7 +17,7 @@ use datafusion::physical_plan::{
 };
 use dftrace_registry::keys;
 use dftrace_registry::literals::QueryLiterals;
-use dftrace_registry::{OperatorFigures, RanOperator, SpanLevel, Spread};
+use dftrace_registry::{OperatorAttributes, OperatorFigures, RanOperator, SpanLevel, Spread};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
@@ -71,6 +71,7 @@ pub(crate) fn build_operator_spans(
     outcome: Outcome,
     collect: bool,
     literals: &QueryLiterals,
+    extra: Option<(&tracing::Span, &[Arc<dyn OperatorAttributes>])>,
 ) -> BuiltOperators {
     let mut built = BuiltOperators::default();
     let sampled = root.span().span_context().is_sampled();
@@ -109,6 +110,7 @@ pub(crate) fn build_operator_spans(
             tracer,
             options,
             literals,
+            extra,
             forest: &forest,
             names_above: &names_above,
             statistics: StatisticsContext::new(),
@@ -193,6 +195,8 @@ struct Pass<'a> {
     options: &'a DeferredOptions,
     /// Every text a span shows is masked with these.
     literals: &'a QueryLiterals,
+    /// The plugins' own operator figures, and the root they read them by.
+    extra: Option<(&'a tracing::Span, &'a [Arc<dyn OperatorAttributes>])>,
     forest: &'a Forest,
     names_above: &'a lineage::NamesAbove,
     statistics: StatisticsContext,
@@ -273,6 +277,17 @@ impl Pass<'_> {
                 attributes.push(KeyValue::new(keys::ESTIMATED_ROWS, int(rows as u64)));
                 attributes.push(KeyValue::new(keys::ESTIMATED_ROWS_EXACT, exact));
             }
+        }
+        if let Some((query, sources)) = self.extra {
+            let mut figures = Vec::new();
+            for source in sources {
+                source.operator_attributes(query, record.key(), &mut figures);
+            }
+            attributes.extend(
+                figures
+                    .into_iter()
+                    .map(|(key, value)| KeyValue::new(key, value)),
+            );
         }
         let failed = failed_here(record, inner);
         if let Some(figures) = self.figures.as_deref_mut() {
@@ -446,6 +461,7 @@ fn operator_figures(
             keys::SELF_TIME_MAX,
         ]),
         spilled_bytes: find(&format!("{}spilled_bytes", keys::METRICS_PREFIX)),
+        peak_memory_bytes: find(keys::OPERATOR_PEAK_MEMORY),
         metrics,
         failed,
     }

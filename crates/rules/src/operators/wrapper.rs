@@ -100,7 +100,12 @@ impl DftraceExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        match self.inner.execute(partition, context) {
+        // What the node sets up here (memory reservations, say) is its own.
+        let executed = {
+            let _operator = dftrace_registry::enter_operator(record.key());
+            self.inner.execute(partition, context)
+        };
+        match executed {
             Ok(stream) => Ok(Box::pin(OperatorStream::new(
                 stream,
                 Arc::clone(record),

@@ -74,6 +74,7 @@ impl PlannerOptions {
             None => Arc::new(QuerySettings {
                 config: Arc::new(self.config.clone()),
                 observers: Vec::new(),
+                operator_attributes: Vec::new(),
             }),
         })
     }
