@@ -164,6 +164,8 @@ pub struct Report {
     pub history_vs_maximal: (stats::Estimate, stats::Estimate),
     /// `maximal+udf` over `maximal`, likewise.
     pub udf_vs_maximal: (stats::Estimate, stats::Estimate),
+    /// `maximal+memory` over `maximal`, likewise.
+    pub memory_vs_maximal: (stats::Estimate, stats::Estimate),
 }
 
 /// Timings: variant → query → one duration per round.
@@ -586,10 +588,21 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         bootstrap_median(&ratios(&with_udf, &maximal), 2000, &mut rng),
         bootstrap_median(&ratios(&short_udf, &short_maximal), 2000, &mut rng),
     );
+    // What observing the memory pool costs on top of `maximal`.
+    let with_memory = round_totals(Variant::MaximalMemory);
+    let short_memory = short
+        .get(&Variant::MaximalMemory)
+        .cloned()
+        .unwrap_or_default();
+    let memory_vs_maximal = (
+        bootstrap_median(&ratios(&with_memory, &maximal), 2000, &mut rng),
+        bootstrap_median(&ratios(&short_memory, &short_maximal), 2000, &mut rng),
+    );
 
     Ok(Report {
         history_vs_maximal,
         udf_vs_maximal,
+        memory_vs_maximal,
         scale: options.scale,
         queries: options.queries.clone(),
         rounds: options.rounds,

@@ -77,6 +77,13 @@ pub fn markdown_table(report: &Report) -> String {
         estimate(&report.udf_vs_maximal.0),
         estimate(&report.udf_vs_maximal.1)
     );
+    let _ = writeln!(
+        out,
+        "`maximal+memory` vs `maximal` (the cost of observing the memory pool): TPC-H {}, \
+         short loop {}.",
+        estimate(&report.memory_vs_maximal.0),
+        estimate(&report.memory_vs_maximal.1)
+    );
     if report.mismatches.is_empty() {
         out.push_str("\nEvery configuration returned the same rows as `baseline`.\n");
     } else {

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 // Plugins register at link time: the bench links them as a host would.
 use dftrace_history as _;
+use dftrace_memory as _;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
@@ -45,11 +46,13 @@ pub enum Variant {
     MaximalHistory,
     /// dftrace, `maximal` with the host's functions observed (`udf.enabled`).
     MaximalUdf,
+    /// dftrace, `maximal` with the memory pool observed (`memory.enabled`).
+    MaximalMemory,
 }
 
 impl Variant {
     /// Every configuration, in report order.
-    pub const ALL: [Variant; 10] = [
+    pub const ALL: [Variant; 11] = [
         Variant::Baseline,
         Variant::Raw,
         Variant::ExecOnly,
@@ -60,6 +63,7 @@ impl Variant {
         Variant::MaximalUnsampled,
         Variant::MaximalHistory,
         Variant::MaximalUdf,
+        Variant::MaximalMemory,
     ];
 
     /// The name in reports.
@@ -75,6 +79,7 @@ impl Variant {
             Variant::MaximalUnsampled => "maximal-unsampled",
             Variant::MaximalHistory => "maximal+history",
             Variant::MaximalUdf => "maximal+udf",
+            Variant::MaximalMemory => "maximal+memory",
         }
     }
 
@@ -156,7 +161,8 @@ impl Session {
             | Variant::Maximal
             | Variant::MaximalUnsampled
             | Variant::MaximalHistory
-            | Variant::MaximalUdf => {
+            | Variant::MaximalUdf
+            | Variant::MaximalMemory => {
                 let preset = match variant {
                     Variant::ProductionLean | Variant::ExecOnly => Preset::ProductionLean,
                     Variant::MaximalNoData => Preset::MaximalNoData,
@@ -177,6 +183,7 @@ impl Session {
                 // dftrace-udf is linked for `maximal+udf`; the others leave
                 // the host's function as it is.
                 config = config.set("udf.enabled", variant == Variant::MaximalUdf);
+                config = config.set("memory.enabled", variant == Variant::MaximalMemory);
                 let config = config.build().map_err(|e| e.to_string())?;
                 builder
                     .with_dftrace(&config)

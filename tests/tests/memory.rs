@@ -25,9 +25,65 @@ use dftrace_tests::tpch::{Table, write_tables};
 use opentelemetry::Value;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::trace::SpanData;
-use std::sync::Arc;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use std::sync::{Arc, OnceLock};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The host's meter provider, installed before any query ends (dftrace
+/// builds its instruments from the global provider on first use).
+fn meters() -> &'static (InMemoryMetricExporter, SdkMeterProvider) {
+    static METERS: OnceLock<(InMemoryMetricExporter, SdkMeterProvider)> = OnceLock::new();
+    METERS.get_or_init(|| {
+        let exporter = InMemoryMetricExporter::default();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        opentelemetry::global::set_meter_provider(provider.clone());
+        (exporter, provider)
+    })
+}
+
+/// The exported points of the metric `name`, as (value, pool name) for
+/// gauges and counters and (count, sum) for the histogram.
+fn exported(name: &str) -> Vec<(u64, String)> {
+    let (exporter, provider) = meters();
+    provider.force_flush().unwrap();
+    let finished = exporter.get_finished_metrics().unwrap();
+    let Some(resource) = finished.last() else {
+        return Vec::new();
+    };
+    let mut points = Vec::new();
+    for metric in resource.scope_metrics().flat_map(|scope| scope.metrics()) {
+        if metric.name() != name {
+            continue;
+        }
+        fn pool<'a>(mut attributes: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> String {
+            attributes
+                .find(|kv| kv.key.as_str() == dftrace_memory::POOL_NAME)
+                .map(|kv| kv.value.to_string())
+                .unwrap_or_default()
+        }
+        match metric.data() {
+            AggregatedMetrics::U64(MetricData::Gauge(gauge)) => points.extend(
+                gauge
+                    .data_points()
+                    .map(|p| (p.value(), pool(p.attributes()))),
+            ),
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                points.extend(sum.data_points().map(|p| (p.value(), String::new())));
+            }
+            AggregatedMetrics::U64(MetricData::Histogram(histogram)) => points.extend(
+                histogram
+                    .data_points()
+                    .map(|p| (p.count(), p.sum().to_string())),
+            ),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    points
+}
 
 fn memory_config() -> DftraceConfig {
     DftraceConfig::builder()
@@ -156,6 +212,7 @@ const SPILLING: &str = "SELECT l_orderkey, l_partkey, count(*) AS n, max(l_comme
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spilling_sort_and_aggregate_carry_their_peaks_everywhere() {
     let capture = span_capture();
+    meters();
     let creates = lineitem();
     let bare = plain(
         session_config(2),
@@ -285,6 +342,7 @@ async fn a_spilling_sort_and_aggregate_carry_their_peaks_everywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_the_pool_refuses_keeps_its_figures_and_names_the_operator() {
     let capture = span_capture();
+    meters();
     let creates = lineitem();
     // A hash join's build side cannot spill: under a small greedy limit it
     // fails with ResourcesExhausted.
@@ -341,11 +399,36 @@ async fn a_query_the_pool_refuses_keeps_its_figures_and_names_the_operator() {
     )
     .await;
     assert_eq!(column(&queries, "failed_reservations"), vec![Some(failed)]);
+
+    // OpenTelemetry: the refusals counted, the peak in the histogram (other
+    // tests' queries too: the instruments are the process's), the pool's
+    // limit and what it holds as gauges.
+    let refused_total: u64 = exported(dftrace_memory::FAILED_METRIC)
+        .iter()
+        .map(|(value, _)| value)
+        .sum();
+    assert!(refused_total >= failed as u64, "{refused_total} ≥ {failed}");
+    let histogram = exported(dftrace_memory::PEAK_METRIC);
+    assert!(
+        histogram.iter().any(|(count, _)| *count >= 1),
+        "peaks recorded: {histogram:?}"
+    );
+    let limits = exported(dftrace_memory::LIMIT_METRIC);
+    assert!(
+        limits.contains(&(limit as u64, "greedy".to_owned())),
+        "the greedy pool's limit as a gauge: {limits:?}"
+    );
+    let reserved = exported(dftrace_memory::RESERVED_METRIC);
+    assert!(
+        reserved.iter().any(|(_, pool)| pool == "greedy"),
+        "what the pool holds as a gauge: {reserved:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_queries_keep_their_own_peaks() {
     let capture = span_capture();
+    meters();
     let creates = lineitem();
     let ctx = Arc::new(traced(
         session_config(1),

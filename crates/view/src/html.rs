@@ -31,6 +31,17 @@ pub(super) fn duration_text(ns: u64) -> String {
     }
 }
 
+/// Bytes as a reader takes them in (`3.2 MiB`).
+pub(super) fn bytes_text(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / KIB),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", bytes as f64 / (KIB * KIB)),
+        _ => format!("{:.2} GiB", bytes as f64 / (KIB * KIB * KIB)),
+    }
+}
+
 /// One row of the operator table: an operator span and its depth in the
 /// plan (operators above it).
 pub(super) fn operator_rows(
@@ -131,7 +142,8 @@ pub(super) fn render(trace: &Trace, svg: &str, self_time_svg: &str) -> String {
         "<h2>Operators</h2>\n<table class=\"operators\">\n<thead><tr><th>operator</th>\
          <th>self time</th><th>output rows</th><th>estimated rows</th><th>partitions</th>\
          <th>rows per partition<br>min / median / max</th>\
-         <th>self time per partition<br>min / median / max</th><th>wall time</th>",
+         <th>self time per partition<br>min / median / max</th><th>wall time</th>\
+         <th>peak memory</th><th>spilled</th>",
     );
     if services.len() > 1 {
         page.push_str("<th>service</th>");
@@ -142,6 +154,11 @@ pub(super) fn render(trace: &Trace, svg: &str, self_time_svg: &str) -> String {
         span.attribute(key)
             .and_then(|ns| ns.parse::<u64>().ok())
             .map_or_else(|| "–".to_owned(), |ns| escape(&duration_text(ns)))
+    };
+    let bytes = |span: &super::TraceSpan, key: &str| {
+        span.attribute(key)
+            .and_then(|bytes| bytes.parse::<u64>().ok())
+            .map_or_else(|| "–".to_owned(), |bytes| escape(&bytes_text(bytes)))
     };
     let spread = |span: &super::TraceSpan, keys: [&str; 3], as_time: bool| {
         let part = |key: &str| {
@@ -164,7 +181,7 @@ pub(super) fn render(trace: &Trace, svg: &str, self_time_svg: &str) -> String {
         let _ = write!(
             page,
             "<tr><td class=\"name\" style=\"padding-left:{}em\">{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             0.4 + depth as f64 * 1.2,
             escape(&span.name),
             self_time,
@@ -186,6 +203,8 @@ pub(super) fn render(trace: &Trace, svg: &str, self_time_svg: &str) -> String {
                 true
             ),
             escape(&duration_text(span.duration_ns())),
+            bytes(span, keys::OPERATOR_PEAK_MEMORY),
+            bytes(span, &format!("{}spilled_bytes", keys::METRICS_PREFIX)),
         );
         if services.len() > 1 {
             let _ = write!(page, "<td>{}</td>", escape(&span.service));
@@ -193,7 +212,7 @@ pub(super) fn render(trace: &Trace, svg: &str, self_time_svg: &str) -> String {
         page.push_str("</tr>\n");
     }
     if operators.is_empty() {
-        page.push_str("<tr><td colspan=\"8\">no operator spans in this trace</td></tr>\n");
+        page.push_str("<tr><td colspan=\"10\">no operator spans in this trace</td></tr>\n");
     }
     page.push_str("</tbody>\n</table>\n</body>\n</html>\n");
     page

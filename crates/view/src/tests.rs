@@ -90,6 +90,7 @@ fn write_file(dir: &Path) -> PathBuf {
                 ("dftrace.operator.output_rows.min", "20"),
                 ("dftrace.operator.output_rows.median", "20"),
                 ("dftrace.operator.output_rows.max", "22"),
+                ("dftrace.operator.peak_memory_bytes", "3407872"),
                 ("thread.id", "7"),
             ],
         ),
@@ -308,6 +309,8 @@ fn the_page_lists_operators_in_plan_order_and_escapes_text() {
     assert!(page.contains("<td>700.0 µs</td>"), "{page}");
     assert!(page.contains("<td>40</td>"), "{page}");
     assert!(page.contains("<td>20 / 20 / 22</td>"), "{page}");
+    // The peak memory pool reservation; no spill figure shows as none.
+    assert!(page.contains("<td>3.2 MiB</td><td>–</td>"), "{page}");
     // Both flame graphs, one script: the self-time one is switched to.
     assert!(page.contains("id=\"width-self\""), "{page}");
     assert!(page.matches("<svg").count() >= 2, "{page}");
