@@ -21,17 +21,19 @@ use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_preview_redaction as _;
 use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME};
-use dftrace_rules::{QueryOptions, run_sql};
+use dftrace_rules::{QueryOptions, QuerySpan, run_sql};
 use dftrace_tests::capture::span_capture_filtered;
 use dftrace_tests::dftrace_context;
 use dftrace_tests::moto::MotoServer;
 use dftrace_tests::span_schema::{Observation, SpanSchema, render_markdown};
 use dftrace_tests::tpch::Table;
 use dftrace_tests::workspace_root;
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use opentelemetry_sdk::trace::SpanData;
 use std::sync::Arc;
+use tracing::Instrument;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -69,6 +71,9 @@ const QUERIES: &[(&str, &str)] = &[
     ("host function", "SELECT id, double(v) FROM t WHERE v > 40"),
     ("failure", "SELECT * FROM no_such_table"),
 ];
+
+/// The query the workload stops reading after its first batch.
+const CANCELLED: &str = "SELECT * FROM t";
 
 /// `double(v)`: a host scalar function, registered after the session is
 /// built and so wrapped by hand (`ObservedScalar::wrap`).
@@ -248,6 +253,29 @@ async fn produce_spans() -> Vec<(String, Vec<SpanData>)> {
             assert_eq!(roots, 1, "{run}: `{label}` has one root query span");
             spans.extend(trace);
         }
+        // A query the host stops reading: its root ends as cancelled.
+        let trace_id = format!(
+            "{:016x}{:016x}",
+            0xd57a_ce00_u64 + run_index as u64,
+            QUERIES.len() + 1
+        );
+        let options = QueryOptions::new().traceparent(format!("00-{trace_id}-00f067aa0ba902b7-01"));
+        let query = QuerySpan::start(ctx.state().config(), Some(CANCELLED), &options).unwrap();
+        let ended = query.ended();
+        async {
+            let mut stream = ctx
+                .sql(CANCELLED)
+                .await
+                .unwrap()
+                .execute_stream()
+                .await
+                .unwrap();
+            stream.next().await.unwrap().unwrap();
+        }
+        .instrument(query.span().clone())
+        .await;
+        drop(query);
+        spans.extend(capture.ended_trace(ended, &trace_id).await);
         produced.push((run.to_owned(), spans));
     }
     let _ = std::fs::remove_dir_all(local);

@@ -22,6 +22,9 @@ pub struct KeptQuery {
     /// The error's kind (DataFusion's prefix, `Arrow error`, `Execution
     /// error`, ...) on failure; never its message, which can quote values.
     pub error_kind: Option<String>,
+    /// The query was dropped before its end (cancelled, or its consumer
+    /// stopped reading).
+    pub cancelled: bool,
     /// Rows returned, on success.
     pub output_rows: Option<i64>,
     /// Bytes the scans read (`bytes_scanned` over operators).

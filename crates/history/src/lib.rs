@@ -20,7 +20,13 @@
 //!   a `map` column;
 //! - `dftrace.spans`: one row per span of the OTLP-JSON-lines trace files
 //!   under `history.spans_path` (the file sink's directory by default; a
-//!   file or a glob too), read as a stream.
+//!   file or a glob too), read as a stream;
+//! - `dftrace.running`: one row per query in flight (trace id, run id,
+//!   fingerprint, start, elapsed, phase, output rows so far, peak memory so
+//!   far with `dftrace-memory`), and `dftrace.running_operators`: each
+//!   running query's operators that have run, numbered as in
+//!   `dftrace.operators`, with rows and batches so far and partitions done
+//!   of total. A query leaves them once it is in `dftrace.queries`.
 //!
 //! A query that reads `dftrace.queries` or `dftrace.operators` is not kept
 //! itself. With `history.operator_metrics`, each kept operator also feeds
@@ -44,17 +50,19 @@
 mod config;
 mod kept;
 mod observer;
+mod running;
 mod spans;
 mod tables;
 
 pub use config::HistoryConfig;
 pub use kept::{KeptQuery, QueryHistory};
+pub use running::{RunningOperatorsTable, RunningTable};
 pub use spans::{SkippedLine, SpansTable};
 pub use tables::{OperatorsTable, QueriesTable};
 
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::session_state::SessionState;
-use dftrace_registry::{Plugin, PluginContext, Stage};
+use dftrace_registry::{Plugin, PluginContext, RunningQueries, Stage};
 use std::sync::Arc;
 
 /// The schema the tables are registered in.
@@ -65,6 +73,10 @@ pub const QUERIES_TABLE: &str = "queries";
 pub const OPERATORS_TABLE: &str = "operators";
 /// The table over trace files.
 pub const SPANS_TABLE: &str = "spans";
+/// The table of queries in flight.
+pub const RUNNING_TABLE: &str = "running";
+/// The table of the operators of queries in flight.
+pub const RUNNING_OPERATORS_TABLE: &str = "running_operators";
 
 /// Registers `dftrace.queries`, `dftrace.operators` and `dftrace.spans` in
 /// `state`'s default catalog, over `history` and the trace files at
@@ -105,6 +117,34 @@ pub fn register_tables(
     Ok(())
 }
 
+/// Registers `dftrace.running` and `dftrace.running_operators` over
+/// `running` in `state`'s default catalog (after [`register_tables`], which
+/// makes the schema).
+pub fn register_running_tables(
+    state: &SessionState,
+    running: &Arc<RunningQueries>,
+) -> datafusion::error::Result<()> {
+    let options = state.config().options();
+    let schema = state
+        .catalog_list()
+        .catalog(&options.catalog.default_catalog)
+        .and_then(|catalog| catalog.schema(SCHEMA))
+        .ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(
+                "dftrace-history: register the history's tables first".to_owned(),
+            )
+        })?;
+    schema.register_table(
+        RUNNING_TABLE.to_owned(),
+        Arc::new(RunningTable::new(Arc::clone(running))),
+    )?;
+    schema.register_table(
+        RUNNING_OPERATORS_TABLE.to_owned(),
+        Arc::new(RunningOperatorsTable::new(Arc::clone(running))),
+    )?;
+    Ok(())
+}
+
 fn on_state(
     state: SessionState,
     context: &mut PluginContext<'_>,
@@ -123,6 +163,10 @@ fn on_state(
         )));
     // The host reads the history through the session's services too.
     context.services().insert(history);
+    // dftrace-rules lists the session's queries in flight here.
+    let running = Arc::new(RunningQueries::default());
+    register_running_tables(&state, &running)?;
+    context.services().insert(running);
     Ok(state)
 }
 

@@ -125,6 +125,7 @@ impl QueryObserver for HistoryObserver {
             start_unix_ns,
             duration_ns: i64::try_from(end.elapsed.as_nanos()).unwrap_or(i64::MAX),
             error_kind: end.error.as_deref().map(error_kind),
+            cancelled: end.cancelled,
             output_rows: end.rows.map(|rows| i64::try_from(rows).unwrap_or(i64::MAX)),
             bytes_scanned: sum("bytes_scanned"),
             spilled_bytes: sum("spilled_bytes"),

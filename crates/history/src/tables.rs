@@ -132,6 +132,8 @@ fn queries_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
         duration.append_value(query.duration_ns);
         outcome.append_value(if query.error_kind.is_some() {
             "error"
+        } else if query.cancelled {
+            "cancelled"
         } else {
             "ok"
         });
@@ -288,7 +290,7 @@ impl OperatorsTable {
 }
 
 /// A scan of a snapshot: DataFusion applies the filters and the limit.
-fn scan_batch(
+pub(crate) fn scan_batch(
     batch: RecordBatch,
     projection: Option<&Vec<usize>>,
 ) -> Result<Arc<dyn ExecutionPlan>> {

@@ -47,6 +47,7 @@ fn query(n: usize) -> KeptQuery {
         start_unix_ns: n as i64,
         duration_ns: 1_000 * n as i64,
         error_kind: None,
+        cancelled: false,
         output_rows: Some(10),
         bytes_scanned: None,
         spilled_bytes: None,

@@ -3,7 +3,7 @@
 
 use crate::summary::QueryMetricsSummary;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
 use std::time::Duration;
 
 /// The query instruments of one meter.
@@ -16,6 +16,31 @@ pub struct QueryInstruments {
     storage_read: Counter<u64>,
     storage_written: Counter<u64>,
     errors: Counter<u64>,
+    /// Read by the meter when it collects: no cost per query.
+    _in_flight: ObservableGauge<u64>,
+}
+
+/// How a query ended, as the duration's `dftrace.query.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryOutcome {
+    /// It returned all its rows.
+    Ok,
+    /// It failed.
+    Error,
+    /// It was dropped before its end (cancelled, or its consumer stopped
+    /// reading).
+    Cancelled,
+}
+
+impl QueryOutcome {
+    /// `ok`, `error` or `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryOutcome::Ok => "ok",
+            QueryOutcome::Error => "error",
+            QueryOutcome::Cancelled => "cancelled",
+        }
+    }
 }
 
 impl QueryInstruments {
@@ -30,9 +55,11 @@ impl QueryInstruments {
     /// | `dftrace.storage.bytes_read` | counter | `By` |
     /// | `dftrace.storage.bytes_written` | counter | `By` |
     /// | `dftrace.query.errors` | counter | `{error}` |
+    /// | `dftrace.queries.in_flight` | observable gauge | `{query}` |
     ///
-    /// The only attribute is `dftrace.query.outcome` (`ok` or `error`) on the
-    /// duration: no SQL, no run ids.
+    /// The only attribute is `dftrace.query.outcome` (`ok`, `error` or
+    /// `cancelled`) on the duration: no SQL, no run ids. The gauge counts
+    /// the process's queries whose root is open.
     pub fn new(meter: &Meter) -> Self {
         let counter = |name: &'static str, unit: &'static str, description: &'static str| {
             meter
@@ -65,17 +92,27 @@ impl QueryInstruments {
                 "Bytes written to object stores",
             ),
             errors: counter("dftrace.query.errors", "{error}", "Queries that failed"),
+            _in_flight: meter
+                .u64_observable_gauge("dftrace.queries.in_flight")
+                .with_unit("{query}")
+                .with_description("Queries whose root span is open (planning or executing)")
+                .with_callback(|observer| {
+                    observer.observe(dftrace_registry::queries_in_flight(), &[]);
+                })
+                .build(),
         }
     }
 
     /// Records one finished query.
-    pub fn record(&self, elapsed: Duration, failed: bool, summary: Option<&QueryMetricsSummary>) {
-        let outcome = [KeyValue::new(
-            "dftrace.query.outcome",
-            if failed { "error" } else { "ok" },
-        )];
-        self.duration.record(elapsed.as_secs_f64(), &outcome);
-        if failed {
+    pub fn record(
+        &self,
+        elapsed: Duration,
+        outcome: QueryOutcome,
+        summary: Option<&QueryMetricsSummary>,
+    ) {
+        let attributes = [KeyValue::new("dftrace.query.outcome", outcome.as_str())];
+        self.duration.record(elapsed.as_secs_f64(), &attributes);
+        if outcome == QueryOutcome::Error {
             self.errors.add(1, &[]);
         }
         let Some(summary) = summary else { return };

@@ -57,7 +57,7 @@
 mod instruments;
 mod summary;
 
-pub use instruments::QueryInstruments;
+pub use instruments::{QueryInstruments, QueryOutcome};
 pub use summary::{
     CacheSummary, FunctionSummary, OperatorSummary, QueryMetricsSummary, SCHEMA_VERSION, summarize,
 };
@@ -223,7 +223,14 @@ mod plugin {
                 let instruments = self.instruments.get_or_init(|| {
                     QueryInstruments::new(&opentelemetry::global::meter("dftrace"))
                 });
-                instruments.record(end.elapsed, end.error.is_some(), summary.as_ref());
+                let outcome = if end.error.is_some() {
+                    crate::QueryOutcome::Error
+                } else if end.cancelled {
+                    crate::QueryOutcome::Cancelled
+                } else {
+                    crate::QueryOutcome::Ok
+                };
+                instruments.record(end.elapsed, outcome, summary.as_ref());
             }
         }
     }

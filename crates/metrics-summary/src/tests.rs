@@ -95,8 +95,12 @@ fn instruments_export_with_names_units_and_values() {
         .with_reader(PeriodicReader::builder(exporter.clone()).build())
         .build();
     let instruments = QueryInstruments::new(&provider.meter("dftrace"));
-    instruments.record(Duration::from_millis(250), false, Some(&sample()));
-    instruments.record(Duration::from_millis(750), true, None);
+    instruments.record(
+        Duration::from_millis(250),
+        QueryOutcome::Ok,
+        Some(&sample()),
+    );
+    instruments.record(Duration::from_millis(750), QueryOutcome::Error, None);
     provider.force_flush().unwrap();
 
     let exported = exporter.get_finished_metrics().unwrap();
@@ -118,6 +122,15 @@ fn instruments_export_with_names_units_and_values() {
         other => panic!("{name}: unexpected data {other:?}"),
     };
     assert_eq!(find("dftrace.query.duration").unit(), "s");
+    // Read when the meter collects.
+    assert_eq!(find("dftrace.queries.in_flight").unit(), "{query}");
+    assert!(
+        matches!(
+            find("dftrace.queries.in_flight").data(),
+            AggregatedMetrics::U64(MetricData::Gauge(_))
+        ),
+        "an observable gauge"
+    );
     match find("dftrace.query.duration").data() {
         AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
             let points: Vec<_> = histogram.data_points().collect();

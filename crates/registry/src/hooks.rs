@@ -239,6 +239,9 @@ pub struct QueryEnd<'a> {
     pub rows: Option<usize>,
     /// The error message, on failure.
     pub error: Option<String>,
+    /// The query was dropped before its end (its stream dropped: cancelled,
+    /// or its consumer stopped reading); `rows` and `error` are `None`.
+    pub cancelled: bool,
     /// The query's trace is known not to be sampled: nothing of it will be
     /// exported, so observers can skip work meant only for its spans.
     pub unsampled: bool,

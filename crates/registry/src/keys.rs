@@ -85,6 +85,10 @@ pub const QUERY_ROWS: &str = "dftrace.rows";
 /// On a root query span: dftrace opened it, for a host that ran a query
 /// without `run_sql` or `QuerySpan`.
 pub const QUERY_AUTO: &str = "dftrace.query.auto";
+/// On a root query span: the query was dropped before its end (its stream
+/// dropped: cancelled, or its consumer stopped reading). Its status stays
+/// unset; the operator spans show what ran.
+pub const QUERY_CANCELLED: &str = "dftrace.query.cancelled";
 
 /// The name of the analyzer's phase span.
 pub const ANALYZE_PHASE: &str = "analyze_logical_plan";

@@ -75,6 +75,7 @@ mod pending;
 mod plugin;
 #[cfg(feature = "session")]
 mod query_state;
+mod running;
 #[cfg(feature = "session")]
 mod session;
 
@@ -97,6 +98,10 @@ pub use plugin::{Plugin, Stage, linked_plugins};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use query_state::{current_query_state, query_state, set_query_state};
+pub use running::{
+    InFlight, QueryPhase, RunningEntry, RunningOperator, RunningQueries, RunningQuery,
+    RunningSnapshot, queries_in_flight,
+};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};

@@ -14,9 +14,12 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use dftrace_registry::literals::QueryLiterals;
-use dftrace_registry::{DftraceSession, OperatorAttributes, QueryObserver, SpanLevel, keys};
+use dftrace_registry::{
+    DftraceSession, InFlight, OperatorAttributes, QueryObserver, QueryPhase, RunningEntry,
+    RunningQueries, RunningQuery, RunningSnapshot, SpanLevel, keys,
+};
 use opentelemetry::trace::TraceContextExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -119,6 +122,56 @@ pub struct QuerySpan {
     started_at: std::time::SystemTime,
     observers: Vec<Arc<dyn QueryObserver>>,
     operator_attributes: Vec<Arc<dyn OperatorAttributes>>,
+    /// Counts the query in flight (and, with a history, lists it among the
+    /// running ones) until its end has been told; taken when it is.
+    in_flight: Mutex<Option<InFlightQuery>>,
+}
+
+/// A query's places among the queries in flight, held until the end of its
+/// end (so it leaves `dftrace.running` once it is in `dftrace.queries`).
+#[derive(Debug)]
+pub(crate) struct InFlightQuery {
+    _counted: InFlight,
+    _listed: Option<RunningEntry>,
+}
+
+/// A running query as `dftrace.running` shows it.
+#[derive(Debug)]
+struct LiveQuery {
+    span: Span,
+    run_id: String,
+    fingerprint: Option<String>,
+    started_at: std::time::SystemTime,
+    collector: Arc<Collector>,
+}
+
+impl RunningQuery for LiveQuery {
+    fn snapshot(&self) -> RunningSnapshot {
+        let operators = crate::operators::spans::running_operators(self.collector.snapshot());
+        RunningSnapshot {
+            trace_id: self
+                .span
+                .context()
+                .span()
+                .span_context()
+                .trace_id()
+                .to_string(),
+            run_id: self.run_id.clone(),
+            fingerprint: self.fingerprint.clone(),
+            started: self.started_at,
+            phase: if operators.is_empty() {
+                QueryPhase::Planning
+            } else {
+                QueryPhase::Executing
+            },
+            output_rows: operators.first().map_or(0, |top| top.rows),
+            peak_memory_bytes: dftrace_registry::query_state::<dftrace_registry::QueryMemory>(
+                &self.span,
+            )
+            .map(|memory| memory.peak_bytes() as u64),
+            operators,
+        }
+    }
 }
 
 impl QuerySpan {
@@ -200,6 +253,17 @@ impl QuerySpan {
         let ended = QueryEnded::watch(&span);
         let collector = Arc::new(Collector::default());
         Collector::attach(&collector, &span);
+        let fingerprint = shape.map(|shape| shape.fingerprint.clone());
+        let started_at = std::time::SystemTime::now();
+        let listed = settings.running.as_ref().map(|running| {
+            running.add(Arc::new(LiveQuery {
+                span: span.clone(),
+                run_id: run_id.clone(),
+                fingerprint: fingerprint.clone(),
+                started_at,
+                collector: Arc::clone(&collector),
+            }))
+        });
         Ok(QuerySpan {
             span,
             ended,
@@ -207,12 +271,16 @@ impl QuerySpan {
             literals,
             unsampled,
             run_id,
-            fingerprint: shape.map(|shape| shape.fingerprint.clone()),
+            fingerprint,
             sql: sql.filter(|_| config.record_sql).map(str::to_owned),
             started: Instant::now(),
-            started_at: std::time::SystemTime::now(),
+            started_at,
             observers,
             operator_attributes,
+            in_flight: Mutex::new(Some(InFlightQuery {
+                _counted: InFlight::start(),
+                _listed: listed,
+            })),
         })
     }
 
@@ -303,6 +371,14 @@ impl QuerySpan {
         self.notify(None, None, Some(message));
     }
 
+    /// Records that the query was dropped before its end (its stream
+    /// dropped), builds the spans of the operators that ran, and tells the
+    /// observers (`dftrace.queries.outcome` = `cancelled`).
+    pub fn record_cancelled(&self) {
+        self.span.set_attribute(keys::QUERY_CANCELLED, true);
+        self.end(None, None, None, true);
+    }
+
     /// Hands what the query's end needs to [`crate::query_end`], which
     /// builds the operator spans and tells the observers after the query
     /// has returned (the root stays open until then).
@@ -312,6 +388,21 @@ impl QuerySpan {
         rows: Option<usize>,
         error: Option<String>,
     ) {
+        self.end(plan, rows, error, false);
+    }
+
+    fn end(
+        &self,
+        plan: Option<&Arc<dyn ExecutionPlan>>,
+        rows: Option<usize>,
+        error: Option<String>,
+        cancelled: bool,
+    ) {
+        let in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let executed = self.collector.take();
         if self.observers.is_empty() && (self.unsampled || executed.is_empty()) {
             return;
@@ -332,7 +423,23 @@ impl QuerySpan {
             elapsed: self.elapsed(),
             rows,
             error,
+            cancelled,
+            _in_flight: in_flight,
         });
+    }
+}
+
+impl Drop for QuerySpan {
+    fn drop(&mut self) {
+        // Dropped with operators run and no outcome: the host dropped the
+        // query's future (`run_sql`, a `QuerySpan` of its own) mid-way.
+        let open = self
+            .in_flight
+            .get_mut()
+            .is_ok_and(|in_flight| in_flight.is_some());
+        if open && self.collector.has_executed() {
+            self.record_cancelled();
+        }
     }
 }
 
@@ -431,7 +538,7 @@ async fn finish(
                 trace_id: query.trace_id(),
                 elapsed: query.elapsed(),
                 ended: query.ended(),
-                run_id: query.run_id,
+                run_id: query.run_id.clone(),
             })
         }
         Err(error) => {
@@ -450,6 +557,8 @@ pub(crate) struct QuerySettings {
     pub(crate) observers: Vec<Arc<dyn QueryObserver>>,
     /// What the plugins put on each operator span besides dftrace-rules.
     pub(crate) operator_attributes: Vec<Arc<dyn OperatorAttributes>>,
+    /// Where the session lists its queries in flight (a history's).
+    pub(crate) running: Option<Arc<RunningQueries>>,
 }
 
 impl QuerySettings {
@@ -464,6 +573,7 @@ impl QuerySettings {
                 config: Arc::new(rules_config(session)),
                 observers: Vec::new(),
                 operator_attributes: Vec::new(),
+                running: None,
             }),
         }
     }
@@ -484,6 +594,7 @@ impl QuerySettings {
                 .unwrap_or_else(|| Arc::new(config())),
             observers: services.query_observers(),
             operator_attributes: services.operator_attributes(),
+            running: services.get::<RunningQueries>(),
         });
         dftrace.insert_service(Arc::clone(&settings));
         settings

@@ -25,6 +25,9 @@ const QUEUE: usize = 1024;
 
 /// What the end of one query needs.
 pub(crate) struct QueryEndJob {
+    /// Dropped once the observers have been told (first, so the query
+    /// leaves the running ones before its root closes).
+    pub(crate) _in_flight: Option<crate::query::InFlightQuery>,
     pub(crate) span: Span,
     pub(crate) literals: Arc<QueryLiterals>,
     pub(crate) executed: Vec<Executed>,
@@ -39,6 +42,7 @@ pub(crate) struct QueryEndJob {
     pub(crate) elapsed: Duration,
     pub(crate) rows: Option<usize>,
     pub(crate) error: Option<String>,
+    pub(crate) cancelled: bool,
 }
 
 impl QueryEndJob {
@@ -83,6 +87,7 @@ impl QueryEndJob {
             elapsed: self.elapsed,
             rows: self.rows,
             error: self.error.clone(),
+            cancelled: self.cancelled,
             unsampled: self.unsampled,
         };
         for observer in &self.observers {

@@ -51,6 +51,18 @@ pub(crate) struct NodeRecord {
     /// The node's one-line description and output partitioning, masked,
     /// taken before it ran.
     description: OnceLock<Description>,
+    /// What it has done so far, for `dftrace.running_operators`: relaxed
+    /// adds per batch, read only when a running query is looked at.
+    progress: Progress,
+}
+
+/// An operator's figures while it runs.
+#[derive(Debug, Default)]
+struct Progress {
+    rows: AtomicU64,
+    batches: AtomicU64,
+    started: AtomicU64,
+    done: AtomicU64,
 }
 
 /// What dftrace adds to `datafusion-tracing`'s live operator spans, which
@@ -95,6 +107,7 @@ impl NodeRecord {
             registered: AtomicBool::new(false),
             key: dftrace_registry::OperatorKey::unique(),
             description: OnceLock::new(),
+            progress: Progress::default(),
         }
     }
 
@@ -145,10 +158,29 @@ impl NodeRecord {
 
     pub(crate) fn note_start(&self) {
         self.first_start.fetch_min(now_unix_ns(), Ordering::Relaxed);
+        self.progress.started.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn note_end(&self) {
         self.last_end.fetch_max(now_unix_ns(), Ordering::Relaxed);
+        self.progress.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A partition produced `rows` rows in one batch.
+    pub(crate) fn note_batch(&self, rows: usize) {
+        self.progress.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.progress.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (rows, batches, partitions started, partitions ended) so far.
+    pub(crate) fn progress(&self) -> (u64, u64, u64, u64) {
+        let progress = &self.progress;
+        (
+            progress.rows.load(Ordering::Relaxed),
+            progress.batches.load(Ordering::Relaxed),
+            progress.started.load(Ordering::Relaxed),
+            progress.done.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn note_error(&self, error: &DataFusionError) {
@@ -283,6 +315,28 @@ impl Collector {
     /// Everything collected so far, leaving the collector empty.
     pub(crate) fn take(&self) -> Vec<Executed> {
         std::mem::take(&mut *self.executed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Whether an operator has run.
+    pub(crate) fn has_executed(&self) -> bool {
+        !self
+            .executed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// Everything collected so far, left in place (a running query looked at).
+    pub(crate) fn snapshot(&self) -> Vec<Executed> {
+        self.executed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|node| Executed {
+                inner: Arc::clone(&node.inner),
+                record: Arc::clone(&node.record),
+            })
+            .collect()
     }
 
     /// Puts `collector` in `span`'s registry extensions (once), where the

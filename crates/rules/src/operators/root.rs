@@ -38,6 +38,10 @@ pub(crate) struct RootState {
     /// that executed it (so that span can end with its request).
     span: OnceLock<Option<Span>>,
     ended: AtomicUsize,
+    /// Partitions that ran to their end (the others were dropped before).
+    completed: AtomicUsize,
+    /// The plan's partitions, once it ran.
+    partitions: AtomicUsize,
     rows: AtomicUsize,
     error: OnceLock<String>,
 }
@@ -71,6 +75,8 @@ impl RootState {
             executed: OnceLock::new(),
             span,
             ended: AtomicUsize::new(0),
+            completed: AtomicUsize::new(0),
+            partitions: AtomicUsize::new(usize::MAX),
             rows: AtomicUsize::new(0),
             error: OnceLock::new(),
         }
@@ -83,6 +89,8 @@ impl RootState {
             executed: OnceLock::new(),
             span: OnceLock::new(),
             ended: AtomicUsize::new(0),
+            completed: AtomicUsize::new(0),
+            partitions: AtomicUsize::new(usize::MAX),
             rows: AtomicUsize::new(0),
             error: OnceLock::new(),
         }
@@ -130,6 +138,7 @@ impl RootState {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let partitions = inner.properties().partitioning.partition_count();
+        self.partitions.store(partitions, Ordering::Relaxed);
         self.executed.get_or_init(|| Arc::clone(inner));
         let span = self.span(&context)?.cloned().unwrap_or_else(Span::current);
         if let RootQuery::Worker { collector, .. } = &*self.lock() {
@@ -164,6 +173,13 @@ impl RootState {
         match query {
             RootQuery::Open(query) => match self.error.get() {
                 Some(error) => query.record_error(error),
+                // A partition's stream dropped before its end: the host
+                // cancelled, or stopped reading.
+                None if self.completed.load(Ordering::Acquire)
+                    < self.partitions.load(Ordering::Relaxed) =>
+                {
+                    query.record_cancelled();
+                }
                 None => {
                     query.record_success(self.rows.load(Ordering::Relaxed), self.executed.get())
                 }
@@ -244,7 +260,12 @@ impl Stream for RootStream {
             Poll::Ready(Some(Err(error))) => {
                 self.state.error.get_or_init(|| error.to_string());
             }
-            Poll::Ready(None) => self.end(),
+            Poll::Ready(None) => {
+                if !self.ended {
+                    self.state.completed.fetch_add(1, Ordering::Release);
+                }
+                self.end();
+            }
             Poll::Pending => {}
         }
         poll

@@ -17,7 +17,9 @@ use datafusion::physical_plan::{
 };
 use dftrace_registry::keys;
 use dftrace_registry::literals::QueryLiterals;
-use dftrace_registry::{OperatorAttributes, OperatorFigures, RanOperator, SpanLevel, Spread};
+use dftrace_registry::{
+    OperatorAttributes, OperatorFigures, RanOperator, RunningOperator, SpanLevel, Spread,
+};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
@@ -133,6 +135,38 @@ pub(crate) fn build_operator_spans(
         figure_offset += pass.next_index;
     }
     built
+}
+
+/// The operators that have run so far, numbered as [`build_operator_spans`]
+/// numbers their figures (`dftrace.operators`), with what each has done.
+pub(crate) fn running_operators(executed: Vec<Executed>) -> Vec<RunningOperator> {
+    fn visit(forest: &Forest, index: usize, parent: Option<u64>, out: &mut Vec<RunningOperator>) {
+        let Executed { inner, record } = &forest.nodes[index];
+        let id = out.len() as u64;
+        let (rows, batches, partitions_started, partitions_done) = record.progress();
+        out.push(RunningOperator {
+            id,
+            parent,
+            name: inner.name().to_owned(),
+            rows,
+            batches,
+            partitions_started,
+            partitions_done,
+            partitions: inner.properties().partitioning.partition_count() as u64,
+        });
+        for &child in &forest.children[index] {
+            visit(forest, child, Some(id), out);
+        }
+    }
+    let forest = Forest::new(executed);
+    let mut out = Vec::new();
+    for &top in &forest.roots {
+        // Live operator spans have no figures: none here either.
+        if forest.nodes[top].record.deferred().is_some() {
+            visit(&forest, top, None, &mut out);
+        }
+    }
+    out
 }
 
 /// What [`build_operator_spans`] made besides the spans.

@@ -495,7 +495,10 @@ impl Stream for OperatorStream {
             self.inner.poll_next_unpin(cx)
         };
         match &poll {
-            Poll::Ready(Some(Ok(batch))) => self.record.offer_preview(batch),
+            Poll::Ready(Some(Ok(batch))) => {
+                self.record.note_batch(batch.num_rows());
+                self.record.offer_preview(batch);
+            }
             Poll::Ready(Some(Err(error))) => {
                 self.on_error_live(error);
                 self.record.note_error(error);

@@ -75,6 +75,7 @@ impl PlannerOptions {
                 config: Arc::new(self.config.clone()),
                 observers: Vec::new(),
                 operator_attributes: Vec::new(),
+                running: None,
             }),
         })
     }

@@ -1,0 +1,373 @@
+//! What runs now, as a host sees it: a query held mid-stream by a table of
+//! the host's (its stream waits on a gate the test opens) shows in
+//! `dftrace.running` with the rows it let through and its operators in
+//! `dftrace.running_operators`; once released it leaves them and its row in
+//! `dftrace.queries` says what its span says. A query whose stream the host
+//! drops, or whose future it drops, ends as `cancelled` with the operators
+//! that ran, and nothing of it stays in flight.
+//!
+//! The tests take turns (`SERIAL`): they count the process's queries in
+//! flight.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use dftrace_history as _;
+use dftrace_metrics_summary as _;
+use dftrace_registry::{
+    DftraceConfig, Preset, QUERY_SPAN_NAME, SessionStateBuilderExt, keys, queries_in_flight,
+};
+use dftrace_tests::capture::{SpanCapture, attribute, span_capture};
+use futures::StreamExt;
+use opentelemetry::Value;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::trace::SpanData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, Semaphore};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// Rows per batch of the held table.
+const BATCH: i64 = 10;
+
+/// A table whose one partition yields `before` batches, then waits for
+/// the gate to open, then yields `after` more.
+#[derive(Debug)]
+struct HeldPartition {
+    schema: SchemaRef,
+    gate: Arc<Semaphore>,
+    before: i64,
+    after: i64,
+}
+
+impl PartitionStream for HeldPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let schema = Arc::clone(&self.schema);
+        let gate = Arc::clone(&self.gate);
+        let (before, after) = (self.before, self.after);
+        let batch = move |n: i64| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from_iter_values(
+                    n * BATCH..(n + 1) * BATCH,
+                ))],
+            )
+            .map_err(Into::into)
+        };
+        let batches = futures::stream::unfold(0_i64, move |n| {
+            let gate = Arc::clone(&gate);
+            let batch = batch.clone();
+            async move {
+                if n == before + after {
+                    return None;
+                }
+                if n == before {
+                    gate.acquire().await.expect("the gate stays open").forget();
+                }
+                Some((batch(n), n + 1))
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        ))
+    }
+}
+
+fn session(gate: &Arc<Semaphore>, before: i64, after: i64) -> SessionContext {
+    let config = DftraceConfig::builder()
+        .preset(Preset::MaximalNoData)
+        .set("history.enabled", true)
+        .build()
+        .unwrap();
+    let state = SessionStateBuilder::new()
+        .with_config(SessionConfig::new().with_target_partitions(1))
+        .with_default_features()
+        .with_dftrace(&config)
+        .and_then(|builder| builder.build_dftrace())
+        .unwrap();
+    let ctx = SessionContext::new_with_state(state);
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+    let held = HeldPartition {
+        schema: Arc::clone(&schema),
+        gate: Arc::clone(gate),
+        before,
+        after,
+    };
+    let table = StreamingTable::try_new(schema, vec![Arc::new(held)]).unwrap();
+    ctx.register_table("held", Arc::new(table)).unwrap();
+    ctx
+}
+
+/// A request span of the host's and its trace id.
+fn request() -> (tracing::Span, String) {
+    let span = tracing::info_span!("request");
+    let trace_id = span.context().span().span_context().trace_id().to_string();
+    (span, trace_id)
+}
+
+async fn sql(ctx: &SessionContext, query: &str) -> Vec<RecordBatch> {
+    ctx.sql(query).await.unwrap().collect().await.unwrap()
+}
+
+fn ints(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
+    batches
+        .iter()
+        .flat_map(|batch| {
+            let array = batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            (0..array.len())
+                .map(|i| array.is_valid(i).then(|| array.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn strings(batches: &[RecordBatch], name: &str) -> Vec<String> {
+    let batches: Vec<RecordBatch> = batches.to_vec();
+    let mut out = Vec::new();
+    for batch in &batches {
+        let column =
+            datafusion::arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Utf8)
+                .unwrap();
+        let column = column.as_string::<i32>();
+        out.extend((0..column.len()).map(|i| column.value(i).to_owned()));
+    }
+    out
+}
+
+/// Waits until `condition` holds, asking again as the runtime lets it;
+/// fails after a minute, whatever the machine's load (the condition, not
+/// the time, is what the test is about).
+async fn until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "waited a minute for {what}");
+        // A short pause off the runtime's workers, which the query needs.
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5)))
+            .await
+            .unwrap();
+    }
+}
+
+async fn running_rows(ctx: &SessionContext, trace_id: &str) -> Vec<RecordBatch> {
+    sql(
+        ctx,
+        &format!(
+            "SELECT phase, output_rows, operator_count FROM dftrace.running \
+             WHERE trace_id = '{trace_id}'"
+        ),
+    )
+    .await
+}
+
+async fn root_of(capture: &'static SpanCapture, trace_id: &str) -> (SpanData, Vec<SpanData>) {
+    let spans = capture.trace_with_root(trace_id).await;
+    let roots: Vec<&SpanData> = spans.iter().filter(|s| s.name == QUERY_SPAN_NAME).collect();
+    assert_eq!(roots.len(), 1, "one root: {spans:#?}");
+    let operators = spans
+        .iter()
+        .filter(|s| attribute(s, keys::OPERATOR_INDEX).is_some())
+        .cloned()
+        .collect();
+    (roots[0].clone(), operators)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_query_shows_in_running_with_its_rows_so_far() {
+    let _turn = SERIAL.lock().await;
+    let capture = span_capture();
+    let gate = Arc::new(Semaphore::new(0));
+    let ctx = Arc::new(session(&gate, 2, 1));
+    let (span, trace_id) = request();
+    let query = {
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(
+            async move { ctx.sql("SELECT v FROM held").await?.collect().await }.instrument(span),
+        )
+    };
+    // Two batches let through: 20 rows so far, the query executing.
+    until("the held query in dftrace.running with 20 rows", || {
+        let ctx = Arc::clone(&ctx);
+        let trace_id = trace_id.clone();
+        async move { ints(&running_rows(&ctx, &trace_id).await, "output_rows") == [Some(20)] }
+    })
+    .await;
+    let running = running_rows(&ctx, &trace_id).await;
+    assert_eq!(strings(&running, "phase"), ["executing"]);
+    let operators = sql(
+        &ctx,
+        &format!(
+            "SELECT operator_id, parent_id, name, output_rows, partitions_started, \
+             partitions_done, partitions FROM dftrace.running_operators \
+             WHERE trace_id = '{trace_id}' ORDER BY operator_id"
+        ),
+    )
+    .await;
+    let names = strings(&operators, "name");
+    assert!(!names.is_empty(), "its operators show");
+    assert_eq!(ints(&operators, "operator_id")[0], Some(0));
+    assert_eq!(ints(&operators, "output_rows")[0], Some(20), "{names:?}");
+    assert_eq!(ints(&operators, "partitions_done")[0], Some(0), "not done");
+    assert_eq!(ints(&operators, "partitions_started")[0], Some(1));
+    assert_eq!(ints(&operators, "partitions")[0], Some(1));
+    assert_eq!(ints(&running, "operator_count"), [Some(names.len() as i64)]);
+
+    gate.add_permits(1);
+    let rows: usize = query
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert_eq!(rows, 30);
+    let (root, spans) = root_of(capture, &trace_id).await;
+    // Once its end is told, it is in dftrace.queries and no longer running.
+    assert!(
+        running_rows(&ctx, &trace_id)
+            .await
+            .iter()
+            .all(|b| b.num_rows() == 0)
+    );
+    let kept = sql(
+        &ctx,
+        &format!(
+            "SELECT output_rows, outcome, operator_count FROM dftrace.queries \
+             WHERE trace_id = '{trace_id}'"
+        ),
+    )
+    .await;
+    let span_rows = match attribute(&root, keys::QUERY_ROWS) {
+        Some(Value::I64(rows)) => *rows,
+        other => panic!("rows on the root: {other:?}"),
+    };
+    assert_eq!(ints(&kept, "output_rows"), [Some(span_rows)]);
+    assert_eq!(span_rows, 30);
+    assert_eq!(strings(&kept, "outcome"), ["ok"]);
+    assert_eq!(ints(&kept, "operator_count"), [Some(spans.len() as i64)]);
+    assert_eq!(
+        spans.len(),
+        names.len(),
+        "the operators that ran, running and ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_ends_as_cancelled_with_what_ran() {
+    let _turn = SERIAL.lock().await;
+    let capture = span_capture();
+    let gate = Arc::new(Semaphore::new(0));
+    let ctx = session(&gate, 2, 1);
+    let (span, trace_id) = request();
+    async {
+        let mut stream = ctx
+            .sql("SELECT v FROM held")
+            .await
+            .unwrap()
+            .execute_stream()
+            .await
+            .unwrap();
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(first.num_rows(), BATCH as usize);
+        // The host stops reading.
+        drop(stream);
+    }
+    .instrument(span)
+    .await;
+    let (root, operators) = root_of(capture, &trace_id).await;
+    assert_eq!(
+        attribute(&root, keys::QUERY_CANCELLED),
+        Some(&Value::Bool(true)),
+        "{root:#?}"
+    );
+    assert!(
+        matches!(root.status, opentelemetry::trace::Status::Unset),
+        "{:?}",
+        root.status
+    );
+    assert!(!operators.is_empty(), "the operators that ran");
+    // StreamingTableExec reports no metrics of its own: its span is there.
+    assert!(
+        operators.iter().any(|op| op.name == "StreamingTableExec"),
+        "the scan that ran: {operators:#?}"
+    );
+    let kept = sql(
+        &ctx,
+        &format!("SELECT outcome FROM dftrace.queries WHERE trace_id = '{trace_id}'"),
+    )
+    .await;
+    assert_eq!(strings(&kept, "outcome"), ["cancelled"]);
+    until("no query in flight", || async { queries_in_flight() == 0 }).await;
+    assert!(
+        running_rows(&ctx, &trace_id)
+            .await
+            .iter()
+            .all(|b| b.num_rows() == 0),
+        "no longer running"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_run_sql_future_ends_as_cancelled() {
+    let _turn = SERIAL.lock().await;
+    let capture = span_capture();
+    let gate = Arc::new(Semaphore::new(0));
+    let ctx = Arc::new(session(&gate, 1, 1));
+    let (span, trace_id) = request();
+    let task = {
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(
+            async move {
+                dftrace_rules::run_sql(
+                    &ctx,
+                    "SELECT v FROM held",
+                    &dftrace_rules::QueryOptions::new(),
+                )
+                .await
+            }
+            .instrument(span),
+        )
+    };
+    until("the query held after its first batch", || {
+        let ctx = Arc::clone(&ctx);
+        let trace_id = trace_id.clone();
+        async move { ints(&running_rows(&ctx, &trace_id).await, "output_rows") == [Some(BATCH)] }
+    })
+    .await;
+    // The host gives up on it: its future is dropped.
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let (root, operators) = root_of(capture, &trace_id).await;
+    assert_eq!(
+        attribute(&root, keys::QUERY_CANCELLED),
+        Some(&Value::Bool(true))
+    );
+    assert!(!operators.is_empty());
+    until("no query in flight", || async { queries_in_flight() == 0 }).await;
+    let kept = sql(
+        &ctx,
+        &format!("SELECT outcome FROM dftrace.queries WHERE trace_id = '{trace_id}'"),
+    )
+    .await;
+    assert_eq!(strings(&kept, "outcome"), ["cancelled"]);
+}
