@@ -424,3 +424,87 @@ fn the_session_and_past_traces_can_be_asked_in_sql() {
     let expected: Vec<&str> = root_rows.iter().map(|(_, rows)| rows.as_str()).collect();
     assert_eq!(csv_rows(&stdout, "root_rows"), expected, "{stdout}");
 }
+
+/// Runs the CLI under a pseudo-terminal (Python's `pty` module, part of
+/// every Python 3); returns what the terminal showed, stdout and stderr
+/// together as a user sees them.
+fn run_cli_in_terminal(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let script = "import pty, sys\nstatus = pty.spawn(sys.argv[1:])\nsys.exit(status >> 8)";
+    let output = isolated_command("python3")
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .arg("-c")
+        .arg(script)
+        .arg(cli_binary())
+        .args(args)
+        .output()
+        .expect("python3 runs the CLI in a terminal (install Python 3 if it is missing)");
+    let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "the CLI failed: {shown}");
+    shown
+}
+
+/// What the terminal shows once its control sequences are applied: each
+/// line as it ends up after carriage returns and line erasures.
+fn final_screen_lines(shown: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut rest = shown;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("\u{1b}[2K") {
+            line.clear();
+            rest = after;
+            continue;
+        }
+        rest = &rest[c.len_utf8()..];
+        match c {
+            '\r' => {
+                // Overwritten by what follows on the same line (a shorter
+                // text leaves the end: the line erasure above handles that).
+                if !rest.starts_with('\n') {
+                    line.clear();
+                }
+            }
+            '\n' => lines.push(std::mem::take(&mut line)),
+            _ => line.push(c),
+        }
+    }
+    lines.push(line);
+    lines
+}
+
+#[test]
+fn a_long_statement_shows_a_progress_line_on_a_terminal_and_erases_it() {
+    let query = "SELECT count(*) AS n FROM generate_series(1, 200000)";
+    // Shown from the start, so even a quick statement draws it once.
+    let env = [("DFTRACE_CLI__PROGRESS_AFTER_MS", "0")];
+    let shown = run_cli_in_terminal(&workdir("progress-tty"), &env, &["-q", "-c", query]);
+    assert!(
+        shown.contains("dftrace: running"),
+        "the progress line was drawn: {shown:?}"
+    );
+    let screen = final_screen_lines(&shown);
+    assert!(
+        !screen.iter().any(|line| line.contains("dftrace: running")),
+        "and erased before the result: {screen:#?}"
+    );
+    assert!(
+        screen.iter().any(|line| line.contains("200000")),
+        "the result printed: {screen:#?}"
+    );
+    // Not a terminal: no progress line, whatever the setting.
+    let piped = run_cli(&workdir("progress-pipe"), &env, &["-q", "-c", query]);
+    assert!(piped.status.success());
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("dftrace: running"));
+    assert!(!String::from_utf8_lossy(&piped.stdout).contains("dftrace: running"));
+    // Turned off: none on a terminal either.
+    let off = run_cli_in_terminal(
+        &workdir("progress-off"),
+        &[
+            ("DFTRACE_CLI__PROGRESS", "false"),
+            ("DFTRACE_CLI__PROGRESS_AFTER_MS", "0"),
+        ],
+        &["-q", "-c", query],
+    );
+    assert!(!off.contains("dftrace: running"), "{off:?}");
+}

@@ -12,6 +12,8 @@
 use dftrace_bootstrap::{ExportConfig, Sink};
 use dftrace_caches::CachesConfig;
 use dftrace_history::HistoryConfig;
+// Linked for its `[cli]` section, documented with the others.
+use dftrace_cli_hooks as _;
 use dftrace_memory::MemoryConfig;
 use dftrace_metrics_summary::MetricsConfig;
 use dftrace_object_store_registry::ObjectStoreConfig;

@@ -48,6 +48,17 @@ const HOOKS: &[Hook] = &[
         expected: "        StatementExecutor::new(statement)\n            .execute(ctx, print_options)\n            .await?;\n",
         replacement: "        let sql = statement.to_string();\n        let statement = StatementExecutor::new(statement).execute(ctx, print_options);\n        dftrace_cli_hooks::traced_statement(task_ctx.session_config(), &sql, statement).await?;\n",
     },
+    // The progress line is erased before the result prints.
+    Hook {
+        file: "src/exec.rs",
+        expected: "            adjusted.into_inner().print_batches(\n",
+        replacement: "            dftrace_cli_hooks::before_output();\n            adjusted.into_inner().print_batches(\n",
+    },
+    Hook {
+        file: "src/exec.rs",
+        expected: "            let stream = execute_stream(physical_plan, task_ctx.clone())?;\n            print_options\n",
+        replacement: "            let stream = execute_stream(physical_plan, task_ctx.clone())?;\n            dftrace_cli_hooks::before_output();\n            print_options\n",
+    },
     // Hand the executed plan to the metrics summary.
     Hook {
         file: "src/exec.rs",

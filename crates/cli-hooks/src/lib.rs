@@ -15,10 +15,17 @@
 //!   pool of `--memory-limit` is observed and a statement that spilled or
 //!   held more than half the limit says so on its line.
 //! - [`traced_statement`] and [`note_plan`]: one root query span per SQL
-//!   statement, with the executed plan handed to the metrics summary.
+//!   statement, with the executed plan handed to the metrics summary; a
+//!   statement running longer than `cli.progress_after_ms` shows a progress
+//!   line on stderr (a terminal only), which [`before_output`] erases
+//!   before the result prints.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod progress;
+
+pub use progress::before_output;
 
 // Linked so their plugins register (link-time registration).
 use dftrace_history as _;
@@ -35,11 +42,13 @@ use datafusion::prelude::SessionConfig;
 use dftrace_bootstrap::{ExportConfig, ResolvedSink, Sink, TelemetryGuard};
 use dftrace_history::HistoryConfig;
 use dftrace_memory::MemoryConfig;
-use dftrace_registry::{DftraceConfig, Preset, Section, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, Plugin, Preset, Section, SessionStateBuilderExt, Stage};
 use dftrace_rules::{QueryOptions, QuerySpan};
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 use tracing::Instrument;
 
 static CONFIG: OnceLock<DftraceConfig> = OnceLock::new();
@@ -48,6 +57,37 @@ static CONFIG: OnceLock<DftraceConfig> = OnceLock::new();
 /// them has yet to be printed (after the first statement, with the console
 /// line).
 static TABLES_HINT: AtomicBool = AtomicBool::new(false);
+
+/// When a statement's progress line shows (`None`: never).
+static PROGRESS_AFTER: OnceLock<Option<Duration>> = OnceLock::new();
+
+/// The traced CLI's own settings: the `[cli]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CliConfig {
+    /// Show a progress line on stderr (a terminal only) for a statement
+    /// running longer than `progress_after_ms`.
+    pub progress: bool,
+    /// Milliseconds a statement runs before its progress line shows; 0
+    /// shows it from the start.
+    pub progress_after_ms: u64,
+}
+
+impl Section for CliConfig {
+    const NAME: &'static str = "cli";
+
+    fn for_preset(_preset: Preset) -> Self {
+        CliConfig {
+            progress: true,
+            progress_after_ms: 2000,
+        }
+    }
+}
+
+dftrace_registry::inventory::submit! {
+    // Settings only: the CLI reads them in `init`.
+    Plugin::new::<CliConfig>(Stage::Observation)
+}
 
 /// The trace id of the last statement, for the view command printed at exit.
 static LAST_TRACE: Mutex<Option<String>> = Mutex::new(None);
@@ -156,6 +196,11 @@ pub fn init() -> Result<CliTelemetry> {
     }
     let history: HistoryConfig = config.section().map_err(external)?;
     TABLES_HINT.store(history.enabled && export.console_summary, Ordering::Relaxed);
+    let cli: CliConfig = config.section().map_err(external)?;
+    let _ = PROGRESS_AFTER.set(
+        cli.progress
+            .then(|| Duration::from_millis(cli.progress_after_ms)),
+    );
     let _ = CONFIG.set(config);
     Ok(CliTelemetry { guard: Some(guard) })
 }
@@ -205,12 +250,15 @@ where
         *LAST_TRACE.lock().unwrap_or_else(PoisonError::into_inner) = Some(query.trace_id());
     }
     let slot = Arc::new(Mutex::new(None));
+    progress::start(query.progress(), PROGRESS_AFTER.get().copied().flatten());
     let result = PLAN
         .scope(
             Arc::clone(&slot),
             statement.instrument(query.span().clone()),
         )
         .await;
+    // A statement that printed nothing (DDL) or failed: the line goes now.
+    before_output();
     let plan = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
     match &result {
         Ok(()) => {

@@ -397,11 +397,17 @@ const SECTION_OWNERS: &[(&str, &str, Option<&str>)] = &[
     ("udf", "dftrace-udf", Some("udf")),
     ("caches", "dftrace-caches", Some("caches")),
     ("memory", "dftrace-memory", Some("memory")),
+    ("cli", "dftrace-cli-hooks", None),
     ("export", "dftrace-bootstrap", None),
 ];
 
 /// What to do when `section` names no linked plugin.
 fn section_remedy(section: &str) -> String {
+    if section == "cli" {
+        return "It belongs to dftrace-cli-hooks: only the traced datafusion-cli (`cargo xtask \
+                cli`) reads it; remove it from a host's config"
+            .to_owned();
+    }
     let Some((_, owner, feature)) = SECTION_OWNERS.iter().find(|(name, ..)| *name == section)
     else {
         let sections: Vec<&str> = SECTION_OWNERS.iter().map(|(name, ..)| *name).collect();

@@ -71,8 +71,8 @@ pub use exec::{EXEC_TARGET, PREVIEW_FAILED, exec_rule};
 pub use overrides::RulesOverrides;
 pub use planner::{PLANNER_TARGET, instrument_planner};
 pub use query::{
-    QUERY_SPAN_NAME, QUERY_TARGET, QueryOptions, QuerySpan, TracedQuery, run_dataframe, run_sql,
-    sql_fingerprint,
+    QUERY_SPAN_NAME, QUERY_TARGET, QueryOptions, QueryProgress, QuerySpan, TracedQuery,
+    run_dataframe, run_sql, sql_fingerprint,
 };
 pub use trace_context::{TRACEPARENT, TRACESTATE, parse_trace_context};
 

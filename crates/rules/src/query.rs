@@ -174,7 +174,36 @@ impl RunningQuery for LiveQuery {
     }
 }
 
+/// What a running query has done so far, for a host that shows progress
+/// (the traced CLI's progress line): read when asked for.
+#[derive(Debug, Clone)]
+pub struct QueryProgress {
+    collector: Arc<Collector>,
+    started: Instant,
+}
+
+impl QueryProgress {
+    /// Time since the query's root opened.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Its operators that have run, top first, with rows and partitions
+    /// so far (as `dftrace.running_operators` shows them).
+    pub fn operators(&self) -> Vec<dftrace_registry::RunningOperator> {
+        crate::operators::spans::running_operators(self.collector.snapshot())
+    }
+}
+
 impl QuerySpan {
+    /// A handle on what the query has done so far.
+    pub fn progress(&self) -> QueryProgress {
+        QueryProgress {
+            collector: Arc::clone(&self.collector),
+            started: self.started,
+        }
+    }
+
     /// Starts the root span for a query on a session, with settings from the
     /// session's `[rules]` section (when dftrace was applied) or the defaults.
     /// `sql`, when given, is fingerprinted (and recorded verbatim only if

@@ -372,7 +372,7 @@ fn unknown_sections_list_the_linked_plugins() {
         .unwrap_or_else(|e| panic!("{e}"));
     insta::assert_snapshot!(
         host_section.check_sections(&["export"]).map_err(|e| e.to_string()).err().unwrap_or_default(),
-        @"config section `[hello]` (from inline TOML) names no linked dftrace plugin; linked plugins: export. No dftrace crate owns it (dftrace's sections: rules, preview, object_store, metrics, history, udf, caches, memory, export); a host plugin's section needs that plugin linked"
+        @"config section `[hello]` (from inline TOML) names no linked dftrace plugin; linked plugins: export. No dftrace crate owns it (dftrace's sections: rules, preview, object_store, metrics, history, udf, caches, memory, cli, export); a host plugin's section needs that plugin linked"
     );
 }
 
