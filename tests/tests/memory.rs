@@ -132,9 +132,16 @@ async fn register(ctx: &SessionContext, creates: &[String]) {
     }
 }
 
+/// The lineitem table, written once per process (the tests run in
+/// parallel and would otherwise read each other's half-written files).
 fn lineitem() -> Vec<String> {
-    let dir = std::env::temp_dir().join(format!("dftrace-memory-{}", std::process::id()));
-    write_tables(&dir, 0.01, &[Table::Lineitem])
+    static CREATES: OnceLock<Vec<String>> = OnceLock::new();
+    CREATES
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("dftrace-memory-{}", std::process::id()));
+            write_tables(&dir, 0.01, &[Table::Lineitem])
+        })
+        .clone()
 }
 
 /// Runs `sql` as a host does, under its own request span; returns the
