@@ -392,7 +392,8 @@ fn check_one_trace(spans: &[Span], trace_id: &str, ports: &[u16]) {
         .count();
     assert!(
         worker_scans >= 3 && coordinator_scans == 0,
-        "the workers scan the files"
+        "the workers scan the files: {worker_scans} scans on workers, {coordinator_scans} on \
+         the coordinator; operator spans per worker: {operators_per_worker:?}"
     );
 
     // The coordinator scans nothing itself: the files in its summary are the
