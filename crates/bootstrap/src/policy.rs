@@ -27,7 +27,14 @@ pub enum BootstrapError {
         expected: String,
     },
     /// The protocol needs a cargo feature this build lacks.
-    #[error("OTLP protocol {protocol} needs the `{feature}` feature of dftrace-bootstrap")]
+    #[error(
+        "OTLP protocol {protocol} needs the `{feature}` feature of dftrace-bootstrap, which this \
+         build does not have: with the `dftrace` crate, add `features = [\"{facade}\"]` to its \
+         line in Cargo.toml; depending on dftrace-bootstrap directly, `features = \
+         [\"{feature}\"]`; or set `export.otlp.protocol` to one this build has \
+         (see docs/troubleshooting.md)",
+        facade = facade_export_feature(feature)
+    )]
     MissingFeature {
         /// The protocol.
         protocol: &'static str,
@@ -71,6 +78,11 @@ pub enum BootstrapError {
     /// The runtime for the gRPC exporter could not start.
     #[error("cannot start the runtime for the gRPC exporter: {0}")]
     Runtime(std::io::Error),
+}
+
+/// The `dftrace` facade's feature that turns on bootstrap's `feature`.
+fn facade_export_feature(feature: &str) -> String {
+    format!("export-{feature}")
 }
 
 /// Where spans go, resolved from `sink`, `OTEL_TRACES_EXPORTER`,
@@ -549,6 +561,20 @@ pub(crate) fn otlp_exporter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_feature_is_named_as_the_facade_host_adds_it() {
+        let message = BootstrapError::MissingFeature {
+            protocol: "grpc",
+            feature: "grpc",
+        }
+        .to_string();
+        assert!(
+            message.contains(r#"features = ["export-grpc"]"#),
+            "{message}"
+        );
+        assert!(message.contains(r#"features = ["grpc"]"#), "{message}");
+    }
 
     #[test]
     fn endpoints_follow_the_specification() {

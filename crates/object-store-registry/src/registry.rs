@@ -32,7 +32,10 @@ pub enum StoreError {
     /// The scheme needs a cargo feature this build lacks.
     #[error(
         "building a store for `{url}` needs the `{feature}` feature of \
-         dftrace-object-store-registry, which this build does not have"
+         dftrace-object-store-registry, which this build does not have: with the `dftrace` \
+         crate, add `features = [\"{facade}\"]` to its line in Cargo.toml; depending on \
+         dftrace-object-store-registry directly, `features = [\"{feature}\"]`",
+        facade = facade_store_feature(feature)
     )]
     MissingFeature {
         /// The URL asked for.
@@ -48,6 +51,16 @@ pub enum StoreError {
         /// What `object_store` reported.
         source: object_store::Error,
     },
+}
+
+/// The `dftrace` facade's feature that turns on the registry's `feature`.
+fn facade_store_feature(feature: &str) -> &'static str {
+    match feature {
+        "aws" => "s3",
+        "gcp" => "gcs",
+        "azure" => "azure",
+        _ => "http",
+    }
 }
 
 /// Wraps `inner` so every store it hands out is traced (one span per request,
