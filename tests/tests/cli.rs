@@ -39,6 +39,7 @@ fn spans_in(dir: &Path) -> Vec<Value> {
     for entry in std::fs::read_dir(dir.join("dftrace-traces"))
         .expect("a trace folder")
         .flatten()
+        .filter(|entry| !is_metrics_file(&entry.path()))
     {
         for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
             let request: Value = serde_json::from_str(line).expect("each line is JSON");
@@ -50,6 +51,11 @@ fn spans_in(dir: &Path) -> Vec<Value> {
         }
     }
     spans
+}
+
+/// The file sink's metrics, beside each trace file.
+fn is_metrics_file(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".metrics.jsonl")
 }
 
 fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
@@ -290,9 +296,12 @@ fn a_literal_typed_into_the_cli_stays_out_of_its_trace_unless_asked() {
             String::from_utf8_lossy(&output.stderr)
         );
         let mut bytes = String::new();
+        // The spans (the metrics files hold counts, whose digits could
+        // match the number literal by chance).
         for entry in std::fs::read_dir(dir.join("dftrace-traces"))
             .unwrap()
             .flatten()
+            .filter(|entry| !is_metrics_file(&entry.path()))
         {
             bytes.push_str(&std::fs::read_to_string(entry.path()).unwrap());
         }
@@ -360,9 +369,9 @@ fn the_session_and_past_traces_can_be_asked_in_sql() {
     let file = std::fs::read_dir(earlier.join("dftrace-traces"))
         .unwrap()
         .flatten()
-        .next()
-        .expect("a trace file")
-        .path();
+        .map(|entry| entry.path())
+        .find(|path| !is_metrics_file(path))
+        .expect("a trace file");
     let written = spans_in(&earlier);
     let mut root_rows: Vec<(u64, String)> = written
         .iter()
@@ -507,4 +516,64 @@ fn a_long_statement_shows_a_progress_line_on_a_terminal_and_erases_it() {
         &["-q", "-c", query],
     );
     assert!(!off.contains("dftrace: running"), "{off:?}");
+}
+
+#[test]
+fn the_file_sink_writes_the_metrics_beside_the_spans() {
+    let (_data, creates) = tpch_dir();
+    let dir = workdir("metrics-file");
+    let output = run_cli(&dir, &[], &["-q", "-c", &creates[0], "-c", SELECT]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let files: Vec<PathBuf> = std::fs::read_dir(dir.join("dftrace-traces"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    let metrics: Vec<&PathBuf> = files.iter().filter(|path| is_metrics_file(path)).collect();
+    assert_eq!(
+        metrics.len(),
+        1,
+        "one metrics file beside the trace file: {files:?}"
+    );
+    let trace_file = files.iter().find(|path| !is_metrics_file(path)).unwrap();
+    assert_eq!(
+        metrics[0].to_string_lossy(),
+        trace_file
+            .to_string_lossy()
+            .replace(".jsonl", ".metrics.jsonl"),
+        "named after the trace file"
+    );
+    // What the OTLP sink sends: OTLP-JSON export requests, flushed at exit.
+    let mut names = BTreeSet::new();
+    for line in std::fs::read_to_string(metrics[0]).unwrap().lines() {
+        let request: Value = serde_json::from_str(line).expect("each line is JSON");
+        for resource in request["resourceMetrics"]
+            .as_array()
+            .expect("resourceMetrics")
+        {
+            for scope in resource["scopeMetrics"].as_array().unwrap() {
+                for metric in scope["metrics"].as_array().unwrap() {
+                    names.insert(metric["name"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    for expected in [
+        "dftrace.query.duration",
+        "dftrace.query.rows",
+        "dftrace.queries.in_flight",
+        "dftrace.query.memory.peak",
+    ] {
+        assert!(names.contains(expected), "{expected} in {names:?}");
+    }
+    // dftrace.spans reads the folder's files with the view's reader, which
+    // skips the metrics lines without a word.
+    assert!(dftrace_view::read_trace_file(trace_file, None).is_ok());
+    for line in std::fs::read_to_string(metrics[0]).unwrap().lines() {
+        assert!(dftrace_view::read_line(line).unwrap().is_empty());
+    }
 }

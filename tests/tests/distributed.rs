@@ -33,7 +33,12 @@ struct Span {
 
 fn read_spans(dir: &Path) -> Vec<Span> {
     let mut spans = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("a trace folder").flatten() {
+    // The file sink's metrics files (`*.metrics.jsonl`) hold no spans.
+    for entry in std::fs::read_dir(dir)
+        .expect("a trace folder")
+        .flatten()
+        .filter(|entry| !entry.path().to_string_lossy().ends_with(".metrics.jsonl"))
+    {
         for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
             let request: Value = serde_json::from_str(line).unwrap();
             for resource in request["resourceSpans"].as_array().unwrap() {

@@ -94,6 +94,13 @@ async fn the_tables_hold_what_the_exported_spans_say_for_tpch() {
     for create in &creates {
         ctx.sql(create).await.unwrap().collect().await.unwrap();
     }
+    // The CREATEs' ends are told off their path: counted once told.
+    let flushed = tokio::task::spawn_blocking(|| {
+        dftrace_registry::flush_pending_work(std::time::Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert!(flushed, "the CREATEs' ends were told within a minute");
     let before = history_of(&ctx).queries().len();
 
     let mut traces: Vec<(String, i64, &str, Vec<SpanData>)> = Vec::new();

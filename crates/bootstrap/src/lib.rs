@@ -406,6 +406,24 @@ pub fn build(config: &ExportConfig) -> Result<Telemetry, BootstrapError> {
         ResolvedSink::None | ResolvedSink::Console => None,
         ResolvedSink::File(path) => {
             trace_file = Some(path.clone());
+            // Metrics too, beside the trace file: the embedded default
+            // carries what the OTLP sink does.
+            let metrics = sinks::metrics_path(path);
+            let exporter = sinks::FileMetricExporter::create(&metrics).map_err(|source| {
+                BootstrapError::TraceFile {
+                    path: metrics.clone(),
+                    source,
+                }
+            })?;
+            let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+                .with_interval(Duration::from_millis(config.metric_export_interval_ms))
+                .build();
+            meter_provider = Some(
+                SdkMeterProvider::builder()
+                    .with_resource(plan.resource.clone())
+                    .with_reader(reader)
+                    .build(),
+            );
             Some(policy::AnyExporter::File(
                 FileExporter::create(path).map_err(|source| BootstrapError::TraceFile {
                     path: path.clone(),

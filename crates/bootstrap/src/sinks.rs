@@ -4,11 +4,15 @@
 use dftrace_registry::keys;
 use opentelemetry::Value;
 use opentelemetry::trace::TraceId;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use std::collections::HashMap;
 use std::fs::File;
@@ -66,6 +70,81 @@ impl SpanExporter for FileExporter {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.resource = resource.into();
+    }
+}
+
+/// The file the file sink writes OpenTelemetry metrics to: beside the
+/// trace file, `<trace file stem>.metrics.jsonl`, so the trace file holds
+/// spans only and the metrics are found by the same name.
+pub(crate) fn metrics_path(trace_file: &Path) -> std::path::PathBuf {
+    let stem = trace_file.file_stem().map_or_else(
+        || "trace".into(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
+    trace_file.with_file_name(format!("{stem}.metrics.jsonl"))
+}
+
+/// Writes each metric collection as one line: an
+/// `ExportMetricsServiceRequest` in the OTLP JSON encoding (what OTLP/HTTP-JSON
+/// sends), so the embedded default sink carries the metrics the OTLP sink
+/// does, and any collector can ingest them later.
+#[derive(Debug)]
+pub(crate) struct FileMetricExporter {
+    writer: Mutex<BufWriter<File>>,
+}
+
+impl FileMetricExporter {
+    pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = File::options().create(true).append(true).open(path)?;
+        Ok(FileMetricExporter {
+            writer: Mutex::new(BufWriter::new(file)),
+        })
+    }
+
+    fn write(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let request = ExportMetricsServiceRequest::from(metrics);
+        let line = serde_json::to_string(&request).map_err(|error| {
+            OTelSdkError::InternalFailure(format!("OTLP JSON encoding: {error}"))
+        })?;
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        writeln!(writer, "{line}")
+            .and_then(|()| writer.flush())
+            .map_err(|error| {
+                OTelSdkError::InternalFailure(format!("writing the metrics file: {error}"))
+            })
+    }
+
+    fn flush(&self) -> OTelSdkResult {
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush()
+            .map_err(|error| OTelSdkError::InternalFailure(error.to_string()))
+    }
+}
+
+impl PushMetricExporter for FileMetricExporter {
+    fn export(
+        &self,
+        metrics: &ResourceMetrics,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        // Written now: the line is small, and the future holds no borrow.
+        std::future::ready(self.write(metrics))
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.flush()
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        self.flush()
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
     }
 }
 

@@ -158,10 +158,15 @@ pub fn read_trace_file(path: &Path, trace_id: Option<&str>) -> Result<Trace, Vie
     Ok(Trace { trace_id, spans })
 }
 
+/// How a line of OTLP-JSON metrics (`ExportMetricsServiceRequest`) starts.
+const METRICS_LINE: &str = "{\"resourceMetrics\"";
+
 /// The spans of one line of an OTLP-JSON-lines file (one export request),
-/// each with its hex trace id. A blank line holds none.
+/// each with its hex trace id. A blank line holds none, and so does a line
+/// of metrics (the file sink's `*.metrics.jsonl`, found by the same globs).
 pub fn read_line(line: &str) -> Result<Vec<(String, TraceSpan)>, serde_json::Error> {
-    if line.trim().is_empty() {
+    let trimmed = line.trim_start();
+    if trimmed.is_empty() || trimmed.starts_with(METRICS_LINE) {
         return Ok(Vec::new());
     }
     let request: ExportTraceServiceRequest = serde_json::from_str(line)?;
