@@ -207,7 +207,7 @@ pub struct ExportConfig {
     /// reject oversized requests (a whole batch lost for one span), so the
     /// default is bounded: 16384. 0 = no limit.
     pub attribute_value_length_limit: usize,
-    /// Export OpenTelemetry metrics (OTLP sink only) every this many
+    /// Export OpenTelemetry metrics (OTLP and file sinks) every this many
     /// milliseconds (`OTEL_METRIC_EXPORT_INTERVAL`); shutdown exports the
     /// rest. Default: 60000.
     pub metric_export_interval_ms: u64,

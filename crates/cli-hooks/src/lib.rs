@@ -251,6 +251,8 @@ where
     }
     let slot = Arc::new(Mutex::new(None));
     progress::start(query.progress(), PROGRESS_AFTER.get().copied().flatten());
+    // Erased however the statement ends, ^C (which drops this future) too.
+    let _progress = progress::Erase;
     let result = PLAN
         .scope(
             Arc::clone(&slot),

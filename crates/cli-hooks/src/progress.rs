@@ -64,11 +64,12 @@ pub(crate) fn start(progress: QueryProgress, after: Option<Duration>) {
             .ok()
     };
     let line = ProgressLine { stop, thread };
-    if let Some(previous) = CURRENT
+    // Joined after the lock is released.
+    let previous = CURRENT
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .replace(line)
-    {
+        .replace(line);
+    if let Some(previous) = previous {
         previous.finish();
     }
 }
@@ -84,6 +85,17 @@ pub fn before_output() {
     }
 }
 
+/// Erases the line when dropped: a statement cancelled with ^C (its
+/// future dropped) does not leave it redrawing over the prompt.
+#[derive(Debug)]
+pub(crate) struct Erase;
+
+impl Drop for Erase {
+    fn drop(&mut self) {
+        before_output();
+    }
+}
+
 fn redraw(
     bar: &ProgressBar,
     progress: &QueryProgress,
@@ -94,15 +106,16 @@ fn redraw(
     let (stopped, wake) = stop;
     // Drawn already when `after` is zero.
     let mut wait = if after.is_zero() { REDRAW } else { after };
-    let mut guard = stopped.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
-        let (next, _) = wake
+        let guard = stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = wake
             .wait_timeout_while(guard, wait, |stopped| !*stopped)
             .unwrap_or_else(PoisonError::into_inner);
-        guard = next;
         if *guard {
             break;
         }
+        // Drawn without the lock: a slow terminal does not hold up `finish`.
+        drop(guard);
         bar.set_message(message(progress, &mut last));
         wait = REDRAW;
     }

@@ -84,6 +84,9 @@ pub const RESERVED_METRIC: &str = "dftrace.memory.pool.reserved";
 pub const LIMIT_METRIC: &str = "dftrace.memory.pool.limit";
 /// The gauges' attribute naming the wrapped pool (`greedy`, `fair`, ...).
 pub const POOL_NAME: &str = "dftrace.memory.pool.name";
+/// The gauges' attribute telling pools of one kind apart: the order in
+/// which the process's sessions first observed them, from 0.
+pub const POOL_ID: &str = "dftrace.memory.pool.id";
 
 /// The pool's limit in bytes, when it has one.
 pub fn pool_limit(pool: &dyn MemoryPool) -> Option<usize> {
@@ -125,33 +128,40 @@ pub fn observe_memory(
     Ok((rebuilt, observed))
 }
 
+/// A watched pool: its id (in the order pools were first watched) and the
+/// pool, alive or not.
+type Watched = (usize, Weak<dyn MemoryPool>);
+
 /// Every observed pool alive, for the gauges; registered once each.
-fn gauge_pools() -> &'static Mutex<Vec<Weak<dyn MemoryPool>>> {
-    static POOLS: OnceLock<Mutex<Vec<Weak<dyn MemoryPool>>>> = OnceLock::new();
+fn gauge_pools() -> &'static Mutex<(usize, Vec<Watched>)> {
+    static POOLS: OnceLock<Mutex<(usize, Vec<Watched>)>> = OnceLock::new();
     POOLS.get_or_init(Mutex::default)
 }
 
 fn watch_pool(pool: &Arc<dyn MemoryPool>) {
-    let mut pools = gauge_pools().lock().unwrap_or_else(PoisonError::into_inner);
-    pools.retain(|known| known.strong_count() > 0);
+    let mut guard = gauge_pools().lock().unwrap_or_else(PoisonError::into_inner);
+    let (next, pools) = &mut *guard;
+    pools.retain(|(_, known)| known.strong_count() > 0);
     if !pools
         .iter()
-        .any(|known| std::ptr::addr_eq(known.as_ptr(), Arc::as_ptr(pool)))
+        .any(|(_, known)| std::ptr::addr_eq(known.as_ptr(), Arc::as_ptr(pool)))
     {
-        pools.push(Arc::downgrade(pool));
+        pools.push((*next, Arc::downgrade(pool)));
+        *next += 1;
     }
 }
 
-/// Calls `observe` with each live observed pool.
-fn each_pool(mut observe: impl FnMut(&dyn MemoryPool)) {
-    let pools: Vec<Arc<dyn MemoryPool>> = gauge_pools()
+/// Calls `observe` with each live observed pool and its id.
+fn each_pool(mut observe: impl FnMut(usize, &dyn MemoryPool)) {
+    let pools: Vec<(usize, Arc<dyn MemoryPool>)> = gauge_pools()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
+        .1
         .iter()
-        .filter_map(Weak::upgrade)
+        .filter_map(|(id, pool)| Some((*id, pool.upgrade()?)))
         .collect();
-    for pool in pools {
-        observe(pool.as_ref());
+    for (id, pool) in pools {
+        observe(id, pool.as_ref());
     }
 }
 
@@ -168,7 +178,12 @@ fn instruments() -> &'static Instruments {
     static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
     INSTRUMENTS.get_or_init(|| {
         let meter = opentelemetry::global::meter(keys::SCOPE_NAME);
-        let attributes = |pool: &dyn MemoryPool| [KeyValue::new(POOL_NAME, pool.name().to_owned())];
+        let attributes = |id: usize, pool: &dyn MemoryPool| {
+            [
+                KeyValue::new(POOL_NAME, pool.name().to_owned()),
+                KeyValue::new(POOL_ID, i64::try_from(id).unwrap_or(i64::MAX)),
+            ]
+        };
         Instruments {
             peak: meter
                 .u64_histogram(PEAK_METRIC)
@@ -177,14 +192,19 @@ fn instruments() -> &'static Instruments {
                 .build(),
             failed: meter
                 .u64_counter(FAILED_METRIC)
-                .with_description("Memory reservations the pool refused (ResourcesExhausted)")
+                .with_description(
+                    "Memory reservations the pool refused a query (ResourcesExhausted to the \
+                     operator that asked; a spilling operator spills and goes on)",
+                )
                 .build(),
             _reserved: meter
                 .u64_observable_gauge(RESERVED_METRIC)
                 .with_unit("By")
                 .with_description("What the memory pool has reserved")
                 .with_callback(move |observer| {
-                    each_pool(|pool| observer.observe(int(pool.reserved()), &attributes(pool)));
+                    each_pool(|id, pool| {
+                        observer.observe(int(pool.reserved()), &attributes(id, pool));
+                    });
                 })
                 .build(),
             _limit: meter
@@ -192,9 +212,9 @@ fn instruments() -> &'static Instruments {
                 .with_unit("By")
                 .with_description("The memory pool's limit (pools with one)")
                 .with_callback(move |observer| {
-                    each_pool(|pool| {
+                    each_pool(|id, pool| {
                         if let Some(limit) = pool_limit(pool) {
-                            observer.observe(int(limit), &attributes(pool));
+                            observer.observe(int(limit), &attributes(id, pool));
                         }
                     });
                 })
@@ -212,17 +232,9 @@ fn signed(value: u64) -> i64 {
 }
 
 /// Puts the query's figures on its root and into the instruments.
+#[derive(Debug)]
 struct MemoryObserver {
-    pool: Arc<dyn MemoryPool>,
     otel_metrics: bool,
-}
-
-impl std::fmt::Debug for MemoryObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryObserver")
-            .field("pool", &self.pool.name())
-            .finish_non_exhaustive()
-    }
 }
 
 impl QueryObserver for MemoryObserver {
@@ -243,7 +255,9 @@ impl QueryObserver for MemoryObserver {
         }
         end.span.set_attribute(keys::MEMORY_PEAK, signed(int(peak)));
         end.span.set_attribute(keys::MEMORY_FAILED, signed(failed));
-        if let Some(limit) = pool_limit(self.pool.as_ref()) {
+        // The limit of the pool the query reserved in (a session's pool can
+        // be replaced: `SET datafusion.runtime.memory_limit`).
+        if let Some(limit) = memory.as_ref().and_then(|memory| memory.limit()) {
             end.span
                 .set_attribute(keys::MEMORY_LIMIT, signed(int(limit)));
             if limit > 0 {
@@ -300,7 +314,6 @@ fn on_builder(
     let services = context.services();
     services.add_operator_attributes(Arc::new(MemoryOperatorAttributes));
     services.add_query_observer(Arc::new(MemoryObserver {
-        pool,
         otel_metrics: config.otel_metrics,
     }));
     Ok(builder.with_runtime_env(runtime))

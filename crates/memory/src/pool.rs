@@ -190,6 +190,7 @@ impl MemoryPool for ObservedPool {
         let Some(query) = dftrace_registry::current_query_state::<QueryMemory>() else {
             return;
         };
+        query.set_limit(crate::pool_limit(self.inner.as_ref()));
         let operator = dftrace_registry::current_operator().and_then(|key| {
             dftrace_registry::current_query_state::<QueryOperators>()
                 .map(|operators| operators.operator(key))

@@ -169,9 +169,12 @@ mod plugin {
     #[derive(Debug)]
     struct MetricsObserver {
         config: MetricsConfig,
-        /// Made on first use, from the global meter provider in force then.
-        instruments: OnceLock<QueryInstruments>,
     }
+
+    /// The process's instruments, made on first use from the global meter
+    /// provider in force then: once, not per session (an observable
+    /// gauge's callback lives as long as its provider).
+    static INSTRUMENTS: OnceLock<QueryInstruments> = OnceLock::new();
 
     impl QueryObserver for MetricsObserver {
         fn on_query_end(&self, end: &QueryEnd<'_>) {
@@ -220,8 +223,10 @@ mod plugin {
                 record_on_span(summary, end.span);
             }
             if self.config.otel_metrics {
-                let instruments = self.instruments.get_or_init(|| {
-                    QueryInstruments::new(&opentelemetry::global::meter("dftrace"))
+                let instruments = INSTRUMENTS.get_or_init(|| {
+                    QueryInstruments::new(&opentelemetry::global::meter(
+                        dftrace_registry::keys::SCOPE_NAME,
+                    ))
                 });
                 let outcome = if end.error.is_some() {
                     crate::QueryOutcome::Error
@@ -243,10 +248,7 @@ mod plugin {
         if config.span_attributes || config.otel_metrics {
             context
                 .services()
-                .add_query_observer(Arc::new(MetricsObserver {
-                    config,
-                    instruments: OnceLock::new(),
-                }));
+                .add_query_observer(Arc::new(MetricsObserver { config }));
         }
         Ok(builder)
     }

@@ -12,6 +12,8 @@ pub struct QueryMemory {
     current: AtomicUsize,
     peak: AtomicUsize,
     failed: AtomicU64,
+    /// The limit of the pool its reservations were made in; 0 for none.
+    limit: AtomicUsize,
 }
 
 impl QueryMemory {
@@ -34,6 +36,18 @@ impl QueryMemory {
     /// The pool refused the query a reservation.
     pub fn refused(&self) {
         self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes the limit of the pool the query reserves in (`None`: the pool
+    /// has none). The pool of the query's session, read when it reserves,
+    /// not when the session was built: a session's pool can be replaced.
+    pub fn set_limit(&self, limit: Option<usize>) {
+        self.limit.store(limit.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The limit of the pool the query reserved in, when it has one.
+    pub fn limit(&self) -> Option<usize> {
+        Some(self.limit.load(Ordering::Relaxed)).filter(|limit| *limit > 0)
     }
 
     /// The most the query held at once, in bytes.

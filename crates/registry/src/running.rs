@@ -21,23 +21,31 @@ pub enum QueryPhase {
     Planning,
     /// Its operators run.
     Executing,
+    /// It has ended; its row in `dftrace.queries` is being written (the
+    /// operators show as they ended).
+    Ending,
 }
 
 impl QueryPhase {
-    /// `planning` or `executing`.
+    /// `planning`, `executing` or `ending`.
     pub fn as_str(self) -> &'static str {
         match self {
             QueryPhase::Planning => "planning",
             QueryPhase::Executing => "executing",
+            QueryPhase::Ending => "ending",
         }
     }
 }
 
-/// One operator of a running query, as far as it has run.
+/// One operator of a running query, as far as it has run. Live operator
+/// spans (`rules.operator_spans = "live"`) keep no such figures: a query
+/// under them shows no operators and stays in `planning`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningOperator {
     /// Its position in the query's plans, numbered as `dftrace.operators`
-    /// numbers them, over the operators that have run so far.
+    /// numbers them, over the operators that have run so far (an operator
+    /// that starts later, a join's probe side, can shift the ids after it
+    /// until every operator has run).
     pub id: u64,
     /// The `id` of the operator it feeds.
     pub parent: Option<u64>,

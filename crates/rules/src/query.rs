@@ -19,7 +19,7 @@ use dftrace_registry::{
     RunningQueries, RunningQuery, RunningSnapshot, SpanLevel, keys,
 };
 use opentelemetry::trace::TraceContextExt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -133,6 +133,8 @@ pub struct QuerySpan {
 pub(crate) struct InFlightQuery {
     _counted: InFlight,
     _listed: Option<RunningEntry>,
+    /// What the running tables read, to freeze at the query's end.
+    live: Option<Arc<LiveQuery>>,
 }
 
 /// A running query as `dftrace.running` shows it.
@@ -143,11 +145,34 @@ struct LiveQuery {
     fingerprint: Option<String>,
     started_at: std::time::SystemTime,
     collector: Arc<Collector>,
+    /// Its operators as they ended, for the moment between its end and
+    /// its row in `dftrace.queries` (the collector is emptied at the end).
+    ended: OnceLock<Vec<dftrace_registry::RunningOperator>>,
+}
+
+impl LiveQuery {
+    /// Freezes what the running tables show: the query has ended.
+    fn finish(&self) {
+        self.ended
+            .get_or_init(|| crate::operators::spans::running_operators(self.collector.snapshot()));
+    }
 }
 
 impl RunningQuery for LiveQuery {
     fn snapshot(&self) -> RunningSnapshot {
-        let operators = crate::operators::spans::running_operators(self.collector.snapshot());
+        let (operators, phase) = match self.ended.get() {
+            Some(operators) => (operators.clone(), QueryPhase::Ending),
+            None => {
+                let operators =
+                    crate::operators::spans::running_operators(self.collector.snapshot());
+                let phase = if operators.is_empty() {
+                    QueryPhase::Planning
+                } else {
+                    QueryPhase::Executing
+                };
+                (operators, phase)
+            }
+        };
         RunningSnapshot {
             trace_id: self
                 .span
@@ -159,11 +184,7 @@ impl RunningQuery for LiveQuery {
             run_id: self.run_id.clone(),
             fingerprint: self.fingerprint.clone(),
             started: self.started_at,
-            phase: if operators.is_empty() {
-                QueryPhase::Planning
-            } else {
-                QueryPhase::Executing
-            },
+            phase,
             output_rows: operators.first().map_or(0, |top| top.rows),
             peak_memory_bytes: dftrace_registry::query_state::<dftrace_registry::QueryMemory>(
                 &self.span,
@@ -284,15 +305,21 @@ impl QuerySpan {
         Collector::attach(&collector, &span);
         let fingerprint = shape.map(|shape| shape.fingerprint.clone());
         let started_at = std::time::SystemTime::now();
-        let listed = settings.running.as_ref().map(|running| {
-            running.add(Arc::new(LiveQuery {
+        let live = settings.running.as_ref().map(|_| {
+            Arc::new(LiveQuery {
                 span: span.clone(),
                 run_id: run_id.clone(),
                 fingerprint: fingerprint.clone(),
                 started_at,
                 collector: Arc::clone(&collector),
-            }))
+                ended: OnceLock::new(),
+            })
         });
+        let listed = settings
+            .running
+            .as_ref()
+            .zip(live.as_ref())
+            .map(|(running, live)| running.add(Arc::clone(live) as Arc<dyn RunningQuery>));
         Ok(QuerySpan {
             span,
             ended,
@@ -309,6 +336,7 @@ impl QuerySpan {
             in_flight: Mutex::new(Some(InFlightQuery {
                 _counted: InFlight::start(),
                 _listed: listed,
+                live,
             })),
         })
     }
@@ -427,11 +455,18 @@ impl QuerySpan {
         error: Option<String>,
         cancelled: bool,
     ) {
-        let in_flight = self
+        let Some(in_flight) = self
             .in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
+            .take()
+        else {
+            // Its outcome is recorded already: once per query.
+            return;
+        };
+        if let Some(live) = &in_flight.live {
+            live.finish();
+        }
         let executed = self.collector.take();
         if self.observers.is_empty() && (self.unsampled || executed.is_empty()) {
             return;
@@ -453,7 +488,7 @@ impl QuerySpan {
             rows,
             error,
             cancelled,
-            _in_flight: in_flight,
+            _in_flight: Some(in_flight),
         });
     }
 }
@@ -466,7 +501,9 @@ impl Drop for QuerySpan {
             .in_flight
             .get_mut()
             .is_ok_and(|in_flight| in_flight.is_some());
-        if open && self.collector.has_executed() {
+        // Not while a panic unwinds through the host (an operator's panic,
+        // re-raised by `collect`): no observer runs then.
+        if open && self.collector.has_executed() && !std::thread::panicking() {
             self.record_cancelled();
         }
     }

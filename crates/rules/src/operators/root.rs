@@ -40,8 +40,6 @@ pub(crate) struct RootState {
     ended: AtomicUsize,
     /// Partitions that ran to their end (the others were dropped before).
     completed: AtomicUsize,
-    /// The plan's partitions, once it ran.
-    partitions: AtomicUsize,
     rows: AtomicUsize,
     error: OnceLock<String>,
 }
@@ -51,7 +49,7 @@ enum RootQuery {
     /// Opened at the plan's first `execute`, with the literal set its
     /// operators' descriptions were masked with.
     Lazy(Arc<QueryLiterals>),
-    Open(QuerySpan),
+    Open(Box<QuerySpan>),
     /// A plan a datafusion-distributed worker runs for a request: its
     /// operator spans go under the request's `dftrace.worker` span (the span
     /// current at the first `execute`), the query's root being in another
@@ -71,12 +69,11 @@ impl RootState {
     pub(crate) fn started(query: QuerySpan) -> Self {
         let span = OnceLock::from(Some(query.span().clone()));
         RootState {
-            query: Mutex::new(RootQuery::Open(query)),
+            query: Mutex::new(RootQuery::Open(Box::new(query))),
             executed: OnceLock::new(),
             span,
             ended: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
-            partitions: AtomicUsize::new(usize::MAX),
             rows: AtomicUsize::new(0),
             error: OnceLock::new(),
         }
@@ -90,7 +87,6 @@ impl RootState {
             span: OnceLock::new(),
             ended: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
-            partitions: AtomicUsize::new(usize::MAX),
             rows: AtomicUsize::new(0),
             error: OnceLock::new(),
         }
@@ -127,7 +123,7 @@ impl RootState {
         }
         let opened = QuerySpan::start_auto(context.session_config(), Some(literals))?;
         let span = self.span.get_or_init(|| Some(opened.span().clone()));
-        *query = RootQuery::Open(opened);
+        *query = RootQuery::Open(Box::new(opened));
         Ok(span.as_ref())
     }
 
@@ -138,7 +134,6 @@ impl RootState {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let partitions = inner.properties().partitioning.partition_count();
-        self.partitions.store(partitions, Ordering::Relaxed);
         self.executed.get_or_init(|| Arc::clone(inner));
         let span = self.span(&context)?.cloned().unwrap_or_else(Span::current);
         if let RootQuery::Worker { collector, .. } = &*self.lock() {
@@ -173,10 +168,11 @@ impl RootState {
         match query {
             RootQuery::Open(query) => match self.error.get() {
                 Some(error) => query.record_error(error),
-                // A partition's stream dropped before its end: the host
-                // cancelled, or stopped reading.
+                // A partition that ran was dropped before its end: the host
+                // cancelled, or stopped reading. (Partitions it never ran
+                // do not count: a host may run only some.)
                 None if self.completed.load(Ordering::Acquire)
-                    < self.partitions.load(Ordering::Relaxed) =>
+                    < self.ended.load(Ordering::Acquire) =>
                 {
                     query.record_cancelled();
                 }
