@@ -16,9 +16,10 @@ use datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
 use dftrace_registry::{OperatorKey, QueryMemory};
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 /// What one operator of one query held, over its partitions.
 #[derive(Debug, Default)]
@@ -118,9 +119,18 @@ fn saturating_sub(value: &AtomicUsize, bytes: usize) {
     });
 }
 
-/// Consumers by id, in shards so that concurrent partitions rarely meet on
-/// one lock; a grow takes a shard's read lock (an atomic, uncontended).
+/// Consumers by id, in shards so that concurrent registrations rarely meet
+/// on one lock; a grow from another thread than the last takes a shard's
+/// read lock (an atomic, uncontended).
 const SHARDS: usize = 16;
+
+/// (pool address, consumer id) of the consumer this thread grew or shrank
+/// last, held weakly so that an unregistered consumer's figures are freed.
+type LastConsumer = ((usize, usize), Weak<Consumer>);
+
+thread_local! {
+    static LAST_CONSUMER: RefCell<LastConsumer> = const { RefCell::new(((0, usize::MAX), Weak::new())) };
+}
 
 /// A memory pool that observes: see the [module docs](self).
 pub struct ObservedPool {
@@ -161,8 +171,33 @@ impl ObservedPool {
         &self.consumers[id % SHARDS]
     }
 
+    /// Whose `reservation` is: the thread's last consumer when it is the
+    /// same one (a partition's stream grows its own reservation batch after
+    /// batch on one thread: a few atomic operations, no lock, no lookup),
+    /// else the shard's map.
     fn consumer(&self, reservation: &MemoryReservation) -> Option<Arc<Consumer>> {
-        let id = reservation.consumer().id();
+        // Consumer ids are unique in the process, so (pool, id) names one
+        // registration for good: an entry found dead was unregistered (or
+        // never attributed) and never grows again.
+        let key = (
+            std::ptr::from_ref(self) as usize,
+            reservation.consumer().id(),
+        );
+        LAST_CONSUMER
+            .try_with(|last| {
+                let mut last = last.borrow_mut();
+                if last.0 == key {
+                    return last.1.upgrade();
+                }
+                let found = self.lookup(key.1);
+                *last = (key, found.as_ref().map(Arc::downgrade).unwrap_or_default());
+                found
+            })
+            // The thread is exiting (its thread-locals are gone).
+            .unwrap_or_else(|_| self.lookup(key.1))
+    }
+
+    fn lookup(&self, id: usize) -> Option<Arc<Consumer>> {
         let shard = self
             .shard(id)
             .read()
