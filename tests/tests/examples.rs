@@ -22,6 +22,9 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("file_sink", "0 dropped"),
     ("host", "0 dropped"),
     ("udf", "has a frame for score"),
+    ("history", "held query seen running, then kept"),
+    ("caches", "each scan found the footer the CREATE cached"),
+    ("view", "drawn: flame graphs, Chrome trace, HTML page"),
     (
         "own_telemetry",
         "1 query root under the request, no literal",

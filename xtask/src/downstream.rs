@@ -93,23 +93,112 @@ pub(crate) fn run_all() -> Result<(), String> {
         .arg("--workspace"))?;
     for (host, binary) in HOSTS {
         let Some(binary) = binary else { continue };
-        let traces = downstream.join("traces").join(host);
-        if traces.exists() {
-            std::fs::remove_dir_all(&traces).map_err(|e| e.to_string())?;
-        }
-        let mut command = Command::new(root.join("target/debug").join(binary));
-        // Only what the test sets: none of the caller's DFTRACE_/OTEL_.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("DFTRACE_") || name.starts_with("OTEL_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .env("DFTRACE_PRESET", "maximal")
-            .env("DFTRACE_EXPORT__SINK", "file")
-            .env("DFTRACE_EXPORT__FILE__DIR", &traces);
+        let mut command = host_command(&root, &downstream, host, binary)?;
         run(&mut command).map_err(|error| format!("downstream {host}: {error}"))?;
     }
+    check_facade_default_features(&root, &downstream)
+}
+
+/// A host's binary with only the settings the test gives it (none of the
+/// caller's `DFTRACE_`/`OTEL_`): `maximal`, the file sink, a directory of
+/// its own, emptied first.
+fn host_command(
+    root: &Path,
+    downstream: &Path,
+    host: &str,
+    binary: &str,
+) -> Result<Command, String> {
+    let traces = downstream.join("traces").join(host);
+    if traces.exists() {
+        std::fs::remove_dir_all(&traces).map_err(|e| e.to_string())?;
+    }
+    let mut command = Command::new(root.join("target/debug").join(binary));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("DFTRACE_") || name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("DFTRACE_PRESET", "maximal")
+        .env("DFTRACE_EXPORT__SINK", "file")
+        .env("DFTRACE_EXPORT__FILE__DIR", &traces);
+    Ok(command)
+}
+
+/// What the facade's default features cover, as the README states it: the
+/// README's configuration block loads and runs in the facade host (built
+/// with the default features only), and `examples/dftrace.toml`, which
+/// needs more, fails there with an error naming the feature to add.
+fn check_facade_default_features(root: &Path, downstream: &Path) -> Result<(), String> {
+    const HOST: &str = "facade-host";
+    const BINARY: &str = "dftrace-downstream-facade-host";
+    let readme = std::fs::read_to_string(root.join("README.md")).map_err(|e| e.to_string())?;
+    let block = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|section| section.split("```toml\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .ok_or("README.md: no ```toml block under `## Configuration`")?;
+    let readme_config = downstream.join("readme-config.toml");
+    write_if_changed(&readme_config, block.as_bytes())?;
+    let too_much = |error: String| {
+        format!(
+            "the README's configuration block needs more than the facade's default features \
+             (README.md says it does not): {error}"
+        )
+    };
+    // A query traced with it (the host checks its trace for a redacted
+    // preview, which the block turns off: the environment outranks the file).
+    run(host_command(root, downstream, HOST, BINARY)?
+        .env("DFTRACE_CONFIG", &readme_config)
+        .env("DFTRACE_RULES__PREVIEW_LIMIT", "5"))
+    .map_err(too_much)?;
+    // Its OTLP settings as they are: the exporter is built at start-up
+    // (to an endpoint nothing listens on; no span is sent).
+    run(host_command(root, downstream, HOST, BINARY)?
+        .arg("check-config")
+        .env("DFTRACE_CONFIG", &readme_config)
+        .env("DFTRACE_EXPORT__SINK", "otlp")
+        .env("DFTRACE_EXPORT__OTLP__ENDPOINT", "http://127.0.0.1:9"))
+    .map_err(too_much)?;
+    // The run above cannot see a gRPC protocol: this downstream workspace
+    // also builds dftrace-cli-hooks, which turns on bootstrap's `grpc` for
+    // every member. The block's protocol against the default features:
+    let manifest = std::fs::read_to_string(root.join("crates/dftrace/Cargo.toml"))
+        .map_err(|e| format!("crates/dftrace/Cargo.toml: {e}"))?;
+    let defaults = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("default = "))
+        .ok_or("crates/dftrace/Cargo.toml: no default features")?;
+    let grpc_block = block
+        .lines()
+        .any(|line| line.trim_start().starts_with("protocol = \"grpc\""));
+    if grpc_block && !defaults.contains("\"export-grpc\"") {
+        return Err(too_much(format!(
+            "it sets `protocol = \"grpc\"`, which needs the `export-grpc` feature (default \
+             features: {defaults})"
+        )));
+    }
+
+    let complete = root.join("examples/dftrace.toml");
+    let output = host_command(root, downstream, HOST, BINARY)?
+        .arg("check-config")
+        .env("DFTRACE_CONFIG", &complete)
+        .output()
+        .map_err(|e| format!("{BINARY}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() || !stderr.contains("with the `dftrace` crate, ") {
+        return Err(format!(
+            "examples/dftrace.toml under the facade's default features should fail with an \
+             error naming the facade feature to add ({}); it exited with {}:\n{stderr}",
+            "export-grpc, history, udf, caches, memory", output.status
+        ));
+    }
+    println!(
+        "downstream: the README's configuration runs on the facade's default features; \
+         examples/dftrace.toml asks for more: {}",
+        stderr.trim()
+    );
     Ok(())
 }
 

@@ -22,6 +22,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().nth(1).as_deref() == Some("check-config") {
+        return check_config();
+    }
     let dftrace = dftrace::init()?;
     let state = SessionStateBuilder::new()
         .with_default_features()
@@ -88,6 +91,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         if text.contains(secret) {
             return Err(format!("`{secret}` reached the trace file").into());
         }
+    }
+    Ok(())
+}
+
+/// What a host does with its configuration (`DFTRACE_CONFIG`) at start-up:
+/// telemetry installed and a session built, where any setting this build
+/// cannot honour (a section or a protocol of a feature it lacks) is an
+/// error. No query runs.
+fn check_config() -> Result<(), Box<dyn std::error::Error>> {
+    let dftrace = dftrace::init()?;
+    SessionStateBuilder::new()
+        .with_default_features()
+        .build_with_dftrace(&dftrace)?;
+    let report = dftrace.shutdown();
+    if report.dropped() > 0 {
+        return Err(format!("spans lost: {report}").into());
     }
     Ok(())
 }
