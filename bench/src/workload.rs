@@ -7,7 +7,7 @@ use datafusion_tracing::{
     InstrumentationOptions, RuleInstrumentationOptions, instrument_rules_with_info_spans,
     instrument_with_info_spans, pretty_format_compact_batch,
 };
-use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt};
 use dftrace_rules::{QueryEnded, QueryOptions, run_sql};
 use dftrace_tests::tpch::Table;
 use std::path::{Path, PathBuf};

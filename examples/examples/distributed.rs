@@ -25,7 +25,7 @@ use dftrace_bootstrap::{ExportConfig, TelemetryGuard};
 use dftrace_distributed::{
     WorkerSessions, WorkerTraceLayer, plan_with_worker_metrics, with_trace_context,
 };
-use dftrace_registry::{DftraceConfig, SessionStateBuilderExt as _};
+use dftrace_registry::{DftraceConfig, RegistryStateBuilderExt as _};
 use dftrace_rules::{QueryOptions, QuerySpan};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use dftrace_bootstrap::{ExportConfig, Sink};
-use dftrace_registry::{DftraceConfig, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 
 #[tokio::main]

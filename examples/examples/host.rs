@@ -8,7 +8,7 @@
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use dftrace_bootstrap::ExportConfig;
-use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 // Plugins register at link time: reference each crate the host wants.
 use dftrace_metrics_summary as _;

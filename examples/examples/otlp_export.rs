@@ -10,7 +10,7 @@
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use dftrace_bootstrap::ExportConfig;
-use dftrace_registry::{DftraceConfig, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 
 #[tokio::main]

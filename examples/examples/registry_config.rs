@@ -6,7 +6,7 @@
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
-use dftrace_registry::{DftraceConfig, Plugin, Preset, Section, SessionStateBuilderExt, Stage};
+use dftrace_registry::{DftraceConfig, Plugin, Preset, RegistryStateBuilderExt, Section, Stage};
 use serde::{Deserialize, Serialize};
 
 /// A host's own section, `[audit]`, next to dftrace's.

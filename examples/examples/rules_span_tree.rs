@@ -7,8 +7,9 @@ mod common;
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
-use dftrace_rules::{QUERY_SPAN_NAME, RuleMode, RulesConfig, exec_rule, instrument_planner};
+use dftrace_registry::QUERY_SPAN_NAME;
 use dftrace_rules::{QueryOptions, run_sql};
+use dftrace_rules::{RuleMode, RulesConfig, exec_rule, instrument_planner};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -11,7 +11,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use dftrace_bootstrap::ExportConfig;
-use dftrace_registry::{DftraceConfig, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 use std::sync::Arc;
 

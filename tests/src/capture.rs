@@ -4,7 +4,7 @@
 //! apart by trace id.
 
 use dftrace_rules::QueryEnded;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{SpanId, TracerProvider as _};
 use opentelemetry::{Key, Value};
 use opentelemetry_sdk::trace::{
     InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor, SpanData,
@@ -165,4 +165,41 @@ pub fn attribute_string(span: &SpanData, key: &str) -> Option<String> {
 /// Whether `span` was created under this tracing target.
 pub fn has_target(span: &SpanData, target: &str) -> bool {
     attribute_string(span, "target").as_deref() == Some(target)
+}
+
+/// The trace's one root query span; panics when there is none or more.
+pub fn query_root(spans: &[SpanData]) -> &SpanData {
+    let roots: Vec<&SpanData> = spans
+        .iter()
+        .filter(|span| span.name == dftrace_registry::QUERY_SPAN_NAME)
+        .collect();
+    assert_eq!(roots.len(), 1, "one root query span per trace");
+    roots[0]
+}
+
+/// Each span of `of` has a parent chain, within `spans`, that ends at the
+/// trace's root query span.
+pub fn assert_under_root(spans: &[SpanData], of: &[&SpanData]) {
+    let root = query_root(spans).span_context.span_id();
+    let parents: std::collections::HashMap<SpanId, SpanId> = spans
+        .iter()
+        .map(|span| (span.span_context.span_id(), span.parent_span_id))
+        .collect();
+    for span in of {
+        let mut current = span.span_context.span_id();
+        let mut hops = 0;
+        while current != root {
+            current = *parents
+                .get(&current)
+                .unwrap_or_else(|| panic!("span `{}` is not under its query's root", span.name));
+            hops += 1;
+            assert!(hops < 100, "a parent cycle at `{}`", span.name);
+        }
+    }
+}
+
+/// Every span of the trace is under its root query span.
+pub fn assert_all_under_root(spans: &[SpanData]) {
+    let all: Vec<&SpanData> = spans.iter().collect();
+    assert_under_root(spans, &all);
 }

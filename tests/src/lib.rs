@@ -8,6 +8,9 @@
 
 use std::path::PathBuf;
 
+/// What a test that uses `?` returns.
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
 pub mod capture;
 pub mod config_doc;
 pub mod moto;
@@ -159,7 +162,7 @@ pub fn isolated_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::C
 pub fn dftrace_context(
     config: &dftrace_registry::DftraceConfig,
 ) -> datafusion::prelude::SessionContext {
-    use dftrace_registry::SessionStateBuilderExt;
+    use dftrace_registry::RegistryStateBuilderExt;
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_default_features()
         .with_dftrace(config)

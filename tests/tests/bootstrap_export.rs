@@ -132,17 +132,9 @@ fn file_sink_lines_are_otlp_json_a_collector_accepts() {
     let rotel = Rotel::start();
     let mut spans = 0;
     for line in text.lines() {
-        let request: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        let resource_spans = request["resourceSpans"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no resourceSpans: {line}"));
-        for scope in resource_spans
-            .iter()
-            .flat_map(|r| r["scopeSpans"].as_array().cloned().unwrap_or_default())
-        {
-            spans += scope["spans"].as_array().map_or(0, Vec::len);
-        }
+        spans += dftrace_view::read_line(line)
+            .unwrap_or_else(|e| panic!("not an OTLP-JSON trace request ({e}): {line}"))
+            .len();
         let status = post_json(rotel.http_port(), line);
         assert!(
             status.starts_with("HTTP/1.1 200"),

@@ -18,7 +18,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use dftrace_history as _;
 use dftrace_memory::ObservedPool;
 use dftrace_metrics_summary as _;
-use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME, SessionStateBuilderExt, keys};
+use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME, RegistryStateBuilderExt, keys};
 use dftrace_tests::capture::{SpanCapture, attribute, span_capture};
 use dftrace_tests::rows::canonical_rows;
 use dftrace_tests::tpch::{Table, write_tables};

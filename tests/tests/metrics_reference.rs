@@ -18,7 +18,7 @@ use dftrace_history as _;
 use dftrace_memory as _;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
-use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt};
 use dftrace_tests::tpch::{Table, write_tables};
 use dftrace_tests::workspace_root;
 use dftrace_udf as _;

@@ -11,7 +11,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::prelude::SessionContext;
 use dftrace_metrics_summary::summarize;
-use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute, span_capture};
 use dftrace_tests::rotel::Rotel;

@@ -10,9 +10,9 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::object_store::DefaultObjectStoreRegistry;
 use datafusion::prelude::SessionContext;
 use dftrace_object_store_registry::{ObjectStoreConfig, instrument_registry, query_storage_totals};
-use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, QuerySpan, run_sql};
-use dftrace_tests::capture::{attribute_string, span_capture};
+use dftrace_tests::capture::{assert_under_root, attribute_string, span_capture};
 use dftrace_tests::moto::MotoServer;
 use dftrace_tests::tpch::Table;
 use object_store::memory::InMemory;
@@ -20,12 +20,12 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry::trace::{SpanId, Status};
 use opentelemetry_sdk::trace::SpanData;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tracing::Instrument;
 use url::Url;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+use dftrace_tests::TestResult;
 
 fn context(
     config: DftraceConfig,
@@ -43,25 +43,6 @@ fn storage_spans<'a>(spans: &'a [SpanData], prefix: &str) -> Vec<&'a SpanData> {
         .iter()
         .filter(|s| s.name.starts_with(&format!("{prefix}.")))
         .collect()
-}
-
-fn assert_under_root(spans: &[SpanData], of: &[&SpanData]) {
-    let root = spans
-        .iter()
-        .find(|s| s.name == QUERY_SPAN_NAME)
-        .expect("a root query span");
-    let parents: HashMap<SpanId, SpanId> = spans
-        .iter()
-        .map(|s| (s.span_context.span_id(), s.parent_span_id))
-        .collect();
-    for span in of {
-        let mut current = span.span_context.span_id();
-        while current != root.span_context.span_id() {
-            current = *parents.get(&current).unwrap_or_else(|| {
-                panic!("storage span `{}` is not under its query's root", span.name)
-            });
-        }
-    }
 }
 
 /// Runs `sql` under a root query span; returns the trace's spans and the

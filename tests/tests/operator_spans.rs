@@ -31,19 +31,22 @@ use datafusion::prelude::SessionContext;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_registry::keys;
-use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME, SessionStateBuilderExt};
-use dftrace_rules::{EXEC_TARGET, QueryOptions, run_sql};
-use dftrace_tests::capture::{SpanCapture, TRACE_DEADLINE, attribute, has_target, span_capture};
+use dftrace_registry::keys::EXEC_TARGET;
+use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME, RegistryStateBuilderExt};
+use dftrace_rules::{QueryOptions, run_sql};
+use dftrace_tests::capture::{
+    SpanCapture, TRACE_DEADLINE, assert_all_under_root, attribute, has_target, query_root as root,
+    span_capture,
+};
 use dftrace_tests::tpch::{QUERIES, Table, write_tables};
 use dftrace_tests::wait::wait_for;
 use futures::StreamExt;
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanId, Status};
+use opentelemetry::trace::Status;
 use opentelemetry_sdk::trace::SpanData;
-use std::collections::HashMap;
 use std::sync::Arc;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+use dftrace_tests::TestResult;
 
 /// The operator spans of a trace, by their position in the plan.
 fn operators(spans: &[SpanData]) -> Vec<&SpanData> {
@@ -59,32 +62,6 @@ fn int(span: &SpanData, key: &str) -> i64 {
     match attribute(span, key) {
         Some(Value::I64(value)) => *value,
         other => panic!("`{}`: {key} is {other:?}, not an Int", span.name),
-    }
-}
-
-fn root(spans: &[SpanData]) -> &SpanData {
-    let roots: Vec<_> = spans.iter().filter(|s| s.name == QUERY_SPAN_NAME).collect();
-    assert_eq!(roots.len(), 1, "one root query span per trace");
-    roots[0]
-}
-
-/// Every span's parent chain ends at the root.
-fn assert_all_under_root(spans: &[SpanData]) {
-    let root = root(spans).span_context.span_id();
-    let parents: HashMap<SpanId, SpanId> = spans
-        .iter()
-        .map(|s| (s.span_context.span_id(), s.parent_span_id))
-        .collect();
-    for span in spans {
-        let mut current = span.span_context.span_id();
-        let mut hops = 0;
-        while current != root {
-            current = *parents
-                .get(&current)
-                .unwrap_or_else(|| panic!("`{}` is outside its query", span.name));
-            hops += 1;
-            assert!(hops < 100, "a parent cycle at `{}`", span.name);
-        }
     }
 }
 

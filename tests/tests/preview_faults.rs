@@ -14,10 +14,11 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
+use dftrace_registry::keys::EXEC_TARGET;
 use dftrace_registry::{
     DftraceConfig, Plugin, PluginContext, Preset, PreviewFormatter, Section, Stage,
 };
-use dftrace_rules::{EXEC_TARGET, PREVIEW_FAILED, QueryOptions, run_sql};
+use dftrace_rules::{PREVIEW_FAILED, QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute_string, has_target, span_capture};
 use dftrace_tests::dftrace_context;
 use serde::{Deserialize, Serialize};

@@ -12,7 +12,7 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use dftrace_registry::{
     DftraceConfig, DftraceSession, INSTRUMENT_RULE_NAME, Plugin, PluginContext, Preset,
-    RegistryError, Section, SessionStateBuilderExt, Stage, linked_plugins,
+    RegistryError, RegistryStateBuilderExt, Section, Stage, linked_plugins,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -17,16 +17,21 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::prelude::SessionContext;
-use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
-use dftrace_rules::{EXEC_TARGET, PLANNER_TARGET, QUERY_SPAN_NAME, QueryOptions, run_sql};
-use dftrace_tests::capture::{attribute, attribute_string, has_target, span_capture};
+use dftrace_registry::QUERY_SPAN_NAME;
+use dftrace_registry::keys::{EXEC_TARGET, PLANNER_TARGET};
+use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt};
+use dftrace_rules::{QueryOptions, run_sql};
+use dftrace_tests::capture::{
+    assert_all_under_root, attribute, attribute_string, has_target, query_root as root,
+    span_capture,
+};
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanId, Status};
+use opentelemetry::trace::Status;
 use opentelemetry_sdk::trace::SpanData;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+use dftrace_tests::TestResult;
 
 const PHASES: [&str; 3] = [
     "analyze_logical_plan",
@@ -102,35 +107,6 @@ async fn run(
     let batches = query.batches;
     drop(query.plan);
     Ok((batches, span_capture().ended_trace(ended, &trace_id).await))
-}
-
-fn root(spans: &[SpanData]) -> &SpanData {
-    let roots: Vec<_> = spans.iter().filter(|s| s.name == QUERY_SPAN_NAME).collect();
-    assert_eq!(roots.len(), 1, "one root query span per trace");
-    roots[0]
-}
-
-/// Every span of the trace has a parent chain that ends at the root span.
-fn assert_all_under_root(spans: &[SpanData]) {
-    let root = root(spans);
-    let parents: HashMap<SpanId, SpanId> = spans
-        .iter()
-        .map(|s| (s.span_context.span_id(), s.parent_span_id))
-        .collect();
-    for span in spans {
-        let mut current = span.span_context.span_id();
-        let mut hops = 0;
-        while current != root.span_context.span_id() {
-            current = *parents.get(&current).unwrap_or_else(|| {
-                panic!(
-                    "span `{}` has an ancestor outside its query's spans",
-                    span.name
-                )
-            });
-            hops += 1;
-            assert!(hops < 64, "parent cycle at `{}`", span.name);
-        }
-    }
 }
 
 fn operator_names(spans: &[SpanData]) -> Vec<String> {

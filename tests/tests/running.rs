@@ -21,7 +21,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use dftrace_history as _;
 use dftrace_metrics_summary as _;
 use dftrace_registry::{
-    DftraceConfig, Preset, QUERY_SPAN_NAME, SessionStateBuilderExt, keys, queries_in_flight,
+    DftraceConfig, Preset, QUERY_SPAN_NAME, RegistryStateBuilderExt, keys, queries_in_flight,
 };
 use dftrace_tests::capture::{SpanCapture, attribute, span_capture};
 use futures::StreamExt;

@@ -35,7 +35,7 @@ use opentelemetry_sdk::trace::SpanData;
 use std::sync::Arc;
 use tracing::Instrument;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+use dftrace_tests::TestResult;
 
 /// The workload: every operator family hosts alert on, local and remote
 /// storage, and a failure.
@@ -76,7 +76,7 @@ const QUERIES: &[(&str, &str)] = &[
 const CANCELLED: &str = "SELECT * FROM t";
 
 /// `double(v)`: a host scalar function, registered after the session is
-/// built and so wrapped by hand (`ObservedScalar::wrap`).
+/// built and so wrapped by hand (`dftrace_udf::observe_scalar`).
 fn double() -> datafusion::logical_expr::ScalarUDF {
     use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
     let udf = create_udf(
@@ -91,7 +91,7 @@ fn double() -> datafusion::logical_expr::ScalarUDF {
             Ok(ColumnarValue::Array(Arc::new(doubled)))
         }),
     );
-    dftrace_udf::ObservedScalar::wrap(&udf)
+    dftrace_udf::observe_scalar(&udf)
 }
 
 /// A configuration: its name in the schema's `runs`, a preset, and
@@ -208,7 +208,7 @@ async fn produce_spans() -> Vec<(String, Vec<SpanData>)> {
         let config = config.build().unwrap();
         let ctx = if run == "maximal+memory" {
             // A limit, so the root's limit and fraction show.
-            use dftrace_registry::SessionStateBuilderExt;
+            use dftrace_registry::RegistryStateBuilderExt;
             let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
                 .with_memory_limit(1 << 30, 1.0)
                 .build_arc()

@@ -24,7 +24,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 // Linked for its plugin: the metrics summary's totals are checked.
 use dftrace_metrics_summary as _;
 use dftrace_registry::keys::OPERATOR_INDEX;
-use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute, span_capture};
 use dftrace_tests::rows::canonical_rows;

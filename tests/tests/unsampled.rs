@@ -11,8 +11,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use dftrace_preview_redaction as _;
+use dftrace_registry::keys::{EXEC_TARGET, PLANNER_TARGET, QUERY_TARGET};
 use dftrace_registry::{DftraceConfig, Preset};
-use dftrace_rules::{EXEC_TARGET, PLANNER_TARGET, QUERY_TARGET, QueryOptions, run_sql};
+use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::dftrace_context;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};

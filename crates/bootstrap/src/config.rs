@@ -107,7 +107,7 @@ pub struct OtlpConfig {
 
 impl std::fmt::Debug for OtlpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use dftrace_registry::config::{SECRET_MASK, shown_url};
+        use dftrace_registry::secrets::{SECRET_MASK, shown_url};
         let url = |url: &Option<String>| url.as_deref().map(shown_url);
         let headers: BTreeMap<&str, &str> = self
             .headers

@@ -111,7 +111,7 @@ mod tests {
             .build()
             .and_then(|config| config.section::<ExportConfig>());
         let error = match ratio_too_high {
-            Ok(export) => crate::policy::resolve(&export)
+            Ok(export) => crate::settings::resolve(&export)
                 .err()
                 .map(|error| error.to_string())
                 .unwrap_or_default(),

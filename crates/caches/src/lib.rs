@@ -3,7 +3,7 @@
 //! With `caches.enabled` (every preset), the `caches` plugin rebuilds the
 //! session's runtime environment with each cache of its `CacheManager`
 //! (file metadata, file statistics and list files, the ones configured)
-//! wrapped in [`ObservedCache`], which passes every `Cache` method through
+//! wrapped in an observing cache, which passes every `Cache` method through
 //! and counts each `get` as a hit (an entry was found; DataFusion may still
 //! find it stale for a changed file) or a miss, for the query whose root
 //! span encloses the call (planning and execution alike), kept in the root
@@ -24,6 +24,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::cache::{Cache, CacheEntryInfo, CacheKey, CacheValue};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use dftrace_registry::saturating_i64;
 use dftrace_registry::{Plugin, PluginContext, Preset, QueryEnd, QueryObserver, Section, Stage};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
@@ -129,7 +130,7 @@ pub fn query_cache_counts(query_span: &tracing::Span) -> BTreeMap<&'static str, 
 
 /// A cache whose lookups are counted per query; everything else passes
 /// through to the cache it wraps.
-pub struct ObservedCache<K: CacheKey, V: CacheValue> {
+pub(crate) struct ObservedCache<K: CacheKey, V: CacheValue> {
     inner: Arc<dyn Cache<K, V>>,
     label: &'static str,
     /// Bumped by every change a caller makes, so what the cache holds is
@@ -148,7 +149,7 @@ impl<K: CacheKey, V: CacheValue> std::fmt::Debug for ObservedCache<K, V> {
 
 impl<K: CacheKey, V: CacheValue> ObservedCache<K, V> {
     /// `inner`, counted under `label`.
-    pub fn new(inner: Arc<dyn Cache<K, V>>, label: &'static str) -> Self {
+    pub(crate) fn new(inner: Arc<dyn Cache<K, V>>, label: &'static str) -> Self {
         ObservedCache {
             inner,
             label,
@@ -161,6 +162,7 @@ impl<K: CacheKey, V: CacheValue> ObservedCache<K, V> {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl<K: CacheKey, V: CacheValue> Cache<K, V> for ObservedCache<K, V> {
     fn get(&self, key: &K) -> Option<V> {
         let value = self.inner.get(key);
@@ -341,10 +343,6 @@ impl std::fmt::Debug for CachesObserver {
     }
 }
 
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 /// The root-span keys of `label`'s hits, misses, entries and bytes: one
 /// string per wire name, never formatted per query.
 fn attribute_keys(label: &'static str) -> [&'static str; 4] {
@@ -399,10 +397,13 @@ impl QueryObserver for CachesObserver {
         for (label, entries, bytes) in (self.holdings)() {
             let figures = counts.get(label).copied().unwrap_or_default();
             let [hits, misses, entries_key, bytes_key] = attribute_keys(label);
-            end.span.set_attribute(hits, int(figures.hits));
-            end.span.set_attribute(misses, int(figures.misses));
-            end.span.set_attribute(entries_key, int(entries as u64));
-            end.span.set_attribute(bytes_key, int(bytes as u64));
+            end.span.set_attribute(hits, saturating_i64(figures.hits));
+            end.span
+                .set_attribute(misses, saturating_i64(figures.misses));
+            end.span
+                .set_attribute(entries_key, saturating_i64(entries as u64));
+            end.span
+                .set_attribute(bytes_key, saturating_i64(bytes as u64));
         }
     }
 }

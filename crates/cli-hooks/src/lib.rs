@@ -42,7 +42,7 @@ use datafusion::prelude::SessionConfig;
 use dftrace_bootstrap::{ExportConfig, ResolvedSink, Sink, TelemetryGuard};
 use dftrace_history::HistoryConfig;
 use dftrace_memory::MemoryConfig;
-use dftrace_registry::{DftraceConfig, Plugin, Preset, Section, SessionStateBuilderExt, Stage};
+use dftrace_registry::{DftraceConfig, Plugin, Preset, RegistryStateBuilderExt, Section, Stage};
 use dftrace_rules::{QueryOptions, QuerySpan};
 use serde::{Deserialize, Serialize};
 use std::future::Future;

@@ -305,7 +305,7 @@ pub trait SessionStateBuilderExt: Sized {
 
 impl SessionStateBuilderExt for SessionStateBuilder {
     fn build_with_dftrace(self, dftrace: &Dftrace) -> Result<SessionState, Error> {
-        use dftrace_registry::SessionStateBuilderExt as _;
+        use dftrace_registry::RegistryStateBuilderExt as _;
         Ok(self.with_dftrace(&dftrace.config)?.build_dftrace()?)
     }
 }

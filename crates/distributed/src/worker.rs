@@ -9,7 +9,7 @@ use datafusion_distributed::{
     DistributedExt, WorkerPlanRewriteEvent, WorkerPlanRewriteEventResponse, WorkerQueryContext,
     WorkerSessionBuilder,
 };
-use dftrace_registry::{DftraceConfig, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
+use dftrace_registry::{DftraceConfig, INSTRUMENT_RULE_NAME, RegistryStateBuilderExt};
 use http::HeaderMap;
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use std::task::{Context, Poll};

@@ -3,6 +3,7 @@
 use crate::kept::{KeptQuery, QueryHistory};
 use crate::tables::HISTORY_MARKER;
 use datafusion::physical_plan::ExecutionPlan;
+use dftrace_registry::saturating_i64;
 use dftrace_registry::{OperatorFigures, QueryEnd, QueryObserver};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
@@ -105,17 +106,16 @@ impl QueryObserver for HistoryObserver {
         let mut storage: Option<(i64, i64, i64)> = None;
         #[cfg(feature = "storage")]
         if let Some(totals) = dftrace_object_store_registry::query_storage_totals(end.span) {
-            let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             storage = Some((
-                int(totals.requests),
-                int(totals.bytes_read),
-                int(totals.bytes_written),
+                saturating_i64(totals.requests),
+                saturating_i64(totals.bytes_read),
+                saturating_i64(totals.bytes_written),
             ));
         }
         let start_unix_ns = end
             .started
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            .map_or(0, |d| saturating_i64(d.as_nanos()));
         let memory = dftrace_registry::query_state::<dftrace_registry::QueryMemory>(end.span);
         let query = KeptQuery {
             trace_id: trace.to_string(),
@@ -123,18 +123,18 @@ impl QueryObserver for HistoryObserver {
             fingerprint: end.fingerprint.map(str::to_owned),
             sql: end.sql.map(str::to_owned),
             start_unix_ns,
-            duration_ns: i64::try_from(end.elapsed.as_nanos()).unwrap_or(i64::MAX),
+            duration_ns: saturating_i64(end.elapsed.as_nanos()),
             error_kind: end.error.as_deref().map(error_kind),
             cancelled: end.cancelled,
-            output_rows: end.rows.map(|rows| i64::try_from(rows).unwrap_or(i64::MAX)),
+            output_rows: end.rows.map(saturating_i64),
             bytes_scanned: sum("bytes_scanned"),
             spilled_bytes: sum("spilled_bytes"),
             peak_memory_bytes: memory
                 .as_ref()
-                .map(|memory| i64::try_from(memory.peak_bytes()).unwrap_or(i64::MAX)),
+                .map(|memory| saturating_i64(memory.peak_bytes())),
             failed_reservations: memory
                 .as_ref()
-                .map(|memory| i64::try_from(memory.failed_reservations()).unwrap_or(i64::MAX)),
+                .map(|memory| saturating_i64(memory.failed_reservations())),
             storage_requests: storage.map(|s| s.0),
             storage_bytes_read: storage.map(|s| s.1),
             storage_bytes_written: storage.map(|s| s.2),

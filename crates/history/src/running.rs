@@ -12,6 +12,7 @@ use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
+use dftrace_registry::saturating_i64;
 use dftrace_registry::{RunningQueries, RunningSnapshot};
 use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -55,14 +56,9 @@ static RUNNING_OPERATORS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ])
 });
 
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 fn unix_ns(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
-    })
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| saturating_i64(since.as_nanos()))
 }
 
 fn running_batch(queries: &[RunningSnapshot]) -> Result<RecordBatch> {
@@ -82,10 +78,10 @@ fn running_batch(queries: &[RunningSnapshot]) -> Result<RecordBatch> {
         fingerprint.append_option(query.fingerprint.as_deref());
         start.append_value(unix_ns(query.started));
         let took = now.duration_since(query.started).unwrap_or_default();
-        elapsed.append_value(i64::try_from(took.as_nanos()).unwrap_or(i64::MAX));
+        elapsed.append_value(saturating_i64(took.as_nanos()));
         phase.append_value(query.phase.as_str());
-        rows.append_value(int(query.output_rows));
-        peak.append_option(query.peak_memory_bytes.map(int));
+        rows.append_value(saturating_i64(query.output_rows));
+        peak.append_option(query.peak_memory_bytes.map(saturating_i64));
         operators.append_value(query.operators.len() as i64);
     }
     let columns: Vec<ArrayRef> = vec![
@@ -117,14 +113,14 @@ fn running_operators_batch(queries: &[RunningSnapshot]) -> Result<RecordBatch> {
         for op in &query.operators {
             trace_id.append_value(&query.trace_id);
             run_id.append_value(&query.run_id);
-            id.append_value(int(op.id));
-            parent.append_option(op.parent.map(int));
+            id.append_value(saturating_i64(op.id));
+            parent.append_option(op.parent.map(saturating_i64));
             name.append_value(&op.name);
-            rows.append_value(int(op.rows));
-            batches.append_value(int(op.batches));
-            started.append_value(int(op.partitions_started));
-            done.append_value(int(op.partitions_done));
-            partitions.append_value(int(op.partitions));
+            rows.append_value(saturating_i64(op.rows));
+            batches.append_value(saturating_i64(op.batches));
+            started.append_value(saturating_i64(op.partitions_started));
+            done.append_value(saturating_i64(op.partitions_done));
+            partitions.append_value(saturating_i64(op.partitions));
         }
     }
     let columns: Vec<ArrayRef> = vec![

@@ -17,6 +17,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use dftrace_registry::saturating_i64;
 use dftrace_view::TraceSpan;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -262,10 +263,6 @@ struct SpanRows {
     line: Int64Builder,
 }
 
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 impl SpanRows {
     fn push(&mut self, trace_id: &str, span: &TraceSpan, file: &str, line: usize) -> Result<()> {
         self.len += 1;
@@ -274,9 +271,10 @@ impl SpanRows {
         self.parent.append_option(span.parent_span_id.as_deref());
         self.name.append_value(&span.name);
         self.service.append_value(&span.service);
-        self.start.append_value(int(span.start_unix_ns));
-        self.end.append_value(int(span.end_unix_ns));
-        self.duration.append_value(int(span.duration_ns()));
+        self.start.append_value(saturating_i64(span.start_unix_ns));
+        self.end.append_value(saturating_i64(span.end_unix_ns));
+        self.duration
+            .append_value(saturating_i64(span.duration_ns()));
         self.status.append_value(match span.status_code {
             1 => "ok",
             2 => "error",

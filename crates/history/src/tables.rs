@@ -15,6 +15,7 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
+use dftrace_registry::saturating_i64;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
@@ -99,10 +100,6 @@ static OPERATORS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     )
 });
 
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 fn queries_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
     let mut trace_id = StringBuilder::new();
     let mut run_id = StringBuilder::new();
@@ -149,7 +146,7 @@ fn queries_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
         operator_count.append_value(query.operators.len() as i64);
         let top = query.slowest_operator();
         slowest.append_option(top.map(|op| op.name.as_str()));
-        slowest_time.append_option(top.and_then(|op| op.self_time_ns).map(int));
+        slowest_time.append_option(top.and_then(|op| op.self_time_ns).map(saturating_i64));
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(trace_id.finish()),
@@ -198,17 +195,19 @@ fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
         for op in &query.operators {
             trace_id.append_value(&query.trace_id);
             run_id.append_value(&query.run_id);
-            id.append_value(int(op.id));
-            parent.append_option(op.parent.map(int));
+            id.append_value(saturating_i64(op.id));
+            parent.append_option(op.parent.map(saturating_i64));
             name.append_value(&op.name);
             description.append_value(&op.description);
-            self_time.append_option(op.self_time_ns.map(int));
-            start.append_value(int(op.start_unix_ns));
-            end.append_value(int(op.end_unix_ns));
-            wall.append_value(int(op.end_unix_ns.saturating_sub(op.start_unix_ns)));
-            rows.append_option(op.output_rows.map(int));
-            estimated.append_option(op.estimated_rows.map(int));
-            partitions.append_value(int(op.partitions));
+            self_time.append_option(op.self_time_ns.map(saturating_i64));
+            start.append_value(saturating_i64(op.start_unix_ns));
+            end.append_value(saturating_i64(op.end_unix_ns));
+            wall.append_value(saturating_i64(
+                op.end_unix_ns.saturating_sub(op.start_unix_ns),
+            ));
+            rows.append_option(op.output_rows.map(saturating_i64));
+            estimated.append_option(op.estimated_rows.map(saturating_i64));
+            partitions.append_value(saturating_i64(op.partitions));
             let [
                 rows_min,
                 rows_median,
@@ -217,14 +216,14 @@ fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
                 time_median,
                 time_max,
             ] = &mut spread;
-            rows_min.append_option(op.rows_spread.map(|s| int(s.min)));
-            rows_median.append_option(op.rows_spread.map(|s| int(s.median)));
-            rows_max.append_option(op.rows_spread.map(|s| int(s.max)));
-            time_min.append_option(op.self_time_spread.map(|s| int(s.min)));
-            time_median.append_option(op.self_time_spread.map(|s| int(s.median)));
-            time_max.append_option(op.self_time_spread.map(|s| int(s.max)));
-            spilled.append_option(op.spilled_bytes.map(int));
-            peak_memory.append_option(op.peak_memory_bytes.map(int));
+            rows_min.append_option(op.rows_spread.map(|s| saturating_i64(s.min)));
+            rows_median.append_option(op.rows_spread.map(|s| saturating_i64(s.median)));
+            rows_max.append_option(op.rows_spread.map(|s| saturating_i64(s.max)));
+            time_min.append_option(op.self_time_spread.map(|s| saturating_i64(s.min)));
+            time_median.append_option(op.self_time_spread.map(|s| saturating_i64(s.median)));
+            time_max.append_option(op.self_time_spread.map(|s| saturating_i64(s.max)));
+            spilled.append_option(op.spilled_bytes.map(saturating_i64));
+            peak_memory.append_option(op.peak_memory_bytes.map(saturating_i64));
             failed.append_value(op.failed);
             for (metric, value) in &op.metrics {
                 metrics.keys().append_value(metric);

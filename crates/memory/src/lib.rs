@@ -40,6 +40,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{MemoryLimit, MemoryPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use dftrace_registry::keys;
+use dftrace_registry::saturating_i64;
 use dftrace_registry::{
     OperatorAttributes, OperatorKey, Plugin, PluginContext, Preset, QueryEnd, QueryMemory,
     QueryObserver, Section, Stage,
@@ -181,7 +182,7 @@ fn instruments() -> &'static Instruments {
         let attributes = |id: usize, pool: &dyn MemoryPool| {
             [
                 KeyValue::new(POOL_NAME, pool.name().to_owned()),
-                KeyValue::new(POOL_ID, i64::try_from(id).unwrap_or(i64::MAX)),
+                KeyValue::new(POOL_ID, saturating_i64(id)),
             ]
         };
         Instruments {
@@ -203,7 +204,7 @@ fn instruments() -> &'static Instruments {
                 .with_description("What the memory pool has reserved")
                 .with_callback(move |observer| {
                     each_pool(|id, pool| {
-                        observer.observe(int(pool.reserved()), &attributes(id, pool));
+                        observer.observe(as_u64(pool.reserved()), &attributes(id, pool));
                     });
                 })
                 .build(),
@@ -214,7 +215,7 @@ fn instruments() -> &'static Instruments {
                 .with_callback(move |observer| {
                     each_pool(|id, pool| {
                         if let Some(limit) = pool_limit(pool) {
-                            observer.observe(int(limit), &attributes(id, pool));
+                            observer.observe(as_u64(limit), &attributes(id, pool));
                         }
                     });
                 })
@@ -223,12 +224,8 @@ fn instruments() -> &'static Instruments {
     })
 }
 
-fn int(value: usize) -> u64 {
+fn as_u64(value: usize) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
-}
-
-fn signed(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Puts the query's figures on its root and into the instruments.
@@ -245,7 +242,7 @@ impl QueryObserver for MemoryObserver {
         });
         if self.otel_metrics {
             let instruments = instruments();
-            instruments.peak.record(int(peak), &[]);
+            instruments.peak.record(as_u64(peak), &[]);
             if failed > 0 {
                 instruments.failed.add(failed, &[]);
             }
@@ -253,13 +250,15 @@ impl QueryObserver for MemoryObserver {
         if end.unsampled {
             return;
         }
-        end.span.set_attribute(keys::MEMORY_PEAK, signed(int(peak)));
-        end.span.set_attribute(keys::MEMORY_FAILED, signed(failed));
+        end.span
+            .set_attribute(keys::MEMORY_PEAK, saturating_i64(peak));
+        end.span
+            .set_attribute(keys::MEMORY_FAILED, saturating_i64(failed));
         // The limit of the pool the query reserved in (a session's pool can
         // be replaced: `SET datafusion.runtime.memory_limit`).
         if let Some(limit) = memory.as_ref().and_then(|memory| memory.limit()) {
             end.span
-                .set_attribute(keys::MEMORY_LIMIT, signed(int(limit)));
+                .set_attribute(keys::MEMORY_LIMIT, saturating_i64(limit));
             if limit > 0 {
                 end.span
                     .set_attribute(keys::MEMORY_PEAK_FRACTION, peak as f64 / limit as f64);
@@ -282,14 +281,17 @@ impl OperatorAttributes for MemoryOperatorAttributes {
         let Some(figures) = operator_memory(query, operator) else {
             return;
         };
-        out.push((keys::OPERATOR_PEAK_MEMORY, signed(int(figures.peak_bytes))));
+        out.push((
+            keys::OPERATOR_PEAK_MEMORY,
+            saturating_i64(figures.peak_bytes),
+        ));
         out.push((
             keys::OPERATOR_PEAK_MEMORY_PARTITION,
-            signed(int(figures.partition_peak_bytes)),
+            saturating_i64(figures.partition_peak_bytes),
         ));
         out.push((
             keys::OPERATOR_FAILED_RESERVATIONS,
-            signed(figures.failed_reservations),
+            saturating_i64(figures.failed_reservations),
         ));
     }
 }

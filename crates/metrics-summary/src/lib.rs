@@ -62,6 +62,7 @@ pub use summary::{
     CacheSummary, FunctionSummary, OperatorSummary, QueryMetricsSummary, SCHEMA_VERSION, summarize,
 };
 
+use dftrace_registry::saturating_i64;
 use dftrace_registry::{Preset, Section, keys};
 use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
@@ -92,31 +93,31 @@ impl Section for MetricsConfig {
 /// The summary's figures as typed attributes, `dftrace.metrics.<field>`:
 /// integers as `i64`, the selectivity as `f64`. Absent figures are skipped.
 pub fn attributes(summary: &QueryMetricsSummary) -> Vec<KeyValue> {
-    let int = |key: &'static str, value: Option<u64>| {
-        value.map(|v| KeyValue::new(key, i64::try_from(v).unwrap_or(i64::MAX)))
+    let attribute = |key: &'static str, value: Option<u64>| {
+        value.map(|v| KeyValue::new(key, saturating_i64(v)))
     };
     [
-        int("dftrace.metrics.output_rows", summary.output_rows),
-        int("dftrace.metrics.output_batches", summary.output_batches),
-        int("dftrace.metrics.output_bytes", summary.output_bytes),
-        int(
+        attribute("dftrace.metrics.output_rows", summary.output_rows),
+        attribute("dftrace.metrics.output_batches", summary.output_batches),
+        attribute("dftrace.metrics.output_bytes", summary.output_bytes),
+        attribute(
             "dftrace.metrics.elapsed_compute_ns",
             summary.elapsed_compute_ns,
         ),
-        int("dftrace.metrics.spill_count", summary.spill_count),
-        int(keys::SUMMARY_SPILLED_BYTES, summary.spilled_bytes),
-        int("dftrace.metrics.spilled_rows", summary.spilled_rows),
-        int("dftrace.metrics.bytes_scanned", summary.bytes_scanned),
-        int("dftrace.metrics.files_opened", summary.files_opened),
-        int(
+        attribute("dftrace.metrics.spill_count", summary.spill_count),
+        attribute(keys::SUMMARY_SPILLED_BYTES, summary.spilled_bytes),
+        attribute("dftrace.metrics.spilled_rows", summary.spilled_rows),
+        attribute("dftrace.metrics.bytes_scanned", summary.bytes_scanned),
+        attribute("dftrace.metrics.files_opened", summary.files_opened),
+        attribute(
             "dftrace.metrics.operator_count",
             Some(summary.operator_count as u64),
         ),
-        int(
+        attribute(
             "dftrace.metrics.storage_bytes_read",
             summary.storage_bytes_read,
         ),
-        int(
+        attribute(
             "dftrace.metrics.storage_bytes_written",
             summary.storage_bytes_written,
         ),
@@ -125,24 +126,15 @@ pub fn attributes(summary: &QueryMetricsSummary) -> Vec<KeyValue> {
             .map(|s| KeyValue::new("dftrace.metrics.filter_selectivity", s)),
         (!summary.functions.is_empty()).then(|| {
             let time: u64 = summary.functions.iter().map(|f| f.time_ns).sum();
-            KeyValue::new(
-                "dftrace.metrics.function_time_ns",
-                i64::try_from(time).unwrap_or(i64::MAX),
-            )
+            KeyValue::new("dftrace.metrics.function_time_ns", saturating_i64(time))
         }),
         (!summary.caches.is_empty()).then(|| {
             let hits: u64 = summary.caches.iter().map(|c| c.hits).sum();
-            KeyValue::new(
-                "dftrace.metrics.cache_hits",
-                i64::try_from(hits).unwrap_or(i64::MAX),
-            )
+            KeyValue::new("dftrace.metrics.cache_hits", saturating_i64(hits))
         }),
         (!summary.caches.is_empty()).then(|| {
             let misses: u64 = summary.caches.iter().map(|c| c.misses).sum();
-            KeyValue::new(
-                "dftrace.metrics.cache_misses",
-                i64::try_from(misses).unwrap_or(i64::MAX),
-            )
+            KeyValue::new("dftrace.metrics.cache_misses", saturating_i64(misses))
         }),
     ]
     .into_iter()

@@ -14,6 +14,10 @@ pub const QUERY_SPAN_NAME: &str = "dftrace.query";
 /// that would export nothing.
 pub const UNSAMPLED_FIELD: &str = "dftrace.unsampled";
 
+/// The `tracing` target of dftrace's own warnings (a setup that drops its
+/// spans); every span target below starts with it, so `dftrace=trace` in a
+/// filter lets all of them through.
+pub const WARNING_TARGET: &str = "dftrace";
 /// The `tracing` target of root query spans.
 pub const QUERY_TARGET: &str = "dftrace::query";
 /// The `tracing` target of operator spans (deferred spans carry it as their

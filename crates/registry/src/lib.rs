@@ -9,7 +9,7 @@
 //! ```
 //! use datafusion::execution::SessionStateBuilder;
 //! use datafusion::prelude::SessionContext;
-//! use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+//! use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,9 +41,9 @@
 //! registration must reference each plugin crate, e.g. `use dftrace_rules as _;`.
 //!
 //! Plugins run sorted by [`Stage`], then by name. Builder hooks run in
-//! [`SessionStateBuilderExt::with_dftrace`]; state hooks (which need the built
+//! [`RegistryStateBuilderExt::with_dftrace`]; state hooks (which need the built
 //! state, e.g. planner rule wrapping) run in
-//! [`SessionStateBuilderExt::build_dftrace`], after the `Instrument` rule has
+//! [`RegistryStateBuilderExt::build_dftrace`], after the `Instrument` rule has
 //! been moved to the end of the physical optimizer chain.
 //!
 //! # Feature flags
@@ -64,9 +64,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
+mod environment;
 mod error;
 #[cfg(feature = "session")]
 mod hooks;
+mod int_value;
 pub mod keys;
 pub mod literals;
 mod memory;
@@ -76,10 +78,13 @@ mod plugin;
 #[cfg(feature = "session")]
 mod query_state;
 mod running;
+pub mod secrets;
+mod section_owners;
 #[cfg(feature = "session")]
 mod session;
+mod span_level;
 
-pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section, SpanLevel};
+pub use config::{ConfigBuilder, DftraceConfig, EnvAlias, Preset, Section};
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
 pub use error::RegistryError;
@@ -91,6 +96,7 @@ pub use hooks::{
     PreviewFormatter, QueryEnd, QueryObserver, RanOperator, Services, SourcedPreviewFn, Spread,
     StateHook,
 };
+pub use int_value::saturating_i64;
 pub use memory::QueryMemory;
 pub use operator_scope::{OperatorKey, OperatorScope, current_operator, enter_operator};
 pub use pending::{Flush, flush_pending_work, register_pending_work};
@@ -104,7 +110,8 @@ pub use running::{
 };
 #[cfg(feature = "session")]
 #[cfg_attr(docsrs, doc(cfg(feature = "session")))]
-pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, SessionStateBuilderExt};
+pub use session::{DftraceSession, INSTRUMENT_RULE_NAME, RegistryStateBuilderExt};
+pub use span_level::SpanLevel;
 
 pub use keys::{QUERY_SPAN_NAME, UNSAMPLED_FIELD};
 

@@ -64,7 +64,7 @@ impl DftraceSession {
 ///
 /// ```
 /// use datafusion::execution::SessionStateBuilder;
-/// use dftrace_registry::{DftraceConfig, SessionStateBuilderExt};
+/// use dftrace_registry::{DftraceConfig, RegistryStateBuilderExt};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config = DftraceConfig::builder().build()?;
@@ -77,7 +77,7 @@ impl DftraceSession {
 /// # Ok(())
 /// # }
 /// ```
-pub trait SessionStateBuilderExt: Sized {
+pub trait RegistryStateBuilderExt: Sized {
     /// Checks `config` against the linked plugins and runs every plugin's
     /// builder hook, in stage-then-name order.
     fn with_dftrace(self, config: &DftraceConfig) -> Result<SessionStateBuilder, RegistryError>;
@@ -87,7 +87,7 @@ pub trait SessionStateBuilderExt: Sized {
     fn build_dftrace(self) -> Result<SessionState, RegistryError>;
 }
 
-impl SessionStateBuilderExt for SessionStateBuilder {
+impl RegistryStateBuilderExt for SessionStateBuilder {
     fn with_dftrace(
         mut self,
         config: &DftraceConfig,

@@ -156,7 +156,7 @@ impl Section for RulesConfig {
 
 impl RulesConfig {
     /// Refuses combinations that cannot work, naming what to change.
-    pub(crate) fn check(&self) -> Result<(), crate::RulesError> {
+    pub(crate) fn check(&self) -> Result<(), crate::error::RulesError> {
         if self.operator_spans == OperatorSpans::Live
             && self.operator_spans_when != OperatorSpansWhen::Always
         {

@@ -25,7 +25,7 @@ pub enum RulesError {
     )]
     LiveSpansAlways {
         /// The configured choice.
-        when: crate::OperatorSpansWhen,
+        when: crate::config::OperatorSpansWhen,
     },
 
     /// Live operator spans are `datafusion-tracing`'s: it records each

@@ -4,14 +4,20 @@
 
 use crate::config::{OperatorSpans, RulesConfig};
 use crate::error::RulesError;
-use crate::operators::{DeferredOptions, DeferredRule};
-use datafusion::arrow::record_batch::RecordBatch;
+use crate::operators::{DeferredOptions, DftraceExec, Role, wrap_operators};
+use crate::query::trace_known_unsampled;
+use crate::root::RootState;
+use datafusion::config::ConfigOptions;
+use datafusion::error::Result;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use dftrace_registry::{ColumnSources, PreviewFormatter};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use dftrace_registry::INSTRUMENT_RULE_NAME;
+use dftrace_registry::PreviewFormatter;
+use dftrace_registry::literals::QueryLiterals;
 use std::sync::Arc;
 use std::time::Duration;
-
-pub use dftrace_registry::keys::EXEC_TARGET;
+use tracing::Span;
 
 /// The execution instrumentation rule for `config`, named `Instrument`: add
 /// it as the last physical optimizer rule (the registry does this for you).
@@ -47,7 +53,8 @@ pub fn exec_rule(
             limit: config.preview_limit,
         });
     }
-    let preview = (config.preview_limit > 0).then(|| guarded(preview.unwrap_or_else(plain_table)));
+    let preview = (config.preview_limit > 0)
+        .then(|| crate::preview::guarded(preview.unwrap_or_else(crate::preview::plain_table)));
     match config.operator_spans {
         OperatorSpans::Deferred => {
             crate::propagation::follow_spawned_tasks();
@@ -75,43 +82,88 @@ pub fn exec_rule(
     }
 }
 
-/// What a preview shows when its formatter fails or panics. The failure's
-/// own message is left out: it could quote the values being formatted.
-pub const PREVIEW_FAILED: &str = "<preview unavailable: the formatter failed>";
+/// The exec rule of the deferred mode: wraps every node, then hands the
+/// plan to the enclosing root query span (or gives it a root of its own).
+#[derive(Debug)]
+pub(crate) struct DeferredRule {
+    options: Arc<DeferredOptions>,
+    preview_limit: usize,
+}
 
-/// Arrow's plain table, for hosts that allowed unredacted previews.
-fn plain_table() -> PreviewFormatter {
-    let plain = |batch: &RecordBatch| {
-        datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(batch))
-            .map(|table| table.to_string())
-    };
-    PreviewFormatter {
-        by_name: Arc::new(plain),
-        by_sources: Arc::new(move |batch: &RecordBatch, _: &[ColumnSources]| plain(batch)),
+impl DeferredRule {
+    pub(crate) fn new(options: DeferredOptions, preview_limit: usize) -> Self {
+        DeferredRule {
+            options: Arc::new(options),
+            preview_limit,
+        }
     }
 }
 
-/// `preview` such that a failure or a panic becomes [`PREVIEW_FAILED`]
-/// instead of a missing attribute or a panicked query.
-fn guarded(preview: PreviewFormatter) -> PreviewFormatter {
-    let PreviewFormatter {
-        by_name,
-        by_sources,
-    } = preview;
-    let failed = |text: std::thread::Result<datafusion::arrow::error::Result<String>>| match text {
-        Ok(Ok(text)) => Ok(text),
-        Ok(Err(_)) | Err(_) => Ok(PREVIEW_FAILED.to_owned()),
-    };
-    PreviewFormatter {
-        by_name: Arc::new(move |batch| {
-            failed(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                || by_name(batch),
-            )))
-        }),
-        by_sources: Arc::new(move |batch, sources| {
-            failed(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                || by_sources(batch, sources),
-            )))
-        }),
+impl DeferredRule {
+    /// `plan` with every node wrapped, its literals added to `literals`
+    /// first and its descriptions masked with them.
+    fn wrap(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        literals: &QueryLiterals,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        crate::literals::add_physical(literals, &plan);
+        wrap_operators(
+            plan,
+            self.preview_limit,
+            Some(&self.options),
+            None,
+            literals,
+        )
+    }
+}
+
+impl PhysicalOptimizerRule for DeferredRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        // An unsampled trace exports nothing: the plan runs unwrapped.
+        let current = Span::current();
+        if trace_known_unsampled(&current) || DftraceExec::of(plan.as_ref()).is_some() {
+            return Ok(plan);
+        }
+        let inside = crate::span_helpers::inside_query();
+        if !inside && plan.downcast_ref::<EmptyExec>().is_some() {
+            // What a host that collects the empty result of a statement
+            // `ctx.sql` already ran (DDL, `CREATE TABLE .. AS`) gets: it
+            // runs nothing, and gets no trace.
+            return Ok(plan);
+        }
+        if inside {
+            let literals = crate::literals::current();
+            return self.wrap(plan, &literals);
+        }
+        // No root encloses the planning. The planner instrumentation's root
+        // (should a host have replaced dftrace's query planner) is taken
+        // over; else the plan opens one when it runs.
+        if let Some(planned) = crate::planner::take_planned_root()
+            && let Some(query) = planned.root
+        {
+            let literals = Arc::clone(query.literals());
+            let wrapped = self.wrap(plan, &literals)?;
+            return Ok(crate::root::with_query_root(wrapped, query));
+        }
+        let literals = Arc::new(QueryLiterals::new(self.options.record_literals));
+        let wrapped = self.wrap(plan, &literals)?;
+        Ok(Arc::new(DftraceExec::new(
+            wrapped,
+            Role::QueryRoot(Arc::new(RootState::lazy(literals))),
+        )))
+    }
+
+    fn name(&self) -> &str {
+        INSTRUMENT_RULE_NAME
+    }
+
+    fn schema_check(&self) -> bool {
+        // Wrapping never changes a schema; upstream's rule skips the check too.
+        false
     }
 }

@@ -41,7 +41,7 @@ pub(crate) fn note_root_disabled(level: SpanLevel) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if subscriber_installed() && !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
-            target: "dftrace",
+            target: dftrace_registry::keys::WARNING_TARGET,
             "{}",
             RulesError::SpansFilteredOut { level }
         );

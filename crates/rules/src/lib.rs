@@ -22,7 +22,7 @@
 //! ```
 //! use datafusion::execution::SessionStateBuilder;
 //! use datafusion::prelude::SessionContext;
-//! use dftrace_registry::{DftraceConfig, Preset, SessionStateBuilderExt};
+//! use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt};
 //! use dftrace_rules::{QueryOptions, run_sql};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -45,6 +45,27 @@
 //! # Feature flags
 //!
 //! - `registry` (default): register the `rules` plugin with `dftrace-registry`.
+//!
+//! # Module map
+//!
+//! Imports run one way, from the entry points down to the leaves:
+//!
+//! 1. Leaves: `config` (the `[rules]` section), `error`, `literals` (the
+//!    query's literal set), `trace_context` (W3C `traceparent`), `filter`,
+//!    `propagation` (spawned tasks follow their span), `preview` (the
+//!    preview formatters), `span_helpers` (span times, tracers, enclosing
+//!    spans), `ended`, `overrides`.
+//! 2. `operators/`: the recording wrapper around each operator (`wrapper`,
+//!    `record`), preview lineage (`lineage`), the operator spans built when
+//!    a query ends (`spans`) and DataFusion's metrics as attributes
+//!    (`metric_attributes`). It knows nothing about queries: the root at a
+//!    plan's top is a `PlanRoot` the query layer implements.
+//! 3. The query: `query` (the root span, `run_sql`), `query_end` (its end,
+//!    off the query's path), `root` (a plan's top, running its partitions
+//!    inside the root).
+//! 4. Entry points: `exec` (the exec rule), `live` (datafusion-tracing's
+//!    live spans), `planner/` (the root before the analyzer, phase and
+//!    rule spans), and the `rules` plugin below.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -59,20 +80,23 @@ mod live;
 mod operators;
 mod overrides;
 mod planner;
+mod preview;
 mod propagation;
 mod query;
 mod query_end;
+mod root;
+mod span_helpers;
 mod trace_context;
 
 pub use config::{MetricsLevel, OperatorSpans, OperatorSpansWhen, RuleMode, RulesConfig};
 pub use ended::QueryEnded;
 pub use error::RulesError;
-pub use exec::{EXEC_TARGET, PREVIEW_FAILED, exec_rule};
+pub use exec::exec_rule;
 pub use overrides::RulesOverrides;
-pub use planner::{PLANNER_TARGET, instrument_planner};
+pub use planner::instrument_planner;
+pub use preview::PREVIEW_FAILED;
 pub use query::{
-    QUERY_SPAN_NAME, QUERY_TARGET, QueryOptions, QueryProgress, QuerySpan, TracedQuery,
-    run_dataframe, run_sql, sql_fingerprint,
+    QueryOptions, QueryProgress, QuerySpan, TracedQuery, run_dataframe, run_sql, sql_fingerprint,
 };
 pub use trace_context::{TRACEPARENT, TRACESTATE, parse_trace_context};
 

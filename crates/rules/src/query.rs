@@ -14,6 +14,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use dftrace_registry::literals::QueryLiterals;
+use dftrace_registry::saturating_i64;
 use dftrace_registry::{
     DftraceSession, InFlight, OperatorAttributes, QueryObserver, QueryPhase, RunningEntry,
     RunningQueries, RunningQuery, RunningSnapshot, SpanLevel, keys,
@@ -24,8 +25,8 @@ use std::time::{Duration, Instant};
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub use dftrace_registry::QUERY_SPAN_NAME;
-pub use dftrace_registry::keys::QUERY_TARGET;
+use dftrace_registry::QUERY_SPAN_NAME;
+use dftrace_registry::keys::QUERY_TARGET;
 
 macro_rules! query_span {
     ($level:expr) => {
@@ -154,7 +155,7 @@ impl LiveQuery {
     /// Freezes what the running tables show: the query has ended.
     fn finish(&self) {
         self.ended
-            .get_or_init(|| crate::operators::spans::running_operators(self.collector.snapshot()));
+            .get_or_init(|| crate::operators::running_operators(self.collector.snapshot()));
     }
 }
 
@@ -163,8 +164,7 @@ impl RunningQuery for LiveQuery {
         let (operators, phase) = match self.ended.get() {
             Some(operators) => (operators.clone(), QueryPhase::Ending),
             None => {
-                let operators =
-                    crate::operators::spans::running_operators(self.collector.snapshot());
+                let operators = crate::operators::running_operators(self.collector.snapshot());
                 let phase = if operators.is_empty() {
                     QueryPhase::Planning
                 } else {
@@ -212,7 +212,7 @@ impl QueryProgress {
     /// Its operators that have run, top first, with rows and partitions
     /// so far (as `dftrace.running_operators` shows them).
     pub fn operators(&self) -> Vec<dftrace_registry::RunningOperator> {
-        crate::operators::spans::running_operators(self.collector.snapshot())
+        crate::operators::running_operators(self.collector.snapshot())
     }
 }
 
@@ -413,8 +413,7 @@ impl QuerySpan {
     /// one given, else the one run under this span) to the session's query
     /// observers, such as the metrics summary.
     pub fn record_success(&self, rows: usize, plan: Option<&Arc<dyn ExecutionPlan>>) {
-        self.span
-            .record(keys::QUERY_ROWS, i64::try_from(rows).unwrap_or(i64::MAX));
+        self.span.record(keys::QUERY_ROWS, saturating_i64(rows));
         self.span.record(keys::STATUS_CODE, "OK");
         self.notify(plan, Some(rows), None);
     }

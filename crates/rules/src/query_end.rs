@@ -9,7 +9,7 @@
 //! thread, which slows the query down instead of losing its spans.
 
 use crate::operators::Executed;
-use crate::operators::spans::{BuiltOperators, Outcome, build_operator_spans};
+use crate::operators::{BuiltOperators, Outcome, build_operator_spans};
 use datafusion::physical_plan::ExecutionPlan;
 use dftrace_registry::literals::QueryLiterals;
 use dftrace_registry::{OperatorAttributes, QueryEnd, QueryObserver};
@@ -57,7 +57,7 @@ impl QueryEndJob {
                 elapsed: self.elapsed,
                 failed: self.error.is_some(),
             };
-            let tracer = crate::operators::span_tracer(&self.span);
+            let tracer = crate::span_helpers::span_tracer(&self.span);
             let collect = self.observers.iter().any(|o| o.wants_operators());
             built = build_operator_spans(
                 &self.span.context(),

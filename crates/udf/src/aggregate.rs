@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// An aggregate function whose accumulators' calls are recorded per query.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ObservedAggregate {
+pub(crate) struct ObservedAggregate {
     inner: UdfEq<Arc<dyn AggregateUDFImpl>>,
     /// The query's cell, kept while one operator makes its instances.
     recent: RecentCell,
@@ -31,7 +31,7 @@ pub struct ObservedAggregate {
 impl ObservedAggregate {
     /// `function`, observed (a function already observed is returned as it
     /// is).
-    pub fn wrap(function: &AggregateUDF) -> AggregateUDF {
+    pub(crate) fn wrap(function: &AggregateUDF) -> AggregateUDF {
         if function.inner().is::<ObservedAggregate>() {
             return function.clone();
         }
@@ -46,11 +46,6 @@ impl ObservedAggregate {
             inner: inner.into(),
             recent: RecentCell::default(),
         })
-    }
-
-    /// The function it wraps.
-    pub fn inner(&self) -> &Arc<dyn AggregateUDFImpl> {
-        &self.inner
     }
 
     /// The query's cell for this function, with the accumulator's argument
@@ -84,6 +79,7 @@ fn first_len(values: &[ArrayRef]) -> u64 {
     values.first().map_or(0, |array| array.len() as u64)
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl AggregateUDFImpl for ObservedAggregate {
     fn name(&self) -> &str {
         self.inner.name()
@@ -243,6 +239,7 @@ struct ObservedAccumulator {
     cell: Arc<FunctionCell>,
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl Accumulator for ObservedAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let inner = &mut self.inner;
@@ -287,6 +284,7 @@ struct ObservedGroupsAccumulator {
     cell: Arc<FunctionCell>,
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl GroupsAccumulator for ObservedGroupsAccumulator {
     fn update_batch(
         &mut self,

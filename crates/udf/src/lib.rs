@@ -4,8 +4,8 @@
 //! With `udf.enabled` (every preset), the `udf` plugin wraps the session's
 //! functions when the session is built: the host's own always (a host
 //! function under a built-in's name too), DataFusion's built-in ones only
-//! with `udf.include_builtin`. The wrappers ([`ObservedScalar`],
-//! [`ObservedAggregate`], [`ObservedWindow`]) pass every method through
+//! with `udf.include_builtin`. The wrappers (`ObservedScalar`,
+//! `ObservedAggregate`, `ObservedWindow`) pass every method through
 //! (name, aliases, signature, return type, simplification, coercion,
 //! ordering, reversal, statistics, documentation: `SHOW FUNCTIONS` and
 //! `information_schema` are unchanged) and time the calls that do the
@@ -43,8 +43,8 @@
 //! Not covered: a function inside an expression that DataFusion's simplifier replaced
 //! (`simplify` returns the inner function's rewrite); functions registered
 //! after the session is built (`ctx.register_udf`): register
-//! `ObservedScalar::wrap(&udf)` (likewise `ObservedAggregate`,
-//! `ObservedWindow`) instead to observe one.
+//! [`observe_scalar`]`(&udf)` (likewise [`observe_aggregate`],
+//! [`observe_window`]) instead to observe one.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -56,15 +56,15 @@ mod observer;
 mod scalar;
 mod window;
 
-pub use aggregate::ObservedAggregate;
+use aggregate::ObservedAggregate;
 pub use config::UdfConfig;
 pub use counters::{FunctionFigures, FunctionId, FunctionKind, query_functions};
 pub use observer::{
     UDF_CALLS, UDF_ERRORS, UDF_KIND, UDF_NAME, UDF_OPERATOR, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS,
     UDF_VERSION,
 };
-pub use scalar::ObservedScalar;
-pub use window::ObservedWindow;
+use scalar::ObservedScalar;
+use window::ObservedWindow;
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
@@ -132,6 +132,24 @@ const RECOGNISED_BY_TYPE: &[&str] = &[
     "log",
     "power",
 ];
+
+/// `function`, observed: register the result in place of a function
+/// registered after the session was built. A function already observed,
+/// and one the plugin leaves alone ([`can_observe`]: async functions, the
+/// built-ins DataFusion recognises by type), is returned as it is.
+pub fn observe_scalar(function: &ScalarUDF) -> ScalarUDF {
+    ObservedScalar::wrap(function)
+}
+
+/// `function`, observed, as [`observe_scalar`] does for scalar functions.
+pub fn observe_aggregate(function: &AggregateUDF) -> AggregateUDF {
+    ObservedAggregate::wrap(function)
+}
+
+/// `function`, observed, as [`observe_scalar`] does for scalar functions.
+pub fn observe_window(function: &WindowUDF) -> WindowUDF {
+    ObservedWindow::wrap(function)
+}
 
 /// Whether `function` is one of DataFusion's built-in scalar functions (its
 /// name and its implementation's type are a built-in's: a host function

@@ -2,6 +2,7 @@
 //! OpenTelemetry metrics.
 
 use crate::counters::{FunctionFigures, query_functions};
+use dftrace_registry::saturating_i64;
 use dftrace_registry::{QueryEnd, QueryObserver, RanOperator};
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::trace::{
@@ -92,10 +93,6 @@ pub(crate) struct FunctionObserver {
     pub(crate) instruments: OnceLock<FunctionInstruments>,
 }
 
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 impl QueryObserver for FunctionObserver {
     fn on_query_end(&self, end: &QueryEnd<'_>) {
         let functions = query_functions(end.span);
@@ -103,9 +100,11 @@ impl QueryObserver for FunctionObserver {
             return;
         }
         if self.otel_metrics {
-            let instruments = self
-                .instruments
-                .get_or_init(|| FunctionInstruments::new(&opentelemetry::global::meter("dftrace")));
+            let instruments = self.instruments.get_or_init(|| {
+                FunctionInstruments::new(&opentelemetry::global::meter(
+                    dftrace_registry::keys::SCOPE_NAME,
+                ))
+            });
             for ((name, _), figures) in &functions {
                 instruments.record(name, figures);
             }
@@ -117,8 +116,9 @@ impl QueryObserver for FunctionObserver {
         if !root.span().span_context().is_sampled() {
             return;
         }
-        let tracer = opentelemetry::global::tracer_provider()
-            .tracer_with_scope(InstrumentationScope::builder("dftrace").build());
+        let tracer = opentelemetry::global::tracer_provider().tracer_with_scope(
+            InstrumentationScope::builder(dftrace_registry::keys::SCOPE_NAME).build(),
+        );
         for ((name, _), figures) in functions {
             let mut attributes = vec![
                 KeyValue::new(
@@ -127,10 +127,10 @@ impl QueryObserver for FunctionObserver {
                 ),
                 KeyValue::new(UDF_NAME, name.clone()),
                 KeyValue::new(UDF_KIND, figures.kind.as_str()),
-                KeyValue::new(UDF_CALLS, int(figures.calls)),
-                KeyValue::new(UDF_ROWS, int(figures.rows)),
-                KeyValue::new(UDF_TIME_NS, int(figures.time_ns)),
-                KeyValue::new(UDF_ERRORS, int(figures.errors)),
+                KeyValue::new(UDF_CALLS, saturating_i64(figures.calls)),
+                KeyValue::new(UDF_ROWS, saturating_i64(figures.rows)),
+                KeyValue::new(UDF_TIME_NS, saturating_i64(figures.time_ns)),
+                KeyValue::new(UDF_ERRORS, saturating_i64(figures.errors)),
                 KeyValue::new(
                     UDF_PARAMS,
                     figures

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// A scalar function whose calls are recorded per query.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ObservedScalar {
+pub(crate) struct ObservedScalar {
     inner: UdfEq<Arc<dyn ScalarUDFImpl>>,
     /// The query's cell, kept while the function runs in one operator.
     recent: RecentCell,
@@ -29,7 +29,7 @@ impl ObservedScalar {
     /// `function`, observed. A function already observed, and one the
     /// plugin leaves alone ([`crate::can_observe`]: async functions, the
     /// built-ins DataFusion recognises by type), is returned as it is.
-    pub fn wrap(function: &ScalarUDF) -> ScalarUDF {
+    pub(crate) fn wrap(function: &ScalarUDF) -> ScalarUDF {
         if function.inner().is::<ObservedScalar>() || !crate::can_observe(function) {
             return function.clone();
         }
@@ -38,14 +38,10 @@ impl ObservedScalar {
             recent: RecentCell::default(),
         })
     }
-
-    /// The function it wraps.
-    pub fn inner(&self) -> &Arc<dyn ScalarUDFImpl> {
-        &self.inner
-    }
 }
 
 #[expect(deprecated, reason = "passes through the deprecated methods as well")]
+#[deny(clippy::missing_trait_methods)]
 impl ScalarUDFImpl for ObservedScalar {
     fn name(&self) -> &str {
         self.inner.name()

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// A window function whose evaluators' calls are recorded per query.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ObservedWindow {
+pub(crate) struct ObservedWindow {
     inner: UdfEq<Arc<dyn WindowUDFImpl>>,
     /// The query's cell, kept while one operator makes its instances.
     recent: RecentCell,
@@ -31,7 +31,7 @@ pub struct ObservedWindow {
 impl ObservedWindow {
     /// `function`, observed (a function already observed is returned as it
     /// is).
-    pub fn wrap(function: &WindowUDF) -> WindowUDF {
+    pub(crate) fn wrap(function: &WindowUDF) -> WindowUDF {
         if function.inner().is::<ObservedWindow>() {
             return function.clone();
         }
@@ -39,11 +39,6 @@ impl ObservedWindow {
             inner: Arc::clone(function.inner()).into(),
             recent: RecentCell::default(),
         }))
-    }
-
-    /// The function it wraps.
-    pub fn inner(&self) -> &Arc<dyn WindowUDFImpl> {
-        &self.inner
     }
 
     /// The query's cell for this function, with the evaluator's argument
@@ -59,6 +54,7 @@ impl ObservedWindow {
     }
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl WindowUDFImpl for ObservedWindow {
     fn name(&self) -> &str {
         self.inner.name()
@@ -133,6 +129,7 @@ struct ObservedEvaluator {
     cell: Arc<FunctionCell>,
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl PartitionEvaluator for ObservedEvaluator {
     fn memoize(&mut self, state: &mut WindowAggState) -> Result<()> {
         self.inner.memoize(state)

@@ -71,7 +71,7 @@ pub(super) fn render(trace: &Trace) -> String {
         }
         events.push(json!({
             "name": span.name,
-            "cat": span.attribute("target").unwrap_or("span"),
+            "cat": span.attribute(dftrace_registry::keys::TARGET).unwrap_or("span"),
             "ph": "X",
             "ts": micros(span.start_unix_ns),
             "dur": span.duration_ns() as f64 / 1_000.0,

@@ -30,7 +30,7 @@ pub(crate) async fn finished_spans(
         let spans = exporter.get_finished_spans()?;
         if spans
             .iter()
-            .any(|s| s.name == dftrace_rules::QUERY_SPAN_NAME)
+            .any(|s| s.name == dftrace_registry::QUERY_SPAN_NAME)
         {
             return Ok(spans);
         }

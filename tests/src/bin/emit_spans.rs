@@ -9,7 +9,7 @@
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
-use dftrace_registry::SessionStateBuilderExt;
+use dftrace_registry::RegistryStateBuilderExt;
 
 // Linked so their plugins register: the query gets the metrics summary's
 // typed attributes on its root span.

@@ -18,7 +18,7 @@
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
-use dftrace_registry::SessionStateBuilderExt;
+use dftrace_registry::RegistryStateBuilderExt;
 use dftrace_rules::{QueryOptions, run_sql};
 use serde_json::json;
 use std::io::BufRead;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::SpanLevel;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -429,7 +430,7 @@ proptest! {
 
 #[test]
 fn credentials_are_masked_in_messages_and_debug() {
-    use crate::config::{shown_setting, shown_url};
+    use crate::secrets::{shown_setting, shown_url};
     assert_eq!(
         shown_setting(
             "OTEL_EXPORTER_OTLP_HEADERS",

@@ -23,117 +23,20 @@
 //! root at its first `execute`.
 
 mod lineage;
+mod metric_attributes;
 mod record;
-mod root;
-pub(crate) mod spans;
+mod spans;
 mod wrapper;
 
-pub(crate) use record::{
-    Collector, DeferredOptions, Executed, LiveFields, inside_query, now_unix_ns, span_tracer,
-    tracer_of, unix_ns_time,
-};
+pub(crate) use record::{Collector, DeferredOptions, Executed, LiveFields};
+pub(crate) use spans::{BuiltOperators, Outcome, build_operator_spans, running_operators};
+pub(crate) use wrapper::{DftraceExec, PlanRoot, Role};
 
-use crate::query::trace_known_unsampled;
-use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
-use dftrace_registry::INSTRUMENT_RULE_NAME;
 use dftrace_registry::literals::QueryLiterals;
 use record::NodeRecord;
-use root::RootState;
 use std::sync::Arc;
-use tracing::Span;
-use wrapper::{DftraceExec, Role};
-
-/// The exec rule of the deferred mode: wraps every node, then hands the
-/// plan to the enclosing root query span (or gives it a root of its own).
-#[derive(Debug)]
-pub(crate) struct DeferredRule {
-    options: Arc<DeferredOptions>,
-    preview_limit: usize,
-}
-
-impl DeferredRule {
-    pub(crate) fn new(options: DeferredOptions, preview_limit: usize) -> Self {
-        DeferredRule {
-            options: Arc::new(options),
-            preview_limit,
-        }
-    }
-}
-
-impl PhysicalOptimizerRule for DeferredRule {
-    fn optimize(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        // An unsampled trace exports nothing: the plan runs unwrapped.
-        let current = Span::current();
-        if trace_known_unsampled(&current) || DftraceExec::of(plan.as_ref()).is_some() {
-            return Ok(plan);
-        }
-        let inside = inside_query();
-        if !inside && plan.downcast_ref::<EmptyExec>().is_some() {
-            // What a host that collects the empty result of a statement
-            // `ctx.sql` already ran (DDL, `CREATE TABLE .. AS`) gets: it
-            // runs nothing, and gets no trace.
-            return Ok(plan);
-        }
-        if inside {
-            let literals = crate::literals::current();
-            crate::literals::add_physical(&literals, &plan);
-            return wrap_operators(
-                plan,
-                self.preview_limit,
-                Some(&self.options),
-                None,
-                &literals,
-            );
-        }
-        // No root encloses the planning. The planner instrumentation's root
-        // (should a host have replaced dftrace's query planner) is taken
-        // over; else the plan opens one when it runs.
-        if let Some(planned) = crate::planner::take_planned_root()
-            && let Some(query) = planned.root
-        {
-            let literals = Arc::clone(query.literals());
-            crate::literals::add_physical(&literals, &plan);
-            let wrapped = wrap_operators(
-                plan,
-                self.preview_limit,
-                Some(&self.options),
-                None,
-                &literals,
-            )?;
-            return Ok(with_query_root(wrapped, query));
-        }
-        let literals = Arc::new(QueryLiterals::new(self.options.record_literals));
-        crate::literals::add_physical(&literals, &plan);
-        let wrapped = wrap_operators(
-            plan,
-            self.preview_limit,
-            Some(&self.options),
-            None,
-            &literals,
-        )?;
-        Ok(Arc::new(DftraceExec::new(
-            wrapped,
-            Role::QueryRoot(Arc::new(RootState::lazy(literals))),
-        )))
-    }
-
-    fn name(&self) -> &str {
-        INSTRUMENT_RULE_NAME
-    }
-
-    fn schema_check(&self) -> bool {
-        // Wrapping never changes a schema; upstream's rule skips the check too.
-        false
-    }
-}
 
 /// `node` and everything under it wrapped, each node with a record keeping
 /// `preview_limit` rows, for a span built at query end (`deferred`, with
@@ -173,15 +76,4 @@ pub(crate) fn wrap_operators(
         record.describe(node.as_ref(), literals);
     }
     Ok(Arc::new(DftraceExec::new(node, Role::Operator(record))))
-}
-
-/// Wraps `plan` in the query root `query` opened for it.
-pub(crate) fn with_query_root(
-    plan: Arc<dyn ExecutionPlan>,
-    query: crate::QuerySpan,
-) -> Arc<dyn ExecutionPlan> {
-    Arc::new(DftraceExec::new(
-        plan,
-        Role::QueryRoot(Arc::new(RootState::started(query))),
-    ))
 }

@@ -4,7 +4,6 @@
 //! `execute` adds anything: a stream that notes when it started and ended.
 
 use super::record::NodeRecord;
-use super::root::RootState;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Statistics;
@@ -34,6 +33,20 @@ use std::task::{Context, Poll};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::registry::{LookupSpan, Registry, SpanData as _};
 
+/// Runs a plan's partitions inside the root query span opened for it. The
+/// query layer implements it (`crate::root`), so this module needs to know
+/// nothing about queries.
+pub(crate) trait PlanRoot: fmt::Debug + Send + Sync {
+    /// Partition `partition` of `inner` (the plan under the wrapper), in
+    /// the root: its stream ends the root once every partition has ended.
+    fn execute(
+        self: Arc<Self>,
+        inner: &Arc<dyn ExecutionPlan>,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream>;
+}
+
 /// What a wrapper does besides passing through.
 #[derive(Debug, Clone)]
 pub(crate) enum Role {
@@ -43,7 +56,7 @@ pub(crate) enum Role {
     /// The top of a plan whose query root dftrace opened itself (a host
     /// that ran `ctx.sql(..).collect()`): execution runs inside that root,
     /// which ends when every partition's stream has ended.
-    QueryRoot(Arc<RootState>),
+    QueryRoot(Arc<dyn PlanRoot>),
 }
 
 /// The wrapper node. Its type stays private: downcasts through
@@ -281,7 +294,7 @@ impl ExecutionPlan for DftraceExec {
                 record.note_executed(&self.inner);
                 self.execute_operator(record, partition, context)
             }
-            Role::QueryRoot(state) => state.execute(&self.inner, partition, context),
+            Role::QueryRoot(root) => Arc::clone(root).execute(&self.inner, partition, context),
         }
     }
 

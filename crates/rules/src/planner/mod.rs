@@ -31,6 +31,7 @@
 //! Every plan text a span carries is masked with the query's literal values
 //! before it is recorded (see `dftrace_registry::literals`).
 
+mod options;
 mod query_planner;
 mod rules;
 mod statement;
@@ -38,48 +39,13 @@ mod statement;
 pub(crate) use query_planner::{QueryRootPlanner, TracedTableFactory};
 pub(crate) use statement::take_planned_root;
 
-use crate::config::{RuleMode, RulesConfig};
-use crate::query::QuerySettings;
+use crate::config::RulesConfig;
 use datafusion::catalog::TableProviderFactory;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
 use dftrace_registry::DftraceSession;
-use std::sync::{Arc, OnceLock};
-
-pub use dftrace_registry::keys::PLANNER_TARGET;
-
-/// What the planner wrappers of one session do.
-#[derive(Debug)]
-pub(crate) struct PlannerOptions {
-    pub(crate) mode: RuleMode,
-    pub(crate) plan_diff: bool,
-    config: RulesConfig,
-    /// The dftrace session, when the registry applied dftrace.
-    session: Option<Arc<DftraceSession>>,
-    /// What the roots opened for the session's statements start with,
-    /// resolved at the first one (when every plugin has added its
-    /// observers).
-    settings: OnceLock<Arc<QuerySettings>>,
-}
-
-impl PlannerOptions {
-    /// Whether rule applications are timed one by one.
-    fn times_rules(&self) -> bool {
-        matches!(self.mode, RuleMode::Changed | RuleMode::Full)
-    }
-
-    pub(crate) fn settings(&self) -> &Arc<QuerySettings> {
-        self.settings.get_or_init(|| match &self.session {
-            Some(session) => QuerySettings::of_dftrace(session, || self.config.clone()),
-            None => Arc::new(QuerySettings {
-                config: Arc::new(self.config.clone()),
-                observers: Vec::new(),
-                operator_attributes: Vec::new(),
-                running: None,
-            }),
-        })
-    }
-}
+use options::PlannerOptions;
+use std::sync::Arc;
 
 /// `state` with a root query span for every statement whatever API the host
 /// runs it through, opened before the analyzer, and with the analyzer,
@@ -90,13 +56,10 @@ impl PlannerOptions {
 /// Apply it after every rule is in place, including the `Instrument` rule:
 /// the registry runs it at the state stage.
 pub fn instrument_planner(state: SessionState, config: &RulesConfig) -> SessionState {
-    let options = Arc::new(PlannerOptions {
-        mode: config.rule_mode,
-        plan_diff: config.plan_diff,
-        config: config.clone(),
-        session: state.config().get_extension::<DftraceSession>(),
-        settings: OnceLock::new(),
-    });
+    let options = Arc::new(PlannerOptions::new(
+        config,
+        state.config().get_extension::<DftraceSession>(),
+    ));
     let analyzers = rules::analyzer_rules(state.analyzer().rules.clone(), &options);
     let optimizers = rules::optimizer_rules(Vec::from(state.optimizers()));
     let physical = rules::physical_rules(Vec::from(state.physical_optimizers()), &options);

@@ -4,11 +4,12 @@
 //! physical planning; a table factory (`CREATE EXTERNAL TABLE`, which no
 //! analyzer runs for) opens a root of its own.
 
-use super::PlannerOptions;
+use super::options::PlannerOptions;
 use super::statement::{self, PhaseName};
 use crate::config::RuleMode;
-use crate::operators::{inside_query, with_query_root};
 use crate::query::{QuerySpan, trace_known_unsampled};
+use crate::root::with_query_root;
+use crate::span_helpers::inside_query;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
 use datafusion::error::Result;

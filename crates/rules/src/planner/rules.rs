@@ -12,9 +12,9 @@
 //! the wrapper walks the plan itself, the same way, and sees the whole plan
 //! before and after the rule.
 
-use super::PlannerOptions;
+use super::options::PlannerOptions;
 use super::statement::{self, PhaseName, PlanRef};
-use crate::operators::now_unix_ns;
+use crate::span_helpers::now_unix_ns;
 use datafusion::common::tree_node::{Transformed, TreeNodeRewriter};
 use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};

@@ -8,16 +8,17 @@
 //! (a stack, because planning can nest: a view is planned inside the
 //! physical planning of the query that reads it).
 
-use super::PlannerOptions;
+use super::options::PlannerOptions;
 use crate::config::RuleMode;
-use crate::operators::{inside_query, now_unix_ns, tracer_of, unix_ns_time};
 use crate::query::{QuerySpan, trace_known_unsampled};
+use crate::span_helpers::{inside_query, now_unix_ns, tracer_of, unix_ns_time};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, displayable};
 use dftrace_registry::SpanLevel;
 use dftrace_registry::keys::{self, PLANNER_TARGET};
 use dftrace_registry::literals::QueryLiterals;
+use dftrace_registry::saturating_i64;
 use opentelemetry::KeyValue;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer};
@@ -295,10 +296,9 @@ pub(super) fn open_phase(name: PhaseName, plan: PlanRef<'_>) {
 pub(super) fn record_max_passes(max_passes: usize) {
     with_top(|statement| {
         if let Some(phase) = &statement.phase {
-            phase.span.record(
-                keys::OPTIMIZER_MAX_PASSES,
-                i64::try_from(max_passes).unwrap_or(i64::MAX),
-            );
+            phase
+                .span
+                .record(keys::OPTIMIZER_MAX_PASSES, saturating_i64(max_passes));
         }
     });
 }
@@ -436,10 +436,7 @@ fn close(phase: Phase, diff: Option<String>, statement: &Statement) {
     let span = &phase.span;
     if statement.options.times_rules() {
         span.record(keys::PLANNER_RULES, phase.rules);
-        span.record(
-            keys::PLANNER_RULE_TIME_NS,
-            i64::try_from(phase.rule_ns).unwrap_or(i64::MAX),
-        );
+        span.record(keys::PLANNER_RULE_TIME_NS, saturating_i64(phase.rule_ns));
     }
     if !phase.effective.is_empty() {
         span.record(keys::EFFECTIVE_RULES, phase.effective.join(", ").as_str());

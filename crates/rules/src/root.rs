@@ -5,9 +5,9 @@
 //! and a plan a datafusion-distributed worker runs builds its operator
 //! spans under the worker's request span.
 
-use super::record::{Collector, inside_span_named, span_tracer};
-use super::spans::{Outcome, build_operator_spans};
+use crate::operators::{Collector, DftraceExec, Outcome, PlanRoot, Role, build_operator_spans};
 use crate::query::QuerySpan;
+use crate::span_helpers::{inside_span_named, span_tracer};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
@@ -127,35 +127,6 @@ impl RootState {
         Ok(span.as_ref())
     }
 
-    pub(crate) fn execute(
-        self: &Arc<Self>,
-        inner: &Arc<dyn ExecutionPlan>,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let partitions = inner.properties().partitioning.partition_count();
-        self.executed.get_or_init(|| Arc::clone(inner));
-        let span = self.span(&context)?.cloned().unwrap_or_else(Span::current);
-        if let RootQuery::Worker { collector, .. } = &*self.lock() {
-            // The operators this request runs report to this plan.
-            Collector::attach(collector, &span);
-        }
-        match span.in_scope(|| inner.execute(partition, context)) {
-            Ok(stream) => Ok(Box::pin(RootStream {
-                inner: stream,
-                state: Arc::clone(self),
-                span,
-                partitions,
-                ended: false,
-            })),
-            Err(error) => {
-                self.error.get_or_init(|| error.to_string());
-                self.partition_ended(partitions);
-                Err(error)
-            }
-        }
-    }
-
     fn partition_ended(&self, partitions: usize) {
         if self.ended.fetch_add(1, Ordering::AcqRel) + 1 >= partitions {
             self.finish();
@@ -205,6 +176,38 @@ impl RootState {
                 );
             }
             RootQuery::Lazy(_) | RootQuery::Done => {}
+        }
+    }
+}
+
+/// The wrapper at a plan's top runs each partition here, inside the root.
+impl PlanRoot for RootState {
+    fn execute(
+        self: Arc<Self>,
+        inner: &Arc<dyn ExecutionPlan>,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let partitions = inner.properties().partitioning.partition_count();
+        self.executed.get_or_init(|| Arc::clone(inner));
+        let span = self.span(&context)?.cloned().unwrap_or_else(Span::current);
+        if let RootQuery::Worker { collector, .. } = &*self.lock() {
+            // The operators this request runs report to this plan.
+            Collector::attach(collector, &span);
+        }
+        match span.in_scope(|| inner.execute(partition, context)) {
+            Ok(stream) => Ok(Box::pin(RootStream {
+                inner: stream,
+                state: Arc::clone(&self),
+                span,
+                partitions,
+                ended: false,
+            })),
+            Err(error) => {
+                self.error.get_or_init(|| error.to_string());
+                self.partition_ended(partitions);
+                Err(error)
+            }
         }
     }
 }
@@ -282,4 +285,15 @@ impl Drop for RootStream {
     fn drop(&mut self) {
         self.end();
     }
+}
+
+/// Wraps `plan` in the query root `query` opened for it.
+pub(crate) fn with_query_root(
+    plan: Arc<dyn ExecutionPlan>,
+    query: QuerySpan,
+) -> Arc<dyn ExecutionPlan> {
+    Arc::new(DftraceExec::new(
+        plan,
+        Role::QueryRoot(Arc::new(RootState::started(query))),
+    ))
 }

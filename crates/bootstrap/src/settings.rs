@@ -1,89 +1,13 @@
-//! From an `ExportConfig` to what gets installed: the checked export policy,
-//! the sink, the sampler, the resource, and the OTLP exporters.
+//! The export settings checked and resolved: the sink, the sampler and the
+//! resource `build` installs.
 
 use crate::config::{ExportConfig, Protocol, SamplerKind, Sink};
-use crate::sinks::FileExporter;
-use dftrace_registry::config::{shown_setting, shown_url};
+use crate::error::BootstrapError;
+use dftrace_registry::secrets::{shown_setting, shown_url};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::{Sampler, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::Sampler;
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// A setting `init` cannot run with, or a failure installing telemetry.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BootstrapError {
-    /// A setting holds a value that is not accepted.
-    #[error("invalid value `{value}` for {field}: expected {expected}")]
-    Invalid {
-        /// The field (and its variable).
-        field: &'static str,
-        /// The value.
-        value: String,
-        /// What is accepted.
-        expected: String,
-    },
-    /// The protocol needs a cargo feature this build lacks.
-    #[error(
-        "OTLP protocol {protocol} needs the `{feature}` feature of dftrace-bootstrap, which this \
-         build does not have: with the `dftrace` crate, add `features = [\"{facade}\"]` to its \
-         line in Cargo.toml; depending on dftrace-bootstrap directly, `features = \
-         [\"{feature}\"]`; or set `export.otlp.protocol` to one this build has \
-         (see docs/troubleshooting.md)",
-        facade = facade_export_feature(feature)
-    )]
-    MissingFeature {
-        /// The protocol.
-        protocol: &'static str,
-        /// The feature.
-        feature: &'static str,
-    },
-    /// The OTLP exporter could not be built.
-    #[error("cannot build the OTLP exporter for {endpoint}: {source}")]
-    Exporter {
-        /// The endpoint (a password in it masked).
-        endpoint: String,
-        /// What the exporter reported.
-        source: opentelemetry_otlp::ExporterBuildError,
-    },
-    /// The trace file could not be opened.
-    #[error("cannot open the trace file {}: {source}", path.display())]
-    TraceFile {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The filter directives do not parse.
-    #[error("invalid tracing filter `{directives}` in {origin}: {source}")]
-    Filter {
-        /// `RUST_LOG` or `export.filter`.
-        origin: &'static str,
-        /// The directives.
-        directives: String,
-        /// What the parser reported.
-        source: tracing_subscriber::filter::ParseError,
-    },
-    /// `init` was already called in this process.
-    #[error(
-        "dftrace-bootstrap is already initialized in this process; call init once and keep its guard"
-    )]
-    AlreadyInitialized,
-    /// Another global `tracing` subscriber was installed first.
-    #[error("a global tracing subscriber is already installed: {0}")]
-    SubscriberInstalled(#[source] tracing_subscriber::util::TryInitError),
-    /// The runtime for the gRPC exporter could not start.
-    #[error("cannot start the runtime for the gRPC exporter: {0}")]
-    Runtime(std::io::Error),
-}
-
-/// The `dftrace` facade's feature that turns on bootstrap's `feature`.
-fn facade_export_feature(feature: &str) -> String {
-    format!("export-{feature}")
-}
 
 /// Where spans go, resolved from `sink`, `OTEL_TRACES_EXPORTER`,
 /// `OTEL_SDK_DISABLED` and the endpoints. Its `Debug` output masks the
@@ -127,7 +51,7 @@ pub(crate) struct Plan {
     pub(crate) resource: Resource,
 }
 
-fn invalid(
+pub(crate) fn invalid(
     field: &'static str,
     value: impl ToString,
     expected: impl Into<String>,
@@ -140,7 +64,7 @@ fn invalid(
     }
 }
 
-fn protocol_name(protocol: Protocol) -> &'static str {
+pub(crate) fn protocol_name(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::Grpc => "grpc",
         Protocol::HttpProtobuf => "http/protobuf",
@@ -343,238 +267,9 @@ pub(crate) fn resolve(config: &ExportConfig) -> Result<Plan, BootstrapError> {
     })
 }
 
-/// The exporters the batch processor can own.
-#[derive(Debug)]
-pub(crate) enum AnyExporter {
-    File(FileExporter),
-    #[cfg(any(feature = "grpc", feature = "http"))]
-    Otlp(Box<opentelemetry_otlp::SpanExporter>),
-}
-
-impl SpanExporter for AnyExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        match self {
-            AnyExporter::File(exporter) => exporter.export(batch).await,
-            #[cfg(any(feature = "grpc", feature = "http"))]
-            AnyExporter::Otlp(exporter) => exporter.export(batch).await,
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match self {
-            AnyExporter::File(exporter) => exporter.shutdown_with_timeout(timeout),
-            #[cfg(any(feature = "grpc", feature = "http"))]
-            AnyExporter::Otlp(exporter) => exporter.shutdown_with_timeout(timeout),
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        match self {
-            AnyExporter::File(exporter) => exporter.force_flush(),
-            #[cfg(any(feature = "grpc", feature = "http"))]
-            AnyExporter::Otlp(exporter) => exporter.force_flush(),
-        }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        match self {
-            AnyExporter::File(exporter) => exporter.set_resource(resource),
-            #[cfg(any(feature = "grpc", feature = "http"))]
-            AnyExporter::Otlp(exporter) => exporter.set_resource(resource),
-        }
-    }
-}
-
-/// The runtime the gRPC exporter's channel lives on, when gRPC is used.
-#[cfg(feature = "grpc")]
-pub(crate) type ExportRuntime = Option<tokio::runtime::Runtime>;
-#[cfg(not(feature = "grpc"))]
-pub(crate) type ExportRuntime = ();
-
-/// Without an OTLP feature there is no OTLP exporter to build.
-#[cfg(not(any(feature = "grpc", feature = "http")))]
-pub(crate) fn otlp_exporter(
-    config: &ExportConfig,
-    _plan: &Plan,
-    _endpoint: &str,
-) -> Result<(AnyExporter, Option<SdkMeterProvider>, ExportRuntime), BootstrapError> {
-    let feature = if config.otlp.protocol == Protocol::Grpc {
-        "grpc"
-    } else {
-        "http"
-    };
-    Err(BootstrapError::MissingFeature {
-        protocol: protocol_name(config.otlp.protocol),
-        feature,
-    })
-}
-
-/// The OTLP span exporter and meter provider for `plan`'s OTLP sink.
-#[cfg(any(feature = "grpc", feature = "http"))]
-pub(crate) fn otlp_exporter(
-    config: &ExportConfig,
-    plan: &Plan,
-    endpoint: &str,
-) -> Result<(AnyExporter, Option<SdkMeterProvider>, ExportRuntime), BootstrapError> {
-    // The batch processor has no timeout of its own on the exporter thread:
-    // the exporter's is the one that holds.
-    let timeout = Duration::from_millis(config.otlp.timeout_ms.min(config.batch.export_timeout_ms));
-    let metrics_endpoint = signal_endpoint(
-        config.otlp.protocol,
-        config.otlp.endpoint.as_deref(),
-        config.otlp.metrics_endpoint.as_deref(),
-        "metrics",
-    );
-    let build_error = |source: opentelemetry_otlp::ExporterBuildError| BootstrapError::Exporter {
-        endpoint: shown_url(endpoint),
-        source,
-    };
-    let interval = Duration::from_millis(config.metric_export_interval_ms);
-    let meter = |exporter: opentelemetry_otlp::MetricExporter| {
-        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
-            .with_interval(interval)
-            .build();
-        SdkMeterProvider::builder()
-            .with_resource(plan.resource.clone())
-            .with_reader(reader)
-            .build()
-    };
-    match config.otlp.protocol {
-        #[cfg(feature = "grpc")]
-        Protocol::Grpc => {
-            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("dftrace-otlp")
-                .enable_all()
-                .build()
-                .map_err(BootstrapError::Runtime)?;
-            // tonic's channel spawns its connection task on the runtime that
-            // is current when it is built.
-            let _entered = runtime.enter();
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (key, value) in &config.otlp.headers {
-                let key = key
-                    .parse::<tonic::metadata::MetadataKey<tonic::metadata::Ascii>>()
-                    .map_err(|_| {
-                        invalid(
-                            "export.otlp.headers (OTEL_EXPORTER_OTLP_HEADERS)",
-                            key,
-                            "valid gRPC metadata keys",
-                        )
-                    })?;
-                let value = value.parse().map_err(|_| {
-                    invalid(
-                        "export.otlp.headers (OTEL_EXPORTER_OTLP_HEADERS)",
-                        value,
-                        "ASCII header values",
-                    )
-                })?;
-                metadata.insert(key, value);
-            }
-            let compression = match config.otlp.compression {
-                crate::config::Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
-                crate::config::Compression::None => None,
-            };
-            let mut spans = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint)
-                .with_timeout(timeout)
-                .with_metadata(metadata.clone());
-            let mut metrics = opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(metrics_endpoint)
-                .with_timeout(timeout)
-                .with_metadata(metadata);
-            if let Some(compression) = compression {
-                spans = spans.with_compression(compression);
-                metrics = metrics.with_compression(compression);
-            }
-            let spans = spans.build().map_err(build_error)?;
-            let metrics = metrics.build().map_err(build_error)?;
-            drop(_entered);
-            Ok((
-                AnyExporter::Otlp(Box::new(spans)),
-                Some(meter(metrics)),
-                Some(runtime),
-            ))
-        }
-        #[cfg(not(feature = "grpc"))]
-        Protocol::Grpc => Err(BootstrapError::MissingFeature {
-            protocol: "grpc",
-            feature: "grpc",
-        }),
-        #[cfg(feature = "http")]
-        Protocol::HttpProtobuf | Protocol::HttpJson => {
-            use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-            let protocol = if config.otlp.protocol == Protocol::HttpJson {
-                opentelemetry_otlp::Protocol::HttpJson
-            } else {
-                opentelemetry_otlp::Protocol::HttpBinary
-            };
-            let headers: std::collections::HashMap<String, String> = config
-                .otlp
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let compression = match config.otlp.compression {
-                crate::config::Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
-                crate::config::Compression::None => None,
-            };
-            let mut spans = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(protocol)
-                .with_endpoint(endpoint)
-                .with_timeout(timeout)
-                .with_headers(headers.clone());
-            let mut metrics = opentelemetry_otlp::MetricExporter::builder()
-                .with_http()
-                .with_protocol(protocol)
-                .with_endpoint(metrics_endpoint)
-                .with_timeout(timeout)
-                .with_headers(headers);
-            if let Some(compression) = compression {
-                spans = spans.with_compression(compression);
-                metrics = metrics.with_compression(compression);
-            }
-            let spans = spans.build().map_err(build_error)?;
-            let metrics = metrics.build().map_err(build_error)?;
-            #[cfg(feature = "grpc")]
-            let runtime = None;
-            #[cfg(not(feature = "grpc"))]
-            let runtime = ();
-            Ok((
-                AnyExporter::Otlp(Box::new(spans)),
-                Some(meter(metrics)),
-                runtime,
-            ))
-        }
-        #[cfg(not(feature = "http"))]
-        Protocol::HttpProtobuf | Protocol::HttpJson => Err(BootstrapError::MissingFeature {
-            protocol: protocol_name(config.otlp.protocol),
-            feature: "http",
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_missing_feature_is_named_as_the_facade_host_adds_it() {
-        let message = BootstrapError::MissingFeature {
-            protocol: "grpc",
-            feature: "grpc",
-        }
-        .to_string();
-        assert!(
-            message.contains(r#"features = ["export-grpc"]"#),
-            "{message}"
-        );
-        assert!(message.contains(r#"features = ["grpc"]"#), "{message}");
-    }
 
     #[test]
     fn endpoints_follow_the_specification() {
