@@ -51,14 +51,13 @@ mod config;
 mod kept;
 mod observer;
 mod running;
+mod snapshot;
 mod spans;
 mod tables;
 
 pub use config::HistoryConfig;
 pub use kept::{KeptQuery, QueryHistory};
-pub use running::{RunningOperatorsTable, RunningTable};
 pub use spans::{SkippedLine, SpansTable};
-pub use tables::{OperatorsTable, QueriesTable};
 
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::execution::session_state::SessionState;
@@ -104,11 +103,11 @@ pub fn register_tables(
     };
     schema.register_table(
         QUERIES_TABLE.to_owned(),
-        Arc::new(QueriesTable::new(Arc::clone(history))),
+        Arc::new(tables::queries_table(Arc::clone(history))),
     )?;
     schema.register_table(
         OPERATORS_TABLE.to_owned(),
-        Arc::new(OperatorsTable::new(Arc::clone(history))),
+        Arc::new(tables::operators_table(Arc::clone(history))),
     )?;
     schema.register_table(
         SPANS_TABLE.to_owned(),
@@ -136,11 +135,11 @@ pub fn register_running_tables(
         })?;
     schema.register_table(
         RUNNING_TABLE.to_owned(),
-        Arc::new(RunningTable::new(Arc::clone(running))),
+        Arc::new(running::running_table(Arc::clone(running))),
     )?;
     schema.register_table(
         RUNNING_OPERATORS_TABLE.to_owned(),
-        Arc::new(RunningOperatorsTable::new(Arc::clone(running))),
+        Arc::new(running::running_operators_table(Arc::clone(running))),
     )?;
     Ok(())
 }

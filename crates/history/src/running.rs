@@ -2,16 +2,12 @@
 //! in flight and their operators, read from the queries themselves at each
 //! scan (a query that ends leaves them once it is in `dftrace.queries`).
 
-use crate::tables::scan_batch;
-use async_trait::async_trait;
+use crate::snapshot::SnapshotTable;
 use datafusion::arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampNanosecondBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use dftrace_registry::saturating_i64;
 use dftrace_registry::{RunningQueries, RunningSnapshot};
 use std::sync::{Arc, LazyLock};
@@ -142,73 +138,18 @@ fn running_operators_batch(queries: &[RunningSnapshot]) -> Result<RecordBatch> {
 }
 
 /// `dftrace.running`: one row per query in flight in the session.
-#[derive(Debug)]
-pub struct RunningTable {
-    running: Arc<RunningQueries>,
-}
-
-impl RunningTable {
-    /// The table over `running`.
-    pub fn new(running: Arc<RunningQueries>) -> Self {
-        RunningTable { running }
-    }
+pub(crate) fn running_table(running: Arc<RunningQueries>) -> SnapshotTable {
+    SnapshotTable::new(Arc::clone(&RUNNING_SCHEMA), TableType::View, move || {
+        running_batch(&running.snapshots())
+    })
 }
 
 /// `dftrace.running_operators`: one row per operator, so far, of each query
 /// in flight.
-#[derive(Debug)]
-pub struct RunningOperatorsTable {
-    running: Arc<RunningQueries>,
-}
-
-impl RunningOperatorsTable {
-    /// The table over `running`.
-    pub fn new(running: Arc<RunningQueries>) -> Self {
-        RunningOperatorsTable { running }
-    }
-}
-
-#[async_trait]
-impl TableProvider for RunningTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&RUNNING_SCHEMA)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        scan_batch(running_batch(&self.running.snapshots())?, projection)
-    }
-}
-
-#[async_trait]
-impl TableProvider for RunningOperatorsTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&RUNNING_OPERATORS_SCHEMA)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        scan_batch(
-            running_operators_batch(&self.running.snapshots())?,
-            projection,
-        )
-    }
+pub(crate) fn running_operators_table(running: Arc<RunningQueries>) -> SnapshotTable {
+    SnapshotTable::new(
+        Arc::clone(&RUNNING_OPERATORS_SCHEMA),
+        TableType::View,
+        move || running_operators_batch(&running.snapshots()),
+    )
 }

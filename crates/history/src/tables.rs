@@ -2,19 +2,15 @@
 //! built from a snapshot of the history at each scan.
 
 use crate::kept::{KeptQuery, QueryHistory};
-use async_trait::async_trait;
+use crate::snapshot::SnapshotTable;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanBuilder, Int64Builder, MapBuilder, StringBuilder,
     TimestampNanosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::Result;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use dftrace_registry::saturating_i64;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -263,82 +259,15 @@ fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
 }
 
 /// `dftrace.queries`: one row per kept query.
-#[derive(Debug)]
-pub struct QueriesTable {
-    history: Arc<QueryHistory>,
-}
-
-impl QueriesTable {
-    /// The table over `history`.
-    pub fn new(history: Arc<QueryHistory>) -> Self {
-        QueriesTable { history }
-    }
+pub(crate) fn queries_table(history: Arc<QueryHistory>) -> SnapshotTable {
+    SnapshotTable::new(Arc::clone(&QUERIES_SCHEMA), TableType::Base, move || {
+        queries_batch(&history.queries())
+    })
 }
 
 /// `dftrace.operators`: one row per operator of a kept query.
-#[derive(Debug)]
-pub struct OperatorsTable {
-    history: Arc<QueryHistory>,
-}
-
-impl OperatorsTable {
-    /// The table over `history`.
-    pub fn new(history: Arc<QueryHistory>) -> Self {
-        OperatorsTable { history }
-    }
-}
-
-/// A scan of a snapshot: DataFusion applies the filters and the limit.
-pub(crate) fn scan_batch(
-    batch: RecordBatch,
-    projection: Option<&Vec<usize>>,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    let schema = batch.schema();
-    Ok(MemorySourceConfig::try_new_exec(
-        &[vec![batch]],
-        schema,
-        projection.cloned(),
-    )?)
-}
-
-#[async_trait]
-impl TableProvider for QueriesTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&QUERIES_SCHEMA)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        scan_batch(queries_batch(&self.history.queries())?, projection)
-    }
-}
-
-#[async_trait]
-impl TableProvider for OperatorsTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&OPERATORS_SCHEMA)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        scan_batch(operators_batch(&self.history.queries())?, projection)
-    }
+pub(crate) fn operators_table(history: Arc<QueryHistory>) -> SnapshotTable {
+    SnapshotTable::new(Arc::clone(&OPERATORS_SCHEMA), TableType::Base, move || {
+        operators_batch(&history.queries())
+    })
 }

@@ -1,0 +1,75 @@
+//! The history's tables over what it holds in memory: each scan takes a
+//! fresh snapshot (the kept queries, the queries in flight) as one batch,
+//! and DataFusion applies the filters and the limit.
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::Result;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use std::fmt;
+use std::sync::Arc;
+
+/// What a scan reads: the table's rows now.
+type Snapshot = Box<dyn Fn() -> Result<RecordBatch> + Send + Sync>;
+
+/// A table whose rows are a snapshot taken at each scan.
+pub(crate) struct SnapshotTable {
+    schema: SchemaRef,
+    table_type: TableType,
+    snapshot: Snapshot,
+}
+
+impl SnapshotTable {
+    pub(crate) fn new(
+        schema: SchemaRef,
+        table_type: TableType,
+        snapshot: impl Fn() -> Result<RecordBatch> + Send + Sync + 'static,
+    ) -> Self {
+        SnapshotTable {
+            schema,
+            table_type,
+            snapshot: Box::new(snapshot),
+        }
+    }
+}
+
+impl fmt::Debug for SnapshotTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotTable")
+            .field("schema", &self.schema)
+            .field("table_type", &self.table_type)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl TableProvider for SnapshotTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        self.table_type
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batch = (self.snapshot)()?;
+        let schema = batch.schema();
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            schema,
+            projection.cloned(),
+        )?)
+    }
+}
