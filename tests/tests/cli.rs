@@ -9,6 +9,7 @@
 use dftrace_tests::rotel::Rotel;
 use dftrace_tests::tpch::{Table, write_tables};
 use dftrace_tests::{cli_binary, isolated_command};
+use dftrace_view::TraceSpan;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,8 +34,14 @@ fn run_cli(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
         .expect("the CLI runs")
 }
 
-/// Every span in the trace files under `dir`.
-fn spans_in(dir: &Path) -> Vec<Value> {
+/// A span of the trace files and its trace id.
+struct Span {
+    trace_id: String,
+    span: TraceSpan,
+}
+
+/// Every span in the trace files under `dir`, read as the view reads them.
+fn spans_in(dir: &Path) -> Vec<Span> {
     let mut spans = Vec::new();
     for entry in std::fs::read_dir(dir.join("dftrace-traces"))
         .expect("a trace folder")
@@ -42,12 +49,11 @@ fn spans_in(dir: &Path) -> Vec<Value> {
         .filter(|entry| !is_metrics_file(&entry.path()))
     {
         for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
-            let request: Value = serde_json::from_str(line).expect("each line is JSON");
-            for resource in request["resourceSpans"].as_array().unwrap() {
-                for scope in resource["scopeSpans"].as_array().unwrap() {
-                    spans.extend(scope["spans"].as_array().unwrap().iter().cloned());
-                }
-            }
+            let read = dftrace_view::read_line(line).expect("each line is an OTLP-JSON request");
+            spans.extend(
+                read.into_iter()
+                    .map(|(trace_id, span)| Span { trace_id, span }),
+            );
         }
     }
     spans
@@ -56,14 +62,6 @@ fn spans_in(dir: &Path) -> Vec<Value> {
 /// The file sink's metrics, beside each trace file.
 fn is_metrics_file(path: &Path) -> bool {
     path.to_string_lossy().ends_with(".metrics.jsonl")
-}
-
-fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|a| a["key"] == key)
-        .map(|a| &a["value"])
 }
 
 /// The TPC-H data, written once per process (the tests run in parallel).
@@ -108,15 +106,13 @@ fn local_parquet_query_writes_one_trace_with_every_kind_of_span() {
     let select_root = spans
         .iter()
         .find(|s| {
-            s["name"] == "dftrace.query"
-                && attribute(s, "dftrace.rows").is_some_and(|rows| rows["intValue"] == "3")
+            s.span.name == "dftrace.query" && s.span.int_attributes.get("dftrace.rows") == Some(&3)
         })
         .expect("the SELECT's root span, with its 3 rows");
-    let trace = select_root["traceId"].as_str().unwrap();
     let names: BTreeSet<&str> = spans
         .iter()
-        .filter(|s| s["traceId"] == trace)
-        .map(|s| s["name"].as_str().unwrap())
+        .filter(|s| s.trace_id == select_root.trace_id)
+        .map(|s| s.span.name.as_str())
         .collect();
     for expected in [
         "dftrace.query",
@@ -138,8 +134,11 @@ fn local_parquet_query_writes_one_trace_with_every_kind_of_span() {
     );
     // The metrics summary's typed attributes are on the root.
     assert_eq!(
-        attribute(select_root, "dftrace.metrics.output_rows").map(|v| &v["intValue"]),
-        Some(&Value::from("3"))
+        select_root
+            .span
+            .int_attributes
+            .get("dftrace.metrics.output_rows"),
+        Some(&3)
     );
 }
 
@@ -211,12 +210,13 @@ fn a_failing_statement_keeps_the_cli_behaviour_and_marks_its_span() {
     assert_eq!(traced.stdout, plain.stdout, "the CLI's usual error output");
     let root = spans_in(&dir)
         .into_iter()
-        .find(|s| s["name"] == "dftrace.query")
-        .expect("a root span");
-    assert_eq!(root["status"]["code"], 2, "ERROR status: {root}");
+        .find(|s| s.span.name == "dftrace.query")
+        .expect("a root span")
+        .span;
+    assert_eq!(root.status_code, 2, "ERROR status: {root:?}");
     assert!(
-        root["status"]["message"]
-            .as_str()
+        root.error
+            .as_deref()
             .unwrap_or_default()
             .contains("missing_column")
     );
@@ -246,22 +246,22 @@ fn an_early_stopping_last_query_keeps_its_root_span() {
         let spans = spans_in(&dir);
         let roots = spans
             .iter()
-            .filter(|s| s["name"] == "dftrace.query")
+            .filter(|s| s.span.name == "dftrace.query")
             .count();
         assert_eq!(
             roots, 4,
             "run {run}: every statement's root span is in the file"
         );
-        let ids: BTreeSet<&str> = spans
-            .iter()
-            .map(|s| s["spanId"].as_str().unwrap())
-            .collect();
-        let orphans: Vec<_> = spans
+        let ids: BTreeSet<&str> = spans.iter().map(|s| s.span.span_id.as_str()).collect();
+        let orphans: Vec<&str> = spans
             .iter()
             .filter(|s| {
-                s["parentSpanId"] != "" && !ids.contains(s["parentSpanId"].as_str().unwrap())
+                s.span
+                    .parent_span_id
+                    .as_deref()
+                    .is_some_and(|parent| !ids.contains(parent))
             })
-            .map(|s| s["name"].as_str().unwrap())
+            .map(|s| s.span.name.as_str())
             .collect();
         assert!(
             orphans.is_empty(),
@@ -375,14 +375,11 @@ fn the_session_and_past_traces_can_be_asked_in_sql() {
     let written = spans_in(&earlier);
     let mut root_rows: Vec<(u64, String)> = written
         .iter()
-        .filter(|s| s["name"] == "dftrace.query")
+        .filter(|s| s.span.name == "dftrace.query")
         .map(|s| {
             (
-                s["startTimeUnixNano"].as_str().unwrap().parse().unwrap(),
-                attribute(s, "dftrace.rows").unwrap()["intValue"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
+                s.span.start_unix_ns,
+                s.span.int_attributes["dftrace.rows"].to_string(),
             )
         })
         .collect();

@@ -13,7 +13,6 @@ use dftrace_tests::moto::{free_port, wait_for_port};
 use dftrace_tests::rotel::Rotel;
 use dftrace_tests::tpch::{Q3, Table, write_tables};
 use dftrace_tests::{example_binary, isolated_command};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -40,42 +39,24 @@ fn read_spans(dir: &Path) -> Vec<Span> {
         .filter(|entry| !entry.path().to_string_lossy().ends_with(".metrics.jsonl"))
     {
         for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
-            let request: Value = serde_json::from_str(line).unwrap();
-            for resource in request["resourceSpans"].as_array().unwrap() {
-                let instance = resource["resource"]["attributes"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|kv| kv["key"] == "service.instance.id")
-                    .map(|kv| kv["value"]["stringValue"].as_str().unwrap().to_owned())
+            let read = dftrace_view::read_line(line).expect("an OTLP-JSON trace request");
+            for (trace_id, span) in read {
+                // The view labels a span's process `service.name/service.instance.id`.
+                let instance = span
+                    .service
+                    .rsplit_once('/')
+                    .map(|(_, instance)| instance.to_owned())
                     .expect("every process names its instance");
-                for scope in resource["scopeSpans"].as_array().unwrap() {
-                    for span in scope["spans"].as_array().unwrap() {
-                        let attributes: HashMap<String, String> = span["attributes"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|kv| {
-                                let value = kv["value"].as_object().unwrap().values().next();
-                                let text = match value {
-                                    Some(Value::String(text)) => text.clone(),
-                                    Some(other) => other.to_string(),
-                                    None => String::new(),
-                                };
-                                (kv["key"].as_str().unwrap().to_owned(), text)
-                            })
-                            .collect();
-                        spans.push(Span {
-                            trace_id: span["traceId"].as_str().unwrap().to_owned(),
-                            span_id: span["spanId"].as_str().unwrap().to_owned(),
-                            parent_span_id: span["parentSpanId"].as_str().unwrap().to_owned(),
-                            name: span["name"].as_str().unwrap().to_owned(),
-                            target: attributes["target"].clone(),
-                            instance: instance.clone(),
-                            attributes,
-                        });
-                    }
-                }
+                let attributes: HashMap<String, String> = span.attributes.into_iter().collect();
+                spans.push(Span {
+                    trace_id,
+                    span_id: span.span_id,
+                    parent_span_id: span.parent_span_id.unwrap_or_default(),
+                    name: span.name,
+                    target: attributes["target"].clone(),
+                    instance,
+                    attributes,
+                });
             }
         }
     }
