@@ -176,9 +176,6 @@ impl ObservedPool {
     /// batch on one thread: a few atomic operations, no lock, no lookup),
     /// else the shard's map.
     fn consumer(&self, reservation: &MemoryReservation) -> Option<Arc<Consumer>> {
-        // Consumer ids are unique in the process, so (pool, id) names one
-        // registration for good: an entry found dead was unregistered (or
-        // never attributed) and never grows again.
         let key = (
             std::ptr::from_ref(self) as usize,
             reservation.consumer().id(),
@@ -186,8 +183,12 @@ impl ObservedPool {
         LAST_CONSUMER
             .try_with(|last| {
                 let mut last = last.borrow_mut();
-                if last.0 == key {
-                    return last.1.upgrade();
+                // A dead entry (unregistered, never attributed, or another
+                // pool's at a reused address) is asked of the map again.
+                if last.0 == key
+                    && let Some(consumer) = last.1.upgrade()
+                {
+                    return Some(consumer);
                 }
                 let found = self.lookup(key.1);
                 *last = (key, found.as_ref().map(Arc::downgrade).unwrap_or_default());
@@ -440,5 +441,39 @@ mod tests {
             .expect("an observed pool");
         assert_eq!(observed.attributed_consumers(), 0);
         assert_eq!(pool.reserved(), 10);
+    }
+
+    /// The per-thread cache of the last consumer never hands one query's
+    /// growth to another: two queries' reservations grown in turn on one
+    /// thread, outside either query's span, each count for their own.
+    #[test]
+    fn grows_in_turn_on_one_thread_stay_with_their_query() {
+        tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            let pool: Arc<dyn MemoryPool> =
+                Arc::new(ObservedPool::new(Arc::new(UnboundedMemoryPool::default())));
+            let first = tracing::info_span!("dftrace.query");
+            let second = tracing::info_span!("dftrace.query");
+            let a = first.in_scope(|| MemoryConsumer::new("a").register(&pool));
+            let b = second.in_scope(|| MemoryConsumer::new("b").register(&pool));
+            for _ in 0..3 {
+                a.grow(10);
+                b.grow(100);
+            }
+            a.shrink(5);
+            let memory = |span: &tracing::Span| {
+                dftrace_registry::query_state::<QueryMemory>(span).expect("the query's memory")
+            };
+            assert_eq!(memory(&first).peak_bytes(), 30);
+            assert_eq!(memory(&first).current_bytes(), 25);
+            assert_eq!(memory(&second).peak_bytes(), 300);
+            drop(a);
+            assert_eq!(
+                memory(&first).current_bytes(),
+                0,
+                "freed when it unregisters"
+            );
+            b.grow(1);
+            assert_eq!(memory(&second).current_bytes(), 301);
+        });
     }
 }
