@@ -80,6 +80,23 @@ fn first_int(batches: &[RecordBatch]) -> Option<i64> {
     Some(batch.column(0).as_primitive::<Int64Type>().value(0))
 }
 
+/// Waits until `sql`'s first value is `expected`: what the example shows
+/// next depends on it. The deadline only bounds a stuck run.
+async fn until(
+    ctx: &SessionContext,
+    sql: &str,
+    expected: i64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first_int(&ctx.sql(sql).await?.collect().await?) != Some(expected) {
+        if Instant::now() > deadline {
+            return Err(format!("`{sql}` did not reach {expected} within a minute").into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
 fn rows(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()
 }
@@ -124,24 +141,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await
         })
     };
-    // Its first batches arrive; the time is only a bound for a stuck run.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let so_far = "SELECT output_rows FROM dftrace.running_operators \
-                  WHERE name = 'StreamingTableExec'";
-    while first_int(&ctx.sql(so_far).await?.collect().await?) != Some(BEFORE * BATCH) {
-        if Instant::now() > deadline {
-            return Err("the held query did not reach its gate within a minute".into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Both of its operators (the scan and the projection over it) have
+    // passed on the batches before the gate.
+    let so_far = format!(
+        "SELECT count(*) FROM dftrace.running_operators \
+         WHERE output_rows = {} AND batches = {BEFORE}",
+        BEFORE * BATCH
+    );
+    until(&ctx, &so_far, 2).await?;
 
-    // The polls above have ended (their ends are told off their path).
-    dftrace.flush();
-
-    // The held query, and the query reading the table (itself in flight).
+    // The held query, and the query reading the table (itself in flight);
+    // not the polls above, which may still be `ending` (returned, their end
+    // being recorded off their path).
     let running = show(
         &ctx,
-        "SELECT phase, output_rows, operator_count FROM dftrace.running ORDER BY start",
+        "SELECT phase, output_rows, operator_count FROM dftrace.running \
+         WHERE phase <> 'ending' ORDER BY start",
     )
     .await?;
     let operators = show(
@@ -174,8 +189,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     gate.add_permits(1);
     let result = query.await??;
     assert_eq!(rows(&result) as i64, (BEFORE + AFTER) * BATCH);
-    // Its end is told off its path; flush waits for it.
-    dftrace.flush();
+    // Its end is told off its path.
+    until(
+        &ctx,
+        &format!("SELECT count(*) FROM dftrace.queries WHERE trace_id = '{held_trace}'"),
+        1,
+    )
+    .await?;
 
     // The held query, kept (queries reading dftrace.running are kept too:
     // they were running queries themselves).
@@ -195,12 +215,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some((BEFORE + AFTER) * BATCH),
         "its rows in dftrace.queries"
     );
-    let still = ctx
-        .sql("SELECT * FROM dftrace.running WHERE output_rows > 0")
-        .await?
-        .collect()
-        .await?;
-    assert_eq!(rows(&still), 0, "a finished query leaves dftrace.running");
+    // A finished query leaves dftrace.running (right after its end is told).
+    until(
+        &ctx,
+        &format!("SELECT count(*) FROM dftrace.running WHERE trace_id = '{held_trace}'"),
+        0,
+    )
+    .await?;
     show(
         &ctx,
         &format!(

@@ -53,10 +53,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
     // Operator spans are built after the query returned, off its path.
-    dftrace.flush();
+    assert!(dftrace.flush(), "dftrace's work after the query is done");
     provider.force_flush()?;
 
-    let spans = exporter.get_finished_spans()?;
+    // The request span closes after every span under it (tasks the query
+    // spawned let go of theirs a moment after the results arrive): once it
+    // is exported, so is its trace. The deadline only bounds a stuck run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let spans = loop {
+        let spans = exporter.get_finished_spans()?;
+        if spans.iter().any(|span| span.name == "GET /orders") {
+            break spans;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the request span was not exported within a minute".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
     let request = spans
         .iter()
         .find(|span| span.name == "GET /orders")

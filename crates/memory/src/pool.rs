@@ -120,8 +120,9 @@ fn saturating_sub(value: &AtomicUsize, bytes: usize) {
 }
 
 /// Consumers by id, in shards so that concurrent registrations rarely meet
-/// on one lock; a grow from another thread than the last takes a shard's
-/// read lock (an atomic, uncontended).
+/// on one lock; a grow that misses the thread's last consumer (another
+/// thread's, or two reservations grown in turn, as a join's build and
+/// probe) takes a shard's read lock (an atomic, uncontended).
 const SHARDS: usize = 16;
 
 /// (pool address, consumer id) of the consumer this thread grew or shrank
