@@ -6,6 +6,9 @@
 //!
 //! Run: `cargo run -p dftrace-examples --example caches`.
 
+#[allow(dead_code, reason = "each example uses some of the shared helpers")]
+mod common;
+
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use dftrace::SessionStateBuilderExt;
@@ -26,27 +29,6 @@ fn int(root: &SpanData, key: &str) -> i64 {
             _ => None,
         })
         .unwrap_or_default()
-}
-
-/// The statement's root span, once exported: it ends when the last task
-/// that held it lets go, which can be a moment after the results arrived.
-/// The exporter is emptied for the next statement.
-async fn exported_root(
-    exporter: &InMemorySpanExporter,
-) -> Result<SpanData, Box<dyn std::error::Error>> {
-    // A bound for a stuck run, not a wait for time to pass.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let spans = exporter.get_finished_spans()?;
-        if let Some(root) = spans.into_iter().find(|span| span.name == "dftrace.query") {
-            exporter.reset();
-            return Ok(root);
-        }
-        if std::time::Instant::now() > deadline {
-            return Err("the statement's root span was not exported within a minute".into());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::main]
@@ -98,7 +80,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             dftrace.flush(),
             "dftrace's work after the statement is done"
         );
-        let root = exported_root(&exporter).await?;
+        let spans = common::finished_spans(&exporter).await?;
+        exporter.reset();
+        let root = spans
+            .into_iter()
+            .find(|span| span.name == "dftrace.query")
+            .ok_or("the statement's root span")?;
         println!(
             "statement {}: file metadata hits {}, misses {}, entries held {}",
             n + 1,

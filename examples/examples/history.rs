@@ -18,20 +18,28 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use dftrace::SessionStateBuilderExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// Rows per batch of the held table; batches before and after its gate.
 const BATCH: i64 = 10;
 const BEFORE: i64 = 3;
 const AFTER: i64 = 2;
 
+/// Where the held table's stream stops: it says when it got there (every
+/// batch before it has then passed up through the plan, which polled for
+/// the next), and goes on once the example opens it.
+#[derive(Debug)]
+struct Gate {
+    reached: Notify,
+    open: Semaphore,
+}
+
 /// A host table whose stream yields `BEFORE` batches, waits for the gate,
 /// then yields `AFTER` more: a long query, held where the example wants it.
 #[derive(Debug)]
 struct Held {
     schema: SchemaRef,
-    gate: Arc<Semaphore>,
+    gate: Arc<Gate>,
 }
 
 impl PartitionStream for Held {
@@ -48,8 +56,9 @@ impl PartitionStream for Held {
                     return None;
                 }
                 if n == BEFORE {
+                    gate.reached.notify_one();
                     // The gate is never closed: acquiring fails only then.
-                    gate.acquire().await.ok()?.forget();
+                    gate.open.acquire().await.ok()?.forget();
                 }
                 let values = Int64Array::from_iter_values(n * BATCH..(n + 1) * BATCH);
                 Some((
@@ -80,23 +89,6 @@ fn first_int(batches: &[RecordBatch]) -> Option<i64> {
     Some(batch.column(0).as_primitive::<Int64Type>().value(0))
 }
 
-/// Waits until `sql`'s first value is `expected`: what the example shows
-/// next depends on it. The deadline only bounds a stuck run.
-async fn until(
-    ctx: &SessionContext,
-    sql: &str,
-    expected: i64,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while first_int(&ctx.sql(sql).await?.collect().await?) != Some(expected) {
-        if Instant::now() > deadline {
-            return Err(format!("`{sql}` did not reach {expected} within a minute").into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    Ok(())
-}
-
 fn rows(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()
 }
@@ -121,7 +113,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_with_dftrace(&dftrace)?;
     let ctx = Arc::new(SessionContext::new_with_state(state));
     let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-    let gate = Arc::new(Semaphore::new(0));
+    let gate = Arc::new(Gate {
+        reached: Notify::new(),
+        open: Semaphore::new(0),
+    });
     let held = Held {
         schema: Arc::clone(&schema),
         gate: Arc::clone(&gate),
@@ -141,18 +136,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await
         })
     };
-    // Both of its operators (the scan and the projection over it) have
-    // passed on the batches before the gate.
-    let so_far = format!(
-        "SELECT count(*) FROM dftrace.running_operators \
-         WHERE output_rows = {} AND batches = {BEFORE}",
-        BEFORE * BATCH
-    );
-    until(&ctx, &so_far, 2).await?;
+    gate.reached.notified().await;
 
     // The held query, and the query reading the table (itself in flight);
-    // not the polls above, which may still be `ending` (returned, their end
-    // being recorded off their path).
+    // not a query that has returned and whose end is being recorded off its
+    // path (`ending`).
     let running = show(
         &ctx,
         "SELECT phase, output_rows, operator_count FROM dftrace.running \
@@ -186,16 +174,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("one query executing")?;
     assert!(rows(&operators) >= 2, "the held query's operators");
 
-    gate.add_permits(1);
+    gate.open.add_permits(1);
     let result = query.await??;
     assert_eq!(rows(&result) as i64, (BEFORE + AFTER) * BATCH);
-    // Its end is told off its path.
-    until(
-        &ctx,
-        &format!("SELECT count(*) FROM dftrace.queries WHERE trace_id = '{held_trace}'"),
-        1,
-    )
-    .await?;
+    // Its end is told off its path: flush waits until it is.
+    assert!(dftrace.flush(), "its end is told");
 
     // The held query, kept (queries reading dftrace.running are kept too:
     // they were running queries themselves).
@@ -215,13 +198,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some((BEFORE + AFTER) * BATCH),
         "its rows in dftrace.queries"
     );
-    // A finished query leaves dftrace.running (right after its end is told).
-    until(
-        &ctx,
-        &format!("SELECT count(*) FROM dftrace.running WHERE trace_id = '{held_trace}'"),
-        0,
-    )
-    .await?;
+    // A finished query has left dftrace.running.
+    let still = format!("SELECT count(*) FROM dftrace.running WHERE trace_id = '{held_trace}'");
+    assert_eq!(
+        first_int(&ctx.sql(&still).await?.collect().await?),
+        Some(0),
+        "a finished query leaves dftrace.running"
+    );
     show(
         &ctx,
         &format!(

@@ -60,3 +60,46 @@ pub fn canonical_rows(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
     rows.sort();
     Ok(rows)
 }
+
+/// The column `name` of `batches`, an `Int64` column, as optional integers
+/// in row order.
+///
+/// # Panics
+///
+/// When there is no such column or it is not `Int64`.
+pub fn int_column(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    batches
+        .iter()
+        .flat_map(|batch| {
+            let array = batch
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("no column `{name}`"))
+                .as_primitive::<Int64Type>();
+            (0..array.len())
+                .map(|i| array.is_valid(i).then(|| array.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The column `name` of `batches` as text in row order (any type, cast).
+///
+/// # Panics
+///
+/// When there is no such column or it cannot be cast to text.
+pub fn string_column(batches: &[RecordBatch], name: &str) -> Vec<String> {
+    use datafusion::arrow::array::AsArray;
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = batch
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column `{name}`"));
+        let text = datafusion::arrow::compute::cast(column, &DataType::Utf8)
+            .unwrap_or_else(|e| panic!("`{name}` as text: {e}"));
+        let text = text.as_string::<i32>();
+        out.extend((0..text.len()).map(|i| text.value(i).to_owned()));
+    }
+    out
+}

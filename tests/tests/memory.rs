@@ -8,8 +8,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool, MemoryPool};
@@ -20,7 +19,7 @@ use dftrace_memory::ObservedPool;
 use dftrace_metrics_summary as _;
 use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME, RegistryStateBuilderExt, keys};
 use dftrace_tests::capture::{SpanCapture, attribute, span_capture};
-use dftrace_tests::rows::canonical_rows;
+use dftrace_tests::rows::{canonical_rows, int_column};
 use dftrace_tests::tpch::{Table, write_tables};
 use opentelemetry::Value;
 use opentelemetry::trace::TraceContextExt;
@@ -192,21 +191,6 @@ async fn history_row(ctx: &SessionContext, sql: String) -> Vec<RecordBatch> {
     ctx.sql(&sql).await.unwrap().collect().await.unwrap()
 }
 
-fn column(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
-    batches
-        .iter()
-        .flat_map(|batch| {
-            let array = batch
-                .column_by_name(name)
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            (0..array.len())
-                .map(|i| array.is_valid(i).then(|| array.value(i)))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// The spilling query's limit: below what its aggregate and sort would
 /// hold, above what they need to go on by spilling.
 const LIMIT: usize = 6 * 1000 * 1000;
@@ -306,9 +290,15 @@ async fn a_spilling_sort_and_aggregate_carry_their_peaks_everywhere() {
         ),
     )
     .await;
-    assert_eq!(column(&queries, "peak_memory_bytes"), vec![Some(peak)]);
-    assert_eq!(column(&queries, "failed_reservations"), vec![Some(refused)]);
-    assert_eq!(column(&queries, "spilled_bytes"), vec![Some(spilled_total)]);
+    assert_eq!(int_column(&queries, "peak_memory_bytes"), vec![Some(peak)]);
+    assert_eq!(
+        int_column(&queries, "failed_reservations"),
+        vec![Some(refused)]
+    );
+    assert_eq!(
+        int_column(&queries, "spilled_bytes"),
+        vec![Some(spilled_total)]
+    );
     let by_operator = history_row(
         &ctx,
         format!(
@@ -327,9 +317,9 @@ async fn a_spilling_sort_and_aggregate_carry_their_peaks_everywhere() {
         })
         .collect();
     from_spans.sort();
-    let from_table: Vec<(Option<i64>, Option<i64>)> = column(&by_operator, "operator_id")
+    let from_table: Vec<(Option<i64>, Option<i64>)> = int_column(&by_operator, "operator_id")
         .into_iter()
-        .zip(column(&by_operator, "peak_memory_bytes"))
+        .zip(int_column(&by_operator, "peak_memory_bytes"))
         .collect();
     assert_eq!(
         from_table, from_spans,
@@ -405,7 +395,10 @@ async fn a_query_the_pool_refuses_keeps_its_figures_and_names_the_operator() {
         ),
     )
     .await;
-    assert_eq!(column(&queries, "failed_reservations"), vec![Some(failed)]);
+    assert_eq!(
+        int_column(&queries, "failed_reservations"),
+        vec![Some(failed)]
+    );
 
     // OpenTelemetry: the refusals counted, the peak in the histogram (other
     // tests' queries too: the instruments are the process's), the pool's

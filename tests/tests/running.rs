@@ -11,8 +11,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -24,13 +24,14 @@ use dftrace_registry::{
     DftraceConfig, Preset, QUERY_SPAN_NAME, RegistryStateBuilderExt, keys, queries_in_flight,
 };
 use dftrace_tests::capture::{SpanCapture, attribute, span_capture};
+use dftrace_tests::rows::{int_column, string_column};
 use futures::StreamExt;
 use opentelemetry::Value;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::trace::SpanData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, Semaphore};
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify, Semaphore};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -39,12 +40,30 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 /// Rows per batch of the held table.
 const BATCH: i64 = 10;
 
+/// Where the held table's stream stops: it says when it has got there (every
+/// batch before it has then passed up through the plan: the plan polled for
+/// the next), and goes on once the test opens it.
+#[derive(Debug)]
+struct Gate {
+    reached: Notify,
+    open: Semaphore,
+}
+
+impl Gate {
+    fn closed() -> Arc<Gate> {
+        Arc::new(Gate {
+            reached: Notify::new(),
+            open: Semaphore::new(0),
+        })
+    }
+}
+
 /// A table whose one partition yields `before` batches, then waits for
 /// the gate to open, then yields `after` more.
 #[derive(Debug)]
 struct HeldPartition {
     schema: SchemaRef,
-    gate: Arc<Semaphore>,
+    gate: Arc<Gate>,
     before: i64,
     after: i64,
 }
@@ -75,7 +94,12 @@ impl PartitionStream for HeldPartition {
                     return None;
                 }
                 if n == before {
-                    gate.acquire().await.expect("the gate stays open").forget();
+                    gate.reached.notify_one();
+                    gate.open
+                        .acquire()
+                        .await
+                        .expect("the gate stays open")
+                        .forget();
                 }
                 Some((batch(n), n + 1))
             }
@@ -87,7 +111,7 @@ impl PartitionStream for HeldPartition {
     }
 }
 
-fn session(gate: &Arc<Semaphore>, before: i64, after: i64) -> SessionContext {
+fn session(gate: &Arc<Gate>, before: i64, after: i64) -> SessionContext {
     let config = DftraceConfig::builder()
         .preset(Preset::MaximalNoData)
         .set("history.enabled", true)
@@ -123,52 +147,6 @@ async fn sql(ctx: &SessionContext, query: &str) -> Vec<RecordBatch> {
     ctx.sql(query).await.unwrap().collect().await.unwrap()
 }
 
-fn ints(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
-    batches
-        .iter()
-        .flat_map(|batch| {
-            let array = batch
-                .column_by_name(name)
-                .unwrap()
-                .as_primitive::<Int64Type>();
-            (0..array.len())
-                .map(|i| array.is_valid(i).then(|| array.value(i)))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn strings(batches: &[RecordBatch], name: &str) -> Vec<String> {
-    let batches: Vec<RecordBatch> = batches.to_vec();
-    let mut out = Vec::new();
-    for batch in &batches {
-        let column =
-            datafusion::arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Utf8)
-                .unwrap();
-        let column = column.as_string::<i32>();
-        out.extend((0..column.len()).map(|i| column.value(i).to_owned()));
-    }
-    out
-}
-
-/// Waits until `condition` holds, asking again as the runtime lets it;
-/// fails after a minute, whatever the machine's load (the condition, not
-/// the time, is what the test is about).
-async fn until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "waited a minute for {what}");
-        // A short pause off the runtime's workers, which the query needs.
-        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(5)))
-            .await
-            .unwrap();
-    }
-}
-
 async fn running_rows(ctx: &SessionContext, trace_id: &str) -> Vec<RecordBatch> {
     sql(
         ctx,
@@ -196,7 +174,7 @@ async fn root_of(capture: &'static SpanCapture, trace_id: &str) -> (SpanData, Ve
 async fn a_held_query_shows_in_running_with_its_rows_so_far() {
     let _turn = SERIAL.lock().await;
     let capture = span_capture();
-    let gate = Arc::new(Semaphore::new(0));
+    let gate = Gate::closed();
     let ctx = Arc::new(session(&gate, 2, 1));
     let (span, trace_id) = request();
     let query = {
@@ -206,14 +184,10 @@ async fn a_held_query_shows_in_running_with_its_rows_so_far() {
         )
     };
     // Two batches let through: 20 rows so far, the query executing.
-    until("the held query in dftrace.running with 20 rows", || {
-        let ctx = Arc::clone(&ctx);
-        let trace_id = trace_id.clone();
-        async move { ints(&running_rows(&ctx, &trace_id).await, "output_rows") == [Some(20)] }
-    })
-    .await;
+    gate.reached.notified().await;
     let running = running_rows(&ctx, &trace_id).await;
-    assert_eq!(strings(&running, "phase"), ["executing"]);
+    assert_eq!(int_column(&running, "output_rows"), [Some(20)]);
+    assert_eq!(string_column(&running, "phase"), ["executing"]);
     let operators = sql(
         &ctx,
         &format!(
@@ -223,16 +197,27 @@ async fn a_held_query_shows_in_running_with_its_rows_so_far() {
         ),
     )
     .await;
-    let names = strings(&operators, "name");
+    let names = string_column(&operators, "name");
     assert!(!names.is_empty(), "its operators show");
-    assert_eq!(ints(&operators, "operator_id")[0], Some(0));
-    assert_eq!(ints(&operators, "output_rows")[0], Some(20), "{names:?}");
-    assert_eq!(ints(&operators, "partitions_done")[0], Some(0), "not done");
-    assert_eq!(ints(&operators, "partitions_started")[0], Some(1));
-    assert_eq!(ints(&operators, "partitions")[0], Some(1));
-    assert_eq!(ints(&running, "operator_count"), [Some(names.len() as i64)]);
+    assert_eq!(int_column(&operators, "operator_id")[0], Some(0));
+    assert_eq!(
+        int_column(&operators, "output_rows")[0],
+        Some(20),
+        "{names:?}"
+    );
+    assert_eq!(
+        int_column(&operators, "partitions_done")[0],
+        Some(0),
+        "not done"
+    );
+    assert_eq!(int_column(&operators, "partitions_started")[0], Some(1));
+    assert_eq!(int_column(&operators, "partitions")[0], Some(1));
+    assert_eq!(
+        int_column(&running, "operator_count"),
+        [Some(names.len() as i64)]
+    );
 
-    gate.add_permits(1);
+    gate.open.add_permits(1);
     let rows: usize = query
         .await
         .unwrap()
@@ -261,10 +246,13 @@ async fn a_held_query_shows_in_running_with_its_rows_so_far() {
         Some(Value::I64(rows)) => *rows,
         other => panic!("rows on the root: {other:?}"),
     };
-    assert_eq!(ints(&kept, "output_rows"), [Some(span_rows)]);
+    assert_eq!(int_column(&kept, "output_rows"), [Some(span_rows)]);
     assert_eq!(span_rows, 30);
-    assert_eq!(strings(&kept, "outcome"), ["ok"]);
-    assert_eq!(ints(&kept, "operator_count"), [Some(spans.len() as i64)]);
+    assert_eq!(string_column(&kept, "outcome"), ["ok"]);
+    assert_eq!(
+        int_column(&kept, "operator_count"),
+        [Some(spans.len() as i64)]
+    );
     assert_eq!(
         spans.len(),
         names.len(),
@@ -276,7 +264,7 @@ async fn a_held_query_shows_in_running_with_its_rows_so_far() {
 async fn a_dropped_stream_ends_as_cancelled_with_what_ran() {
     let _turn = SERIAL.lock().await;
     let capture = span_capture();
-    let gate = Arc::new(Semaphore::new(0));
+    let gate = Gate::closed();
     let ctx = session(&gate, 2, 1);
     let (span, trace_id) = request();
     async {
@@ -316,8 +304,13 @@ async fn a_dropped_stream_ends_as_cancelled_with_what_ran() {
         &format!("SELECT outcome FROM dftrace.queries WHERE trace_id = '{trace_id}'"),
     )
     .await;
-    assert_eq!(strings(&kept, "outcome"), ["cancelled"]);
-    until("no query in flight", || async { queries_in_flight() == 0 }).await;
+    assert_eq!(string_column(&kept, "outcome"), ["cancelled"]);
+    // The ends of the queries above (this test's reads of the history too)
+    // are told off their path: once told, none is in flight.
+    assert!(dftrace_registry::flush_pending_work(Duration::from_secs(
+        60
+    )));
+    assert_eq!(queries_in_flight(), 0, "no query in flight");
     assert!(
         running_rows(&ctx, &trace_id)
             .await
@@ -331,7 +324,7 @@ async fn a_dropped_stream_ends_as_cancelled_with_what_ran() {
 async fn a_dropped_run_sql_future_ends_as_cancelled() {
     let _turn = SERIAL.lock().await;
     let capture = span_capture();
-    let gate = Arc::new(Semaphore::new(0));
+    let gate = Gate::closed();
     let ctx = Arc::new(session(&gate, 1, 1));
     let (span, trace_id) = request();
     let task = {
@@ -348,12 +341,12 @@ async fn a_dropped_run_sql_future_ends_as_cancelled() {
             .instrument(span),
         )
     };
-    until("the query held after its first batch", || {
-        let ctx = Arc::clone(&ctx);
-        let trace_id = trace_id.clone();
-        async move { ints(&running_rows(&ctx, &trace_id).await, "output_rows") == [Some(BATCH)] }
-    })
-    .await;
+    gate.reached.notified().await;
+    assert_eq!(
+        int_column(&running_rows(&ctx, &trace_id).await, "output_rows"),
+        [Some(BATCH)],
+        "the query held after its first batch"
+    );
     // The host gives up on it: its future is dropped.
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
@@ -363,11 +356,16 @@ async fn a_dropped_run_sql_future_ends_as_cancelled() {
         Some(&Value::Bool(true))
     );
     assert!(!operators.is_empty());
-    until("no query in flight", || async { queries_in_flight() == 0 }).await;
+    // The ends of the queries above (this test's reads of the history too)
+    // are told off their path: once told, none is in flight.
+    assert!(dftrace_registry::flush_pending_work(Duration::from_secs(
+        60
+    )));
+    assert_eq!(queries_in_flight(), 0, "no query in flight");
     let kept = sql(
         &ctx,
         &format!("SELECT outcome FROM dftrace.queries WHERE trace_id = '{trace_id}'"),
     )
     .await;
-    assert_eq!(strings(&kept, "outcome"), ["cancelled"]);
+    assert_eq!(string_column(&kept, "outcome"), ["cancelled"]);
 }

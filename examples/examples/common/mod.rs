@@ -25,17 +25,24 @@ pub(crate) fn capture_spans() -> Result<InMemorySpanExporter, Box<dyn std::error
 pub(crate) async fn finished_spans(
     exporter: &InMemorySpanExporter,
 ) -> Result<Vec<SpanData>, Box<dyn std::error::Error>> {
+    spans_once_ended(exporter, dftrace_registry::QUERY_SPAN_NAME).await
+}
+
+/// The spans recorded once a span named `name` has ended (and so, in the
+/// `tracing` registry, every span under it). The deadline only bounds a
+/// stuck run.
+pub(crate) async fn spans_once_ended(
+    exporter: &InMemorySpanExporter,
+    name: &str,
+) -> Result<Vec<SpanData>, Box<dyn std::error::Error>> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let spans = exporter.get_finished_spans()?;
-        if spans
-            .iter()
-            .any(|s| s.name == dftrace_registry::QUERY_SPAN_NAME)
-        {
+        if spans.iter().any(|s| s.name == name) {
             return Ok(spans);
         }
         if std::time::Instant::now() > deadline {
-            return Err("the query's root span did not end within 30 s".into());
+            return Err(format!("no span `{name}` ended within 30 s").into());
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
