@@ -232,11 +232,10 @@ async fn a_spilling_sort_and_aggregate_carry_their_peaks_everywhere() {
         (fraction - peak as f64 / LIMIT as f64).abs() < 1e-9,
         "{fraction}"
     );
-    assert!(
-        peak > 0 && peak <= LIMIT as i64,
-        "peak {peak} within the limit {}",
-        LIMIT
-    );
+    // Not bounded by the limit: a FairSpillPool never refuses DataFusion's
+    // infallible `MemoryReservation::grow`, so a spilling query's reserved
+    // bytes may pass the limit for a moment (seen: 6 078 536 of 6 000 000).
+    assert!(peak > 0, "peak {peak}");
     // Each spill began with a reservation the pool refused.
     let refused = int(&root, keys::MEMORY_FAILED).expect("refused reservations");
     assert!(refused > 0, "{refused}");

@@ -17,25 +17,30 @@ pub(crate) fn run_schema(args: &[String]) -> Result<(), String> {
         }
     };
     let peers = peers::ensure()?;
-    let mut command = cargo();
-    command.args([
-        "test",
-        "--locked",
-        // `--workspace` keeps the features of the main test build (one
-        // package alone would resolve DataFusion's features anew).
-        "--workspace",
-        "--test",
-        "span_schema",
-        "--test",
-        "docs",
-    ]);
-    for (var, path) in peers.env() {
-        command.env(var, path);
+    // The span schema's drift test, then the docs tests (a module of the
+    // `no_global_state` test binary).
+    for (test_binary, filter) in [("span_schema", None), ("no_global_state", Some("docs::"))] {
+        let mut command = cargo();
+        command.args([
+            "test",
+            "--locked",
+            // `--workspace` keeps the features of the main test build (one
+            // package alone would resolve DataFusion's features anew).
+            "--workspace",
+            "--test",
+            test_binary,
+        ]);
+        if let Some(filter) = filter {
+            command.args(["--", filter]);
+        }
+        for (var, path) in peers.env() {
+            command.env(var, path);
+        }
+        if update {
+            command.env("DFTRACE_UPDATE_DOCS", "1");
+        }
+        run_command(&mut command)?;
     }
-    if update {
-        command.env("DFTRACE_UPDATE_DOCS", "1");
-    }
-    run_command(&mut command)?;
     if update {
         eprintln!(
             "\nxtask schema: docs regenerated; review `git diff docs/` and document any TODO entries"

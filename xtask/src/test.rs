@@ -23,23 +23,21 @@ pub(crate) fn run_all(peers: &peers::Peers) -> Result<(), String> {
     ]))?;
     // The CLI tests drive the patched datafusion-cli as a process.
     let cli = crate::cli::build(false)?;
-    // The `examples` test runs the example binaries (target/debug/examples/);
-    // `--workspace` keeps the features those of the test build (no rebuild).
-    run_command(cargo().args(["build", "--locked", "--workspace", "--examples"]))?;
-    // Not `--all-targets`: that also links every example once more as a test
-    // binary (none has tests; clippy above checks them), about 270 MB each on
-    // a disk CI shares with everything else.
+    // Cargo's default targets: every library and binary, their unit tests
+    // where `test` is not off (the helper programs turn it off: a test
+    // harness of each would link DataFusion once more, about 270 MB of disk),
+    // the integration tests, the doctests, and the examples built (the
+    // `examples` test runs them). Not `--bins`, which overrides `test =
+    // false`; not `--all-targets`, which links every example once more as a
+    // test binary.
     run_command(with_peers(cargo()).env("DFTRACE_CLI_BIN", &cli).args([
         "test",
         "--locked",
         "--workspace",
-        "--lib",
-        "--bins",
-        "--tests",
-        "--benches",
     ]))?;
-    // The target selection above skips doctests, so they run on their own.
-    run_command(with_peers(cargo()).args(["test", "--locked", "--workspace", "--doc"]))?;
+    // The bench targets, once each as a test (the defaults leave them out;
+    // `--benches` would also take every library and binary again).
+    run_command(cargo().args(["test", "--locked", "--workspace", "--bench", "*"]))?;
     run_command(
         cargo()
             .args(["doc", "--locked", "--workspace", "--no-deps"])
@@ -66,9 +64,10 @@ fn run_browser() -> Result<(), String> {
                 "--locked",
                 "--workspace",
                 "--test",
-                "view",
+                "no_global_state",
                 "--",
                 "--ignored",
+                "view::",
             ]),
     )
 }

@@ -426,13 +426,20 @@ async fn a_failing_function_fails_its_query_as_before_and_counts_the_error() {
         error.strip_backtrace(),
         plain.expect_err("explode fails").strip_backtrace()
     );
-    // The failed query's root: the only one with an error in this binary.
-    // It closes once its operator spans are built, after `run_sql` returns.
+    // The failed query's root: the one with an error whose trace holds the
+    // function's span (other tests of this binary fail queries too). It
+    // closes once its operator spans are built, after `run_sql` returns.
     let failed_root = || {
         capture
             .trace_spans_named(QUERY_SPAN_NAME)
             .into_iter()
-            .find(|root| matches!(root.status, Status::Error { .. }))
+            .find(|root| {
+                matches!(root.status, Status::Error { .. })
+                    && capture
+                        .trace(&root.span_context.trace_id().to_string())
+                        .iter()
+                        .any(|span| span.name == "explode")
+            })
     };
     let arrived = tokio::task::spawn_blocking(move || {
         dftrace_tests::wait::poll_until(dftrace_tests::capture::TRACE_DEADLINE, || {

@@ -1,7 +1,7 @@
 //! Bad input never panics and always says what was wrong: the W3C
 //! `traceparent` parser and every linked config section, fuzzed with
 //! proptest (a bounded run here; `PROPTEST_CASES=100000 cargo test -p
-//! dftrace-tests --test bad_input` for a long one).
+//! dftrace-tests --test no_global_state bad_input::` for a long one).
 
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
