@@ -37,7 +37,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    let dftrace = dftrace::init_for_host(dftrace::config().set("caches.enabled", true).build()?)?;
+    let dftrace = dftrace::init_for_host(
+        dftrace::config_builder()
+            .set("caches.enabled", true)
+            .build()?,
+    )?;
     tracing_subscriber::registry()
         .with(dftrace.layer(provider.tracer("orders-service")))
         .init();

@@ -98,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let traces =
         std::env::temp_dir().join(format!("dftrace-history-example-{}", std::process::id()));
     let dftrace = dftrace::init_with(
-        dftrace::config()
+        dftrace::config_builder()
             .preset(dftrace::Preset::MaximalNoData)
             .set("history.enabled", true)
             .set("memory.enabled", true)

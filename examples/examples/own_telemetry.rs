@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    let dftrace = dftrace::init_for_host(dftrace::config().build()?)?;
+    let dftrace = dftrace::init_for_host(dftrace::config_builder().build()?)?;
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(dftrace.layer(provider.tracer("orders-service")))

@@ -15,7 +15,7 @@ use dftrace::SessionStateBuilderExt;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("dftrace-view-example-{}", std::process::id()));
     let dftrace = dftrace::init_with(
-        dftrace::config()
+        dftrace::config_builder()
             .set("export.sink", "file")
             .set("export.file.dir", dir.display().to_string())
             .build()?,

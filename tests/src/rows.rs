@@ -103,3 +103,32 @@ pub fn string_column(batches: &[RecordBatch], name: &str) -> Vec<String> {
     }
     out
 }
+
+/// Registers `u(id BIGINT NOT NULL, w VARCHAR NOT NULL)` in `ctx`, one
+/// partition: the join partner of the tests' `t` tables.
+///
+/// # Errors
+///
+/// When `ids` and `words` differ in length, or the name is taken.
+pub fn register_join_partner(
+    ctx: &datafusion::prelude::SessionContext,
+    ids: impl IntoIterator<Item = i64>,
+    words: impl IntoIterator<Item = String>,
+) -> datafusion::error::Result<()> {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::datasource::MemTable;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("w", DataType::Utf8, false),
+    ]));
+    let u = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids)),
+            Arc::new(StringArray::from_iter_values(words)),
+        ],
+    )?;
+    ctx.register_table("u", Arc::new(MemTable::try_new(schema, vec![vec![u]])?))?;
+    Ok(())
+}

@@ -102,7 +102,7 @@ fn host() -> &'static Host {
         let log = LogBuffer::default();
         let writer = log.clone();
         // The layer needs only the configuration's export section.
-        let dftrace = dftrace::init_for_host(dftrace::config().build().unwrap()).unwrap();
+        let dftrace = dftrace::init_for_host(dftrace::config_builder().build().unwrap()).unwrap();
         let subscriber = tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()

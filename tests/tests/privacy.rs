@@ -176,18 +176,7 @@ fn register(ctx: &SessionContext, table: &Generated) -> datafusion::error::Resul
     ]));
     let batch = RecordBatch::try_new(schema.clone(), vec![ids, public, secret])?;
     ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
-    let u_schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("w", DataType::Utf8, false),
-    ]));
-    let u = RecordBatch::try_new(
-        u_schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(0..8)),
-            Arc::new(StringArray::from_iter_values(&table.publics)),
-        ],
-    )?;
-    ctx.register_table("u", Arc::new(MemTable::try_new(u_schema, vec![vec![u]])?))?;
+    dftrace_tests::rows::register_join_partner(ctx, 0..8, table.publics.iter().cloned())?;
     // The secrets again under a name that says nothing (a headerless CSV's
     // `column3`): only a query's alias tells they are secret.
     let headerless_schema = Arc::new(Schema::new(vec![

@@ -154,20 +154,11 @@ fn memory_tables(ctx: &SessionContext) -> datafusion::error::Result<()> {
         vec![vec![batch(0..50)?], vec![batch(50..100)?]],
     )?;
     ctx.register_table("t", Arc::new(t))?;
-    let u_schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("w", DataType::Utf8, false),
-    ]));
-    let u = RecordBatch::try_new(
-        u_schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values((0..100).step_by(4))),
-            Arc::new(StringArray::from_iter_values(
-                (0..25).map(|i| format!("w{i}")),
-            )),
-        ],
+    dftrace_tests::rows::register_join_partner(
+        ctx,
+        (0..100).step_by(4),
+        (0..25).map(|i| format!("w{i}")),
     )?;
-    ctx.register_table("u", Arc::new(MemTable::try_new(u_schema, vec![vec![u]])?))?;
     ctx.register_udf(double());
     Ok(())
 }

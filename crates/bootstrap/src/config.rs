@@ -45,24 +45,30 @@ pub enum Compression {
     Gzip,
 }
 
-/// The head sampler (`OTEL_TRACES_SAMPLER`), with the specification's names.
+/// The head sampler (`export.sampler`, `OTEL_TRACES_SAMPLER`), with the
+/// specification's names; the ratio samplers take their ratio from
+/// `export.sampler_arg` (`OTEL_TRACES_SAMPLER_ARG`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SamplerKind {
+pub enum Sampler {
     /// Sample everything.
+    #[serde(rename = "always_on")]
     AlwaysOn,
     /// Sample nothing.
+    #[serde(rename = "always_off")]
     AlwaysOff,
     /// Sample a fraction (`sampler_arg`) of traces by trace id.
     #[serde(rename = "traceidratio")]
     TraceIdRatio,
     /// Follow the parent's decision; sample roots.
-    ParentbasedAlwaysOn,
+    #[serde(rename = "parentbased_always_on")]
+    ParentBasedAlwaysOn,
     /// Follow the parent's decision; drop roots.
-    ParentbasedAlwaysOff,
-    /// Follow the parent's decision; sample a fraction of roots.
+    #[serde(rename = "parentbased_always_off")]
+    ParentBasedAlwaysOff,
+    /// Follow the parent's decision; sample a fraction (`sampler_arg`) of
+    /// roots.
     #[serde(rename = "parentbased_traceidratio")]
-    ParentbasedTraceIdRatio,
+    ParentBasedTraceIdRatio,
 }
 
 /// Human log output on stderr.
@@ -175,9 +181,13 @@ pub struct ExportConfig {
     /// Default: none.
     pub resource_attributes: BTreeMap<String, String>,
     /// The `tracing` filter directives of what is exported
-    /// (`DFTRACE_EXPORT__FILTER`), and of the log layer when `RUST_LOG` is
-    /// unset (`RUST_LOG` sets only the log layer's). Default: `info`.
+    /// (`DFTRACE_EXPORT__FILTER`), and of the log layer when `log_filter` is
+    /// unset. Default: `info`.
     pub filter: String,
+    /// The filter directives of the log layer alone (`RUST_LOG`, as for
+    /// every other program; `DFTRACE_EXPORT__LOG_FILTER`); never what is
+    /// exported. Default: unset (the log layer follows `filter`).
+    pub log_filter: Option<String>,
     /// Human log output on stderr (`DFTRACE_EXPORT__LOG_FORMAT`): `none`,
     /// `compact` or `json`. Default: `none`.
     pub log_format: LogFormat,
@@ -185,7 +195,7 @@ pub struct ExportConfig {
     /// (`DFTRACE_EXPORT__CONSOLE_SUMMARY`). Default: `false`.
     pub console_summary: bool,
     /// Head sampler (`OTEL_TRACES_SAMPLER`). Default: `parentbased_always_on`.
-    pub sampler: SamplerKind,
+    pub sampler: Sampler,
     /// Sampler argument (`OTEL_TRACES_SAMPLER_ARG`): the ratio, 0 to 1.
     /// Default: unset (1.0 for the ratio samplers).
     pub sampler_arg: Option<f64>,
@@ -237,6 +247,10 @@ impl Section for ExportConfig {
         EnvAlias {
             var: "OTEL_RESOURCE_ATTRIBUTES",
             field: "resource_attributes",
+        },
+        EnvAlias {
+            var: "RUST_LOG",
+            field: "log_filter",
         },
         EnvAlias {
             var: "OTEL_TRACES_SAMPLER",
@@ -311,9 +325,10 @@ impl Section for ExportConfig {
             service_version: None,
             resource_attributes: BTreeMap::new(),
             filter: "info".to_owned(),
+            log_filter: None,
             log_format: LogFormat::None,
             console_summary: false,
-            sampler: SamplerKind::ParentbasedAlwaysOn,
+            sampler: Sampler::ParentBasedAlwaysOn,
             sampler_arg: None,
             context_activation: false,
             shutdown_timeout_ms: 5_000,
@@ -492,6 +507,13 @@ mod tests {
                 "100",
                 "900",
                 json!(900),
+            ),
+            (
+                "RUST_LOG",
+                "log_filter",
+                "\"warn\"",
+                "my_service=debug",
+                json!("my_service=debug"),
             ),
         ];
         assert_eq!(

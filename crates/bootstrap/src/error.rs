@@ -51,7 +51,7 @@ pub enum BootstrapError {
     /// The filter directives do not parse.
     #[error("invalid tracing filter `{directives}` in {origin}: {source}")]
     Filter {
-        /// `RUST_LOG` or `export.filter`.
+        /// `export.log_filter (RUST_LOG)` or `export.filter`.
         origin: &'static str,
         /// The directives.
         directives: String,

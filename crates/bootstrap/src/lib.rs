@@ -4,7 +4,8 @@
 //! [`init`] installs a global `tracing` subscriber — the
 //! `tracing-opentelemetry` layer (see [`otel_layer`]) behind the
 //! `export.filter` directives (see [`filter_layer`]), an optional log layer
-//! on stderr behind `RUST_LOG` (else `export.filter`), and a `log` bridge —
+//! on stderr behind `export.log_filter` (`RUST_LOG`; else `export.filter`),
+//! and a `log` bridge —
 //! plus an OpenTelemetry
 //! tracer and meter provider, all from one [`ExportConfig`] (the `[export]`
 //! section of the dftrace config, with the standard `OTEL_*` variables). It
@@ -57,11 +58,11 @@ mod tracer;
 mod unsampled;
 
 pub use config::{
-    BatchConfig, Compression, ExportConfig, FileConfig, LogFormat, OtlpConfig, Protocol,
-    SamplerKind, Sink,
+    BatchConfig, Compression, ExportConfig, FileConfig, LogFormat, OtlpConfig, Protocol, Sampler,
+    Sink,
 };
 pub use error::BootstrapError;
-pub use overrides::{ExportOverrides, Sampler};
+pub use overrides::ExportOverrides;
 pub use settings::ResolvedSink;
 pub use telemetry::{
     ScopedTelemetry, ShutdownReport, Telemetry, TelemetryGuard, build, filter_layer, init,

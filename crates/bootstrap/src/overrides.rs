@@ -2,40 +2,8 @@
 //! registry's [`ConfigBuilder`]; every other field stays reachable with
 //! [`ConfigBuilder::set`].
 
-use crate::config::{ExportConfig, Protocol, SamplerKind, Sink};
+use crate::config::{ExportConfig, Protocol, Sampler, Sink};
 use dftrace_registry::ConfigBuilder;
-
-/// The head sampler with its argument, as one value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Sampler {
-    /// Sample every trace.
-    AlwaysOn,
-    /// Sample no trace.
-    AlwaysOff,
-    /// Sample this fraction (0 to 1) of traces by trace id.
-    TraceIdRatio(f64),
-    /// Follow the parent's decision; sample roots.
-    ParentBasedAlwaysOn,
-    /// Follow the parent's decision; drop roots.
-    ParentBasedAlwaysOff,
-    /// Follow the parent's decision; sample this fraction of roots.
-    ParentBasedTraceIdRatio(f64),
-}
-
-impl Sampler {
-    fn kind_and_arg(self) -> (SamplerKind, Option<f64>) {
-        match self {
-            Sampler::AlwaysOn => (SamplerKind::AlwaysOn, None),
-            Sampler::AlwaysOff => (SamplerKind::AlwaysOff, None),
-            Sampler::TraceIdRatio(ratio) => (SamplerKind::TraceIdRatio, Some(ratio)),
-            Sampler::ParentBasedAlwaysOn => (SamplerKind::ParentbasedAlwaysOn, None),
-            Sampler::ParentBasedAlwaysOff => (SamplerKind::ParentbasedAlwaysOff, None),
-            Sampler::ParentBasedTraceIdRatio(ratio) => {
-                (SamplerKind::ParentbasedTraceIdRatio, Some(ratio))
-            }
-        }
-    }
-}
 
 /// Typed setters for `[export]` on a [`ConfigBuilder`] (the code layer, so
 /// they win over the preset, the file and the environment). Values are
@@ -49,8 +17,10 @@ pub trait ExportOverrides: Sized {
     fn otlp_endpoint(self, endpoint: impl Into<String>) -> Self;
     /// `export.otlp.protocol`.
     fn otlp_protocol(self, protocol: Protocol) -> Self;
-    /// `export.sampler` and `export.sampler_arg`.
+    /// `export.sampler`.
     fn sampler(self, sampler: Sampler) -> Self;
+    /// `export.sampler_arg`: the ratio (0 to 1) of the ratio samplers.
+    fn sampler_arg(self, ratio: f64) -> Self;
 }
 
 impl ExportOverrides for ConfigBuilder {
@@ -71,9 +41,11 @@ impl ExportOverrides for ConfigBuilder {
     }
 
     fn sampler(self, sampler: Sampler) -> Self {
-        let (kind, arg) = sampler.kind_and_arg();
-        self.set_field::<ExportConfig, _>("sampler", kind)
-            .set_field::<ExportConfig, _>("sampler_arg", arg)
+        self.set_field::<ExportConfig, _>("sampler", sampler)
+    }
+
+    fn sampler_arg(self, ratio: f64) -> Self {
+        self.set_field::<ExportConfig, _>("sampler_arg", ratio)
     }
 }
 
@@ -89,7 +61,8 @@ mod tests {
             .service_name("billing")
             .otlp_endpoint("http://collector:4318")
             .otlp_protocol(Protocol::HttpJson)
-            .sampler(Sampler::ParentBasedTraceIdRatio(0.25))
+            .sampler(Sampler::ParentBasedTraceIdRatio)
+            .sampler_arg(0.25)
             .build()
             .and_then(|config| config.section::<ExportConfig>());
         let export = match config {
@@ -103,11 +76,12 @@ mod tests {
             Some("http://collector:4318")
         );
         assert_eq!(export.otlp.protocol, Protocol::HttpJson);
-        assert_eq!(export.sampler, SamplerKind::ParentbasedTraceIdRatio);
+        assert_eq!(export.sampler, Sampler::ParentBasedTraceIdRatio);
         assert_eq!(export.sampler_arg, Some(0.25));
 
         let ratio_too_high = DftraceConfig::builder()
-            .sampler(Sampler::TraceIdRatio(1.5))
+            .sampler(Sampler::TraceIdRatio)
+            .sampler_arg(1.5)
             .build()
             .and_then(|config| config.section::<ExportConfig>());
         let error = match ratio_too_high {

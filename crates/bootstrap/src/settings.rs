@@ -1,12 +1,12 @@
 //! The export settings checked and resolved: the sink, the sampler and the
 //! resource `build` installs.
 
-use crate::config::{ExportConfig, Protocol, SamplerKind, Sink};
+use crate::config::{ExportConfig, Protocol, Sampler, Sink};
 use crate::error::BootstrapError;
 use dftrace_registry::secrets::{shown_setting, shown_url};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::Sampler;
+use opentelemetry_sdk::trace::Sampler as OtelSampler;
 use std::path::PathBuf;
 
 /// Where spans go, resolved from `sink`, `OTEL_TRACES_EXPORTER`,
@@ -47,7 +47,7 @@ impl std::fmt::Debug for ResolvedSink {
 pub(crate) struct Plan {
     pub(crate) sink: ResolvedSink,
     pub(crate) console_summary: bool,
-    pub(crate) sampler: Sampler,
+    pub(crate) sampler: OtelSampler,
     pub(crate) resource: Resource,
 }
 
@@ -186,13 +186,13 @@ pub(crate) fn resolve(config: &ExportConfig) -> Result<Plan, BootstrapError> {
         }
     };
     let sampler = match config.sampler {
-        SamplerKind::AlwaysOn => Sampler::AlwaysOn,
-        SamplerKind::AlwaysOff => Sampler::AlwaysOff,
-        SamplerKind::TraceIdRatio => Sampler::TraceIdRatioBased(ratio()?),
-        SamplerKind::ParentbasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        SamplerKind::ParentbasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        SamplerKind::ParentbasedTraceIdRatio => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
+        Sampler::AlwaysOn => OtelSampler::AlwaysOn,
+        Sampler::AlwaysOff => OtelSampler::AlwaysOff,
+        Sampler::TraceIdRatio => OtelSampler::TraceIdRatioBased(ratio()?),
+        Sampler::ParentBasedAlwaysOn => OtelSampler::ParentBased(Box::new(OtelSampler::AlwaysOn)),
+        Sampler::ParentBasedAlwaysOff => OtelSampler::ParentBased(Box::new(OtelSampler::AlwaysOff)),
+        Sampler::ParentBasedTraceIdRatio => {
+            OtelSampler::ParentBased(Box::new(OtelSampler::TraceIdRatioBased(ratio()?)))
         }
     };
 
@@ -321,7 +321,7 @@ mod tests {
         c.otlp.endpoint = Some("localhost:4317".into());
         assert!(error(c).contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
         let mut c = base();
-        c.sampler = SamplerKind::TraceIdRatio;
+        c.sampler = Sampler::TraceIdRatio;
         c.sampler_arg = Some(1.5);
         assert_eq!(
             error(c),

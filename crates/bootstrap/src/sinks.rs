@@ -31,12 +31,17 @@ pub(crate) struct FileExporter {
     resource: ResourceAttributesWithSchema,
 }
 
+/// `path` opened for appending, created with its directory when missing.
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    File::options().create(true).append(true).open(path)
+}
+
 impl FileExporter {
     pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = File::options().create(true).append(true).open(path)?;
+        let file = open_for_append(path)?;
         Ok(FileExporter {
             writer: Mutex::new(BufWriter::new(file)),
             resource: ResourceAttributesWithSchema::default(),
@@ -95,10 +100,7 @@ pub(crate) struct FileMetricExporter {
 
 impl FileMetricExporter {
     pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = File::options().create(true).append(true).open(path)?;
+        let file = open_for_append(path)?;
         Ok(FileMetricExporter {
             writer: Mutex::new(BufWriter::new(file)),
         })

@@ -423,8 +423,9 @@ pub fn build(config: &ExportConfig) -> Result<Telemetry, BootstrapError> {
     };
 
     // What is exported is dftrace's configuration's to say
-    // (`export.filter`); `RUST_LOG` says what the log layer prints, as it
-    // does for every other program, and never silently drops the spans.
+    // (`export.filter`); `export.log_filter` (`RUST_LOG`) says what the log
+    // layer prints, as it does for every other program, and never silently
+    // drops the spans.
     let export_directives = config.filter.clone();
     let tracer = tracer_provider
         .as_ref()
@@ -447,8 +448,10 @@ pub fn build(config: &ExportConfig) -> Result<Telemetry, BootstrapError> {
                     directives: export_directives.clone(),
                     source,
                 })?;
-            let (origin, directives) = match std::env::var("RUST_LOG") {
-                Ok(directives) if !directives.trim().is_empty() => ("RUST_LOG", directives),
+            let (origin, directives) = match &config.log_filter {
+                Some(directives) if !directives.trim().is_empty() => {
+                    ("export.log_filter (RUST_LOG)", directives.clone())
+                }
                 _ => ("export.filter", export_directives.clone()),
             };
             let log_filter =
@@ -539,6 +542,42 @@ mod tests {
         assert!(
             error.contains("expected one of"),
             "names what is accepted: {error}"
+        );
+    }
+
+    #[test]
+    fn rust_log_is_the_log_layers_filter_as_a_config_layer() {
+        use dftrace_registry::DftraceConfig;
+        let from_env = |vars: &[(&str, &str)]| {
+            DftraceConfig::builder()
+                .env(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+                .build()
+                .and_then(|config| config.section::<ExportConfig>())
+                .expect("the section reads")
+        };
+        assert_eq!(
+            from_env(&[("RUST_LOG", "my_service=debug")])
+                .log_filter
+                .as_deref(),
+            Some("my_service=debug")
+        );
+        assert_eq!(
+            from_env(&[]).log_filter,
+            None,
+            "read from the builder's environment layer, not from the process"
+        );
+
+        // A bad value is named as the setting and the variable it came from.
+        let mut export = from_env(&[("RUST_LOG", "dftrace=loud")]);
+        export.sink = Sink::None;
+        export.log_format = LogFormat::Compact;
+        let error = build(&export)
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("export.log_filter (RUST_LOG)") && error.contains("dftrace=loud"),
+            "{error}"
         );
     }
 

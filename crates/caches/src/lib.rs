@@ -416,10 +416,7 @@ fn on_builder(
     if !config.enabled {
         return Ok(builder);
     }
-    let runtime = builder
-        .runtime_env()
-        .clone()
-        .unwrap_or_else(|| Arc::new(RuntimeEnv::default()));
+    let runtime = dftrace_registry::builder_runtime_env(&mut builder);
     let (runtime, holdings) = observe_caches(&runtime)?;
     context
         .services()

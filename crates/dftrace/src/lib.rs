@@ -207,7 +207,7 @@ impl Dftrace {
 /// `DFTRACE_CONFIG`, `DFTRACE_*`, `OTEL_*`) and installs telemetry for the
 /// process (once per process).
 pub fn init() -> Result<Dftrace, Error> {
-    init_with(config().build()?)
+    init_with(config_builder().build()?)
 }
 
 /// A configuration builder with the process environment as its environment
@@ -216,22 +216,23 @@ pub fn init() -> Result<Dftrace, Error> {
 ///
 /// ```
 /// use dftrace::prelude::*;
-/// let config = dftrace::config()
+/// let config = dftrace::config_builder()
 ///     .preset(dftrace::Preset::MaximalNoData)
 ///     .sink(dftrace::Sink::Console)
 ///     .service_name("billing")
-///     .sampler(dftrace::Sampler::ParentBasedTraceIdRatio(0.1))
+///     .sampler(dftrace::Sampler::ParentBasedTraceIdRatio)
+///     .sampler_arg(0.1)
 ///     .rule_mode(dftrace::RuleMode::PhaseOnly)
 ///     .set("metrics.otel_metrics", false) // any other field, by path
 ///     .build()?;
 /// assert_eq!(config.preset(), dftrace::Preset::MaximalNoData);
 /// # Ok::<(), dftrace::registry::ConfigError>(())
 /// ```
-pub fn config() -> ConfigBuilder {
+pub fn config_builder() -> ConfigBuilder {
     DftraceConfig::builder().env(std::env::vars())
 }
 
-/// Installs telemetry from `config` (built with [`config`] or [`DftraceConfig::builder`],
+/// Installs telemetry from `config` (built with [`config_builder`] or [`DftraceConfig::builder`],
 /// which layers a preset, a file, the environment and code).
 pub fn init_with(config: DftraceConfig) -> Result<Dftrace, Error> {
     let export: ExportConfig = config.section()?;
@@ -264,7 +265,7 @@ pub fn init_with(config: DftraceConfig) -> Result<Dftrace, Error> {
 ///     .with_simple_exporter(exporter.clone())
 ///     .build();
 ///
-/// let dftrace = dftrace::init_for_host(dftrace::config().build()?)?;
+/// let dftrace = dftrace::init_for_host(dftrace::config_builder().build()?)?;
 /// let subscriber = tracing_subscriber::registry()
 ///     .with(tracing_subscriber::fmt::layer()) // the host's logs, as before
 ///     .with(dftrace.layer(provider.tracer("orders-service")));

@@ -305,10 +305,7 @@ fn on_builder(
         return Ok(builder);
     }
     let mut builder = builder;
-    let runtime = builder
-        .runtime_env()
-        .clone()
-        .unwrap_or_else(|| Arc::new(RuntimeEnv::default()));
+    let runtime = dftrace_registry::builder_runtime_env(&mut builder);
     let (runtime, pool) = observe_memory(&runtime)?;
     if config.otel_metrics {
         watch_pool(&pool);

@@ -55,7 +55,7 @@ pub use registry::{StoreError, instrument_registry};
 mod plugin {
     use crate::{ObjectStoreConfig, instrument_registry};
     use datafusion::execution::SessionStateBuilder;
-    use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use dftrace_registry::{Plugin, PluginContext, Stage};
     use std::sync::Arc;
 
@@ -67,10 +67,7 @@ mod plugin {
         if !config.enabled {
             return Ok(builder);
         }
-        let runtime = builder
-            .runtime_env()
-            .clone()
-            .unwrap_or_else(|| Arc::new(RuntimeEnv::default()));
+        let runtime = dftrace_registry::builder_runtime_env(&mut builder);
         let registry = instrument_registry(Arc::clone(&runtime.object_store_registry), &config);
         let runtime = RuntimeEnvBuilder::from_runtime_env(&runtime)
             .with_object_store_registry(registry)

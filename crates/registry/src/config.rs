@@ -46,6 +46,9 @@ const TOOLING_VARS: &[&str] = &[
 ];
 const ENV_PREFIX: &str = "DFTRACE_";
 const ENV_NESTING: &str = "__";
+/// The standard variables of other tools' conventions a section may take as
+/// an alias besides `OTEL_*` (`export.log_filter`).
+const OTHER_STANDARD_VARS: &[&str] = &["RUST_LOG"];
 
 /// A named set of defaults for every section.
 ///
@@ -154,7 +157,8 @@ pub struct DftraceConfig {
     preset: Preset,
     preset_origin: String,
     file: Option<FileLayer>,
-    /// Only the `DFTRACE_*` and `OTEL_*` variables, sorted for determinism.
+    /// Only the `DFTRACE_*`, `OTEL_*` and `RUST_LOG` variables, sorted for
+    /// determinism.
     env: BTreeMap<String, String>,
     code: Map<String, Value>,
 }
@@ -223,7 +227,7 @@ impl DftraceConfig {
 
     /// The configuration a process gets from its environment: `DFTRACE_PRESET`,
     /// the file named by `DFTRACE_CONFIG` (if set), and every `DFTRACE_*` and
-    /// `OTEL_*` variable.
+    /// `OTEL_*` variable and `RUST_LOG`.
     pub fn from_env() -> Result<Self> {
         Self::builder().env(std::env::vars()).build()
     }
@@ -233,8 +237,8 @@ impl DftraceConfig {
         self.preset
     }
 
-    /// The environment variables this config read (only `DFTRACE_*` and
-    /// `OTEL_*`).
+    /// The environment variables this config read (only `DFTRACE_*`,
+    /// `OTEL_*` and `RUST_LOG`).
     pub fn env_vars(&self) -> &BTreeMap<String, String> {
         &self.env
     }
@@ -430,8 +434,8 @@ impl ConfigBuilder {
     }
 
     /// Reads the environment layer from these variables (pass
-    /// `std::env::vars()` for the process environment). Only `DFTRACE_*` and
-    /// `OTEL_*` variables are kept.
+    /// `std::env::vars()` for the process environment). Only `DFTRACE_*`,
+    /// `OTEL_*` and `RUST_LOG` are kept.
     pub fn env<I, K, V>(mut self, vars: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -472,7 +476,11 @@ impl ConfigBuilder {
             .env
             .unwrap_or_default()
             .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) || k.starts_with("OTEL_"))
+            .filter(|(k, _)| {
+                k.starts_with(ENV_PREFIX)
+                    || k.starts_with("OTEL_")
+                    || OTHER_STANDARD_VARS.contains(&k.as_str())
+            })
             .filter(|(k, _)| !TOOLING_VARS.contains(&k.as_str()))
             .collect();
         for var in env.keys() {

@@ -3,6 +3,7 @@
 
 use crate::config::{DftraceConfig, Section};
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -78,6 +79,17 @@ impl<'a> PluginContext<'a> {
     pub fn services(&mut self) -> &mut Services {
         self.services
     }
+}
+
+/// The runtime environment `builder` will build its session with: the
+/// host's, or the default one `SessionStateBuilder::build` would make. For
+/// hooks that wrap a part of it (the memory pool, the caches, the object
+/// store registry) and set it back.
+pub fn builder_runtime_env(builder: &mut SessionStateBuilder) -> Arc<RuntimeEnv> {
+    builder
+        .runtime_env()
+        .clone()
+        .unwrap_or_else(|| Arc::new(RuntimeEnv::default()))
 }
 
 /// The signature of a row-preview formatter, as `datafusion-tracing` calls it.

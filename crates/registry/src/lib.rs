@@ -94,7 +94,7 @@ pub use error::{ConfigError, Result};
 pub use hooks::{
     BuilderHook, ColumnSources, OperatorAttributes, OperatorFigures, PluginContext, PreviewFn,
     PreviewFormatter, QueryEnd, QueryObserver, RanOperator, Services, SourcedPreviewFn, Spread,
-    StateHook,
+    StateHook, builder_runtime_env,
 };
 pub use int_value::saturating_i64;
 pub use memory::QueryMemory;

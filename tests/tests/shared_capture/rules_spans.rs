@@ -65,20 +65,11 @@ fn tables(ctx: &SessionContext) -> datafusion::error::Result<()> {
     )?;
     ctx.register_table("t", Arc::new(t))?;
 
-    let u_schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("w", DataType::Utf8, false),
-    ]));
-    let u = RecordBatch::try_new(
-        u_schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values((0..120).step_by(3))),
-            Arc::new(StringArray::from_iter_values(
-                (0..40).map(|i| format!("w{i}")),
-            )),
-        ],
+    dftrace_tests::rows::register_join_partner(
+        ctx,
+        (0..120).step_by(3),
+        (0..40).map(|i| format!("w{i}")),
     )?;
-    ctx.register_table("u", Arc::new(MemTable::try_new(u_schema, vec![vec![u]])?))?;
     Ok(())
 }
 

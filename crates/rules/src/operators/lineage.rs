@@ -24,6 +24,7 @@ use super::wrapper::DftraceExec;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_expr::ScalarFunctionExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_plan::aggregates::AggregateExec;
@@ -182,11 +183,7 @@ impl Lineage {
         let outputs = aggregate.schema();
         for output in outputs.fields().iter().skip(groups.len()) {
             let name = output.name();
-            let Some(function) = aggregate
-                .aggr_expr()
-                .iter()
-                .find(|f| name == f.name() || name.starts_with(&format!("{}[", f.name())))
-            else {
+            let Some(function) = aggregate_of_output(aggregate, name) else {
                 out.push(ColumnSources::Unknown);
                 continue;
             };
@@ -365,11 +362,7 @@ impl NamesAbove {
             }
             for (output, names) in schema.fields().iter().zip(&shown).skip(groups.len()) {
                 let name = output.name();
-                let Some(function) = aggregate
-                    .aggr_expr()
-                    .iter()
-                    .find(|f| name == f.name() || name.starts_with(&format!("{}[", f.name())))
-                else {
+                let Some(function) = aggregate_of_output(aggregate, name) else {
                     continue;
                 };
                 // A count shows how many rows, never a value it was given.
@@ -423,4 +416,16 @@ fn mark_read(
             slot.extend(names.iter().cloned());
         }
     }
+}
+
+/// The aggregate function whose output column is `name`: the function's own
+/// name, or a state column of a partial aggregate (`sum(v)[sum]`).
+fn aggregate_of_output<'a>(
+    aggregate: &'a AggregateExec,
+    name: &str,
+) -> Option<&'a Arc<AggregateFunctionExpr>> {
+    aggregate
+        .aggr_expr()
+        .iter()
+        .find(|f| name == f.name() || name.starts_with(&format!("{}[", f.name())))
 }
