@@ -4,7 +4,7 @@
 //! (operator and planner spans, redacted previews, storage spans, the
 //! metrics summary); a host's whole setup is one call that reads the
 //! configuration (a preset, `DFTRACE_CONFIG`, `DFTRACE_*` and the standard
-//! `OTEL_*` variables) and installs telemetry, and one call on its
+//! `OTEL_*` variables and `RUST_LOG`) and installs telemetry, and one call on its
 //! `SessionStateBuilder`:
 //!
 //! ```
@@ -204,7 +204,7 @@ impl Dftrace {
 }
 
 /// Reads the configuration from the environment (`DFTRACE_PRESET`,
-/// `DFTRACE_CONFIG`, `DFTRACE_*`, `OTEL_*`) and installs telemetry for the
+/// `DFTRACE_CONFIG`, `DFTRACE_*`, `OTEL_*`, `RUST_LOG`) and installs telemetry for the
 /// process (once per process).
 pub fn init() -> Result<Dftrace, Error> {
     init_with(config_builder().build()?)

@@ -1,7 +1,7 @@
 //! Every example in `examples/examples/` runs and says what it should. The
 //! examples assert their own invariants; this test runs the binaries that
-//! `cargo test --workspace --all-targets` (what `cargo xtask test` runs)
-//! builds, and checks their output.
+//! `cargo test --workspace` (what `cargo xtask test` runs) builds with its
+//! default targets, and checks their output.
 
 // Helpers outside #[test] functions may panic too: in a test, a panic with
 // a message is the failure report.

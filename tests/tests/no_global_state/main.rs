@@ -6,7 +6,8 @@
 //!
 //! A test that needs the process to itself — its own subscriber or meter
 //! provider, a plugin no other test may see or one that must not be linked,
-//! a process-wide count — is a binary of its own in `tests/tests/`.
+//! a process-wide count, the machine's cores to itself (reliability's
+//! collector faults) — is a binary of its own in `tests/tests/`.
 
 mod bad_input;
 mod bootstrap_export;
@@ -14,5 +15,4 @@ mod cli;
 mod distributed;
 mod docs;
 mod examples;
-mod reliability;
 mod view;

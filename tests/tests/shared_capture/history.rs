@@ -94,13 +94,19 @@ async fn the_tables_hold_what_the_exported_spans_say_for_tpch() {
     for create in &creates {
         ctx.sql(create).await.unwrap().collect().await.unwrap();
     }
-    // The CREATEs' ends are told off their path: counted once told.
-    let flushed = tokio::task::spawn_blocking(|| {
-        dftrace_registry::flush_pending_work(std::time::Duration::from_secs(60))
+    // The CREATEs' ends are told off their path: counted once told (waited
+    // for here, not with flush_pending_work, which also waits for the other
+    // tests of this binary).
+    let history = history_of(&ctx);
+    let created = creates.len();
+    let told = tokio::task::spawn_blocking(move || {
+        dftrace_tests::wait::poll_until(dftrace_tests::capture::TRACE_DEADLINE, || {
+            history.queries().len() >= created
+        })
     })
     .await
     .unwrap();
-    assert!(flushed, "the CREATEs' ends were told within a minute");
+    assert!(told, "the CREATEs' ends were told");
     let before = history_of(&ctx).queries().len();
 
     let mut traces: Vec<(String, i64, &str, Vec<SpanData>)> = Vec::new();
