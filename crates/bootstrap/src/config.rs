@@ -182,13 +182,12 @@ pub struct ExportConfig {
     pub resource_attributes: BTreeMap<String, String>,
     /// The `tracing` filter directives of what is exported
     /// (`DFTRACE_EXPORT__FILTER`), and of the log layer when `log_filter` is
-    /// empty. Default: `info`.
+    /// unset. Default: `info`.
     pub filter: String,
     /// The filter directives of the log layer alone (`RUST_LOG`, as for
     /// every other program; `DFTRACE_EXPORT__LOG_FILTER`); never what is
-    /// exported. Empty: the log layer follows `filter`. A string, not an
-    /// optional one, so that `RUST_LOG=3` reads as text. Default: empty.
-    pub log_filter: String,
+    /// exported. Default: unset (the log layer follows `filter`).
+    pub log_filter: Option<String>,
     /// Human log output on stderr (`DFTRACE_EXPORT__LOG_FORMAT`): `none`,
     /// `compact` or `json`. Default: `none`.
     pub log_format: LogFormat,
@@ -326,7 +325,7 @@ impl Section for ExportConfig {
             service_version: None,
             resource_attributes: BTreeMap::new(),
             filter: "info".to_owned(),
-            log_filter: String::new(),
+            log_filter: None,
             log_format: LogFormat::None,
             console_summary: false,
             sampler: Sampler::ParentBasedAlwaysOn,

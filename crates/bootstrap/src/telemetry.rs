@@ -448,10 +448,11 @@ pub fn build(config: &ExportConfig) -> Result<Telemetry, BootstrapError> {
                     directives: export_directives.clone(),
                     source,
                 })?;
-            let (origin, directives) = if config.log_filter.trim().is_empty() {
-                ("export.filter", export_directives.clone())
-            } else {
-                ("export.log_filter (RUST_LOG)", config.log_filter.clone())
+            let (origin, directives) = match &config.log_filter {
+                Some(directives) if !directives.trim().is_empty() => {
+                    ("export.log_filter (RUST_LOG)", directives.clone())
+                }
+                _ => ("export.filter", export_directives.clone()),
             };
             let log_filter =
                 per_layer_filter(&directives).map_err(|source| BootstrapError::Filter {
@@ -555,14 +556,19 @@ mod tests {
                 .expect("the section reads")
         };
         assert_eq!(
-            from_env(&[("RUST_LOG", "my_service=debug")]).log_filter,
-            "my_service=debug"
+            from_env(&[("RUST_LOG", "my_service=debug")])
+                .log_filter
+                .as_deref(),
+            Some("my_service=debug")
         );
         // A level alone is a filter too (3 is `info`), not a number.
-        assert_eq!(from_env(&[("RUST_LOG", "3")]).log_filter, "3");
+        assert_eq!(
+            from_env(&[("RUST_LOG", "3")]).log_filter.as_deref(),
+            Some("3")
+        );
         assert_eq!(
             from_env(&[]).log_filter,
-            "",
+            None,
             "read from the builder's environment layer, not from the process"
         );
 

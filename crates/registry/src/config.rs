@@ -266,10 +266,20 @@ impl DftraceConfig {
                 &file.origin,
             );
         }
+        // Values the environment gave a field without a default that read
+        // as numbers: numbers unless the section wants text there.
+        let mut read_as_numbers = Vec::new();
         for alias in S::ENV_ALIASES {
             if let Some(raw) = self.env.get(alias.var) {
                 let path: Vec<String> = alias.field.split('.').map(str::to_owned).collect();
-                set_env(&mut value, &path, alias.var, raw, &mut origins)?;
+                set_env(
+                    &mut value,
+                    &path,
+                    alias.var,
+                    raw,
+                    &mut origins,
+                    &mut read_as_numbers,
+                )?;
             }
         }
         let prefix = format!("{ENV_PREFIX}{}{ENV_NESTING}", S::NAME.to_ascii_uppercase());
@@ -281,22 +291,37 @@ impl DftraceConfig {
                 .split(ENV_NESTING)
                 .map(str::to_ascii_lowercase)
                 .collect();
-            set_env(&mut value, &path, var, raw, &mut origins)?;
+            set_env(
+                &mut value,
+                &path,
+                var,
+                raw,
+                &mut origins,
+                &mut read_as_numbers,
+            )?;
         }
         if let Some(layer) = self.code.get(S::NAME) {
             merge(&mut value, layer, &mut Vec::new(), &mut origins, "code");
         }
 
-        serde_path_to_error::deserialize(value).map_err(|error| {
-            let path: Vec<String> = error
-                .path()
-                .iter()
-                .filter_map(|segment| match segment {
-                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                    serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-                    _ => None,
-                })
-                .collect();
+        loop {
+            let error = match serde_path_to_error::deserialize(&value) {
+                Ok(section) => return Ok(section),
+                Err(error) => error,
+            };
+            let path = error_path(&error);
+            // `SERVICE_VERSION=2` for an optional string: the text, then
+            // read again (unless the code layer set that field since).
+            let from_env = |(p, var, _): &(Vec<String>, String, String)| {
+                *p == path && origins.find(&path) == *var
+            };
+            if let Some(at) = read_as_numbers.iter().position(from_env) {
+                let (path, _, raw) = read_as_numbers.swap_remove(at);
+                if let Some(slot) = value.pointer_mut(&json_pointer(&path)) {
+                    *slot = Value::String(raw);
+                    continue;
+                }
+            }
             let mut field = S::NAME.to_owned();
             for segment in &path {
                 field.push('.');
@@ -308,12 +333,12 @@ impl DftraceConfig {
             if may_hold_credentials(&field) {
                 message = quoted_masked(&message);
             }
-            ConfigError::InvalidValue {
+            return Err(ConfigError::InvalidValue {
                 field,
                 origin: origins.find(&path),
                 message,
-            }
-        })
+            });
+        }
     }
 
     /// Every section name this config mentions in a file, in a
@@ -685,12 +710,36 @@ fn merge(
 
 /// Sets the field at `path` from an environment string, read as the type the
 /// field has below this layer.
+/// The section-relative path of the field a deserialization error is about.
+fn error_path<E>(error: &serde_path_to_error::Error<E>) -> Vec<String> {
+    error
+        .path()
+        .iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `path` as a JSON pointer (RFC 6901) into a section's value.
+fn json_pointer(path: &[String]) -> String {
+    path.iter()
+        .map(|segment| format!("/{}", segment.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+/// Sets the variable `var`'s value at `path`, read as the type the value
+/// there has; a value read as a number where there is no default to say the
+/// type is noted in `read_as_numbers` with the variable and its text.
 fn set_env(
     value: &mut Value,
     path: &[String],
     var: &str,
     raw: &str,
     origins: &mut Origins,
+    read_as_numbers: &mut Vec<(Vec<String>, String, String)>,
 ) -> Result<()> {
     let mut slot = value;
     for segment in path {
@@ -702,7 +751,11 @@ fn set_env(
         };
         slot = map.entry(segment.clone()).or_insert(Value::Null);
     }
-    *slot = coerce_env(slot, var, raw)?;
+    let coerced = coerce_env(slot, var, raw)?;
+    if slot.is_null() && coerced.is_number() {
+        read_as_numbers.push((path.to_vec(), var.to_owned(), raw.to_owned()));
+    }
+    *slot = coerced;
     origins.set(path, var);
     Ok(())
 }

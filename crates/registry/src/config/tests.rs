@@ -229,6 +229,22 @@ fn env_values_are_read_as_the_field_type() {
     );
     assert_eq!(value.nested.depth, 3);
     assert_eq!(value.endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+
+    // An optional string without a default to say its type keeps
+    // numeric-looking text too (a version `2`, a `RUST_LOG` level `3`).
+    let value = demo(DftraceConfig::builder().env([("DFTRACE_DEMO__ENDPOINT", "2.10")]));
+    assert_eq!(value.endpoint.as_deref(), Some("2.10"));
+    // The code layer's value wins over the variable's, and a wrong one is
+    // still named as the code's.
+    let message = error(
+        DftraceConfig::builder()
+            .env([("DFTRACE_DEMO__ENDPOINT", "2")])
+            .set("demo.endpoint", 3),
+    );
+    assert!(
+        message.contains("demo.endpoint") && message.contains("code"),
+        "{message}"
+    );
 }
 
 #[test]
