@@ -137,6 +137,25 @@ impl SpanCapture {
         spans
     }
 
+    /// The trace's one root query span and its operator spans (those with
+    /// an operator index), once the root has arrived (see
+    /// [`SpanCapture::trace_with_root`]).
+    ///
+    /// # Panics
+    ///
+    /// When the root has not arrived in time, or the trace has more roots
+    /// than one.
+    pub async fn root_and_operators(&'static self, trace_id: &str) -> (SpanData, Vec<SpanData>) {
+        let spans = self.trace_with_root(trace_id).await;
+        let root = query_root(&spans).clone();
+        let operators = spans
+            .iter()
+            .filter(|span| attribute(span, dftrace_registry::keys::OPERATOR_INDEX).is_some())
+            .cloned()
+            .collect();
+        (root, operators)
+    }
+
     /// Every finished span with this name, in any trace.
     pub fn trace_spans_named(&self, name: &str) -> Vec<SpanData> {
         self.exporter

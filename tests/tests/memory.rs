@@ -17,8 +17,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use dftrace_history as _;
 use dftrace_memory::ObservedPool;
 use dftrace_metrics_summary as _;
-use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME, RegistryStateBuilderExt, keys};
-use dftrace_tests::capture::{SpanCapture, attribute, span_capture};
+use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt, keys};
+use dftrace_tests::capture::{attribute, span_capture};
 use dftrace_tests::rows::{canonical_rows, int_column};
 use dftrace_tests::tpch::{Table, write_tables};
 use opentelemetry::Value;
@@ -173,19 +173,6 @@ fn float(span: &SpanData, key: &str) -> Option<f64> {
     }
 }
 
-async fn trace(capture: &'static SpanCapture, trace_id: &str) -> (SpanData, Vec<SpanData>) {
-    let spans = capture.trace_with_root(trace_id).await;
-    let roots: Vec<&SpanData> = spans.iter().filter(|s| s.name == QUERY_SPAN_NAME).collect();
-    assert_eq!(roots.len(), 1, "one root per statement: {spans:#?}");
-    let root = roots[0].clone();
-    let operators = spans
-        .iter()
-        .filter(|s| attribute(s, keys::OPERATOR_INDEX).is_some())
-        .cloned()
-        .collect();
-    (root, operators)
-}
-
 /// One row of a history table for the trace, as integers by column.
 async fn history_row(ctx: &SessionContext, sql: String) -> Vec<RecordBatch> {
     ctx.sql(&sql).await.unwrap().collect().await.unwrap()
@@ -223,7 +210,7 @@ async fn a_spilling_sort_and_aggregate_carry_their_peaks_everywhere() {
         expected,
         "results unchanged"
     );
-    let (root, operators) = trace(capture, &trace_id).await;
+    let (root, operators) = capture.root_and_operators(&trace_id).await;
 
     let peak = int(&root, keys::MEMORY_PEAK).expect("the root's peak");
     assert_eq!(int(&root, keys::MEMORY_LIMIT), Some(LIMIT as i64));
@@ -367,7 +354,7 @@ async fn a_query_the_pool_refuses_keeps_its_figures_and_names_the_operator() {
         expected.strip_backtrace(),
         "the error is the pool's, unchanged"
     );
-    let (root, operators) = trace(capture, &trace_id).await;
+    let (root, operators) = capture.root_and_operators(&trace_id).await;
     let failed = int(&root, keys::MEMORY_FAILED).expect("failed reservations on the root");
     assert!(failed >= 1, "{failed}");
     assert!(int(&root, keys::MEMORY_PEAK).unwrap() > 0);
@@ -448,7 +435,7 @@ async fn concurrent_queries_keep_their_own_peaks() {
     for k in 1..=32 {
         let (result, trace_id) = host_query(&ctx, &sql(k)).await;
         result.unwrap();
-        alone.push(peak(&trace(capture, &trace_id).await.0));
+        alone.push(peak(&capture.root_and_operators(&trace_id).await.0));
     }
     assert!(
         alone.windows(2).any(|pair| pair[0] != pair[1]),
@@ -466,7 +453,9 @@ async fn concurrent_queries_keep_their_own_peaks() {
     .await;
     let mut peaks = Vec::new();
     for trace_id in together {
-        peaks.push(peak(&trace(capture, &trace_id.unwrap()).await.0));
+        peaks.push(peak(
+            &capture.root_and_operators(&trace_id.unwrap()).await.0,
+        ));
     }
     assert_eq!(
         peaks, alone,

@@ -20,15 +20,12 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use dftrace_history as _;
 use dftrace_metrics_summary as _;
-use dftrace_registry::{
-    DftraceConfig, Preset, QUERY_SPAN_NAME, RegistryStateBuilderExt, keys, queries_in_flight,
-};
-use dftrace_tests::capture::{SpanCapture, attribute, span_capture};
+use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt, keys, queries_in_flight};
+use dftrace_tests::capture::{attribute, span_capture};
 use dftrace_tests::rows::{int_column, string_column};
 use futures::StreamExt;
 use opentelemetry::Value;
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry_sdk::trace::SpanData;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, Semaphore};
@@ -158,18 +155,6 @@ async fn running_rows(ctx: &SessionContext, trace_id: &str) -> Vec<RecordBatch> 
     .await
 }
 
-async fn root_of(capture: &'static SpanCapture, trace_id: &str) -> (SpanData, Vec<SpanData>) {
-    let spans = capture.trace_with_root(trace_id).await;
-    let roots: Vec<&SpanData> = spans.iter().filter(|s| s.name == QUERY_SPAN_NAME).collect();
-    assert_eq!(roots.len(), 1, "one root: {spans:#?}");
-    let operators = spans
-        .iter()
-        .filter(|s| attribute(s, keys::OPERATOR_INDEX).is_some())
-        .cloned()
-        .collect();
-    (roots[0].clone(), operators)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_query_shows_in_running_with_its_rows_so_far() {
     let _turn = SERIAL.lock().await;
@@ -226,7 +211,7 @@ async fn a_held_query_shows_in_running_with_its_rows_so_far() {
         .map(RecordBatch::num_rows)
         .sum();
     assert_eq!(rows, 30);
-    let (root, spans) = root_of(capture, &trace_id).await;
+    let (root, spans) = capture.root_and_operators(&trace_id).await;
     // Once its end is told, it is in dftrace.queries and no longer running.
     assert!(
         running_rows(&ctx, &trace_id)
@@ -282,7 +267,7 @@ async fn a_dropped_stream_ends_as_cancelled_with_what_ran() {
     }
     .instrument(span)
     .await;
-    let (root, operators) = root_of(capture, &trace_id).await;
+    let (root, operators) = capture.root_and_operators(&trace_id).await;
     assert_eq!(
         attribute(&root, keys::QUERY_CANCELLED),
         Some(&Value::Bool(true)),
@@ -350,7 +335,7 @@ async fn a_dropped_run_sql_future_ends_as_cancelled() {
     // The host gives up on it: its future is dropped.
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
-    let (root, operators) = root_of(capture, &trace_id).await;
+    let (root, operators) = capture.root_and_operators(&trace_id).await;
     assert_eq!(
         attribute(&root, keys::QUERY_CANCELLED),
         Some(&Value::Bool(true))
