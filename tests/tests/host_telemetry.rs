@@ -542,6 +542,52 @@ fn every_entry_point_is_one_trace_under_the_hosts_request_span() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A host that keeps the executed plan (to show its metrics, as EXPLAIN
+/// ANALYZE does; datafusion-python's DataFrame keeps it too) gets the root
+/// when the query ends, not when it lets the plan go.
+#[test]
+fn the_root_ends_with_the_query_while_the_host_keeps_the_plan() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let host = host();
+    host.reset();
+    let runtime = runtime();
+    // With the planner instrumentation the root opens before planning;
+    // with dftrace's exec rule alone, at the plan's first execute.
+    let exec_rule_only = {
+        let rule = dftrace_rules::exec_rule(&dftrace_rules::RulesConfig::default(), None).unwrap();
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_physical_optimizer_rule(rule)
+            .build();
+        SessionContext::new_with_state(state)
+    };
+    for (what, ctx) in [
+        (
+            "opened before planning",
+            session(preset_config(dftrace::Preset::Maximal)),
+        ),
+        ("opened at the first execute", exec_rule_only),
+    ] {
+        host.exporter.reset();
+        let kept = runtime.block_on(async {
+            let df = ctx.sql("SELECT 1 AS one UNION ALL SELECT 2").await.unwrap();
+            let task = Arc::new(df.task_ctx());
+            let plan = df.create_physical_plan().await.unwrap();
+            let rows = datafusion::physical_plan::collect(Arc::clone(&plan), task)
+                .await
+                .unwrap();
+            assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+            plan
+        });
+        spans_when(
+            host,
+            &format!("the root ({what}) of a kept plan"),
+            |spans| roots(spans) == 1,
+        );
+        drop(kept);
+    }
+}
+
 #[test]
 fn a_subscriber_that_drops_dftraces_spans_is_an_error_at_session_build() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

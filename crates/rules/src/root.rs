@@ -33,10 +33,10 @@ pub(crate) struct RootState {
     /// The node the first `execute` ran (the plan as it ran), for the
     /// metrics summary.
     executed: OnceLock<Arc<dyn ExecutionPlan>>,
-    /// Once opened: the root span to poll the partitions in, or `None` on a
-    /// worker, where each partition is polled in the span of the request
-    /// that executed it (so that span can end with its request).
-    span: OnceLock<Option<Span>>,
+    /// The root span to poll the partitions in, once opened. Let go of when
+    /// the query ends, so the span closes then: a host may keep the plan
+    /// (to show its metrics; datafusion-python's DataFrame keeps it).
+    span: Mutex<RootSpan>,
     ended: AtomicUsize,
     /// Partitions that ran to their end (the others were dropped before).
     completed: AtomicUsize,
@@ -64,10 +64,20 @@ enum RootQuery {
     Done,
 }
 
+#[derive(Debug)]
+enum RootSpan {
+    NotOpened,
+    Open(Span),
+    /// On a worker each partition is polled in the span of the request that
+    /// executed it (so that span can end with its request); after the end, a
+    /// plan run again runs in whatever span is current.
+    Elsewhere,
+}
+
 impl RootState {
     /// A root opened while planning (its span is the planning's parent).
     pub(crate) fn started(query: QuerySpan) -> Self {
-        let span = OnceLock::from(Some(query.span().clone()));
+        let span = Mutex::new(RootSpan::Open(query.span().clone()));
         RootState {
             query: Mutex::new(RootQuery::Open(Box::new(query))),
             executed: OnceLock::new(),
@@ -84,7 +94,7 @@ impl RootState {
         RootState {
             query: Mutex::new(RootQuery::Lazy(literals)),
             executed: OnceLock::new(),
-            span: OnceLock::new(),
+            span: Mutex::new(RootSpan::NotOpened),
             ended: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
             rows: AtomicUsize::new(0),
@@ -96,15 +106,16 @@ impl RootState {
         self.query.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The root span, opened now if it is not yet (`None` on a worker).
-    fn span(&self, context: &TaskContext) -> Result<Option<&Span>> {
-        if let Some(span) = self.span.get() {
-            return Ok(span.as_ref());
+    /// The root span, opened now if it is not yet (`None` on a worker, or
+    /// once the query has ended).
+    fn span(&self, context: &TaskContext) -> Result<Option<Span>> {
+        let mut slot = self.span.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            RootSpan::Open(span) => return Ok(Some(span.clone())),
+            RootSpan::Elsewhere => return Ok(None),
+            RootSpan::NotOpened => {}
         }
         let mut query = self.lock();
-        if let Some(span) = self.span.get() {
-            return Ok(span.as_ref());
-        }
         let RootQuery::Lazy(literals) = &*query else {
             return Err(DataFusionError::Internal(
                 "a dftrace query root without a span".to_owned(),
@@ -119,12 +130,14 @@ impl RootState {
                 collector: Arc::default(),
                 started: Instant::now(),
             };
-            return Ok(self.span.get_or_init(|| None).as_ref());
+            *slot = RootSpan::Elsewhere;
+            return Ok(None);
         }
         let opened = QuerySpan::start_auto(context.session_config(), Some(literals))?;
-        let span = self.span.get_or_init(|| Some(opened.span().clone()));
+        let span = opened.span().clone();
         *query = RootQuery::Open(Box::new(opened));
-        Ok(span.as_ref())
+        *slot = RootSpan::Open(span.clone());
+        Ok(Some(span))
     }
 
     fn partition_ended(&self, partitions: usize) {
@@ -136,6 +149,8 @@ impl RootState {
     /// Records the outcome and ends the root (once).
     fn finish(&self) {
         let query = std::mem::replace(&mut *self.lock(), RootQuery::Done);
+        // The partitions' streams hold the span until they are dropped.
+        *self.span.lock().unwrap_or_else(PoisonError::into_inner) = RootSpan::Elsewhere;
         match query {
             RootQuery::Open(query) => match self.error.get() {
                 Some(error) => query.record_error(error),
@@ -190,7 +205,7 @@ impl PlanRoot for RootState {
     ) -> Result<SendableRecordBatchStream> {
         let partitions = inner.properties().partitioning.partition_count();
         self.executed.get_or_init(|| Arc::clone(inner));
-        let span = self.span(&context)?.cloned().unwrap_or_else(Span::current);
+        let span = self.span(&context)?.unwrap_or_else(Span::current);
         if let RootQuery::Worker { collector, .. } = &*self.lock() {
             // The operators this request runs report to this plan.
             Collector::attach(collector, &span);
