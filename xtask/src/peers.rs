@@ -3,7 +3,9 @@
 //!
 //! - `rotel` (an OpenTelemetry collector; the wheel carries the
 //!   `rotel-agent` binary), pinned to the version `shared/design.md` names;
-//! - `moto[server]` (an S3-compatible server, `moto_server`).
+//! - `moto[server]` (an S3-compatible server, `moto_server`);
+//! - datafusion-python, pytest and the OpenTelemetry SDK, for the Python
+//!   package's suite (`crates/python`), which runs this environment's Python.
 
 use crate::process::run;
 use std::path::{Path, PathBuf};
@@ -11,19 +13,25 @@ use std::process::Command;
 
 const ROTEL_REQUIREMENT: &str = "rotel==0.0.1a15";
 const MOTO_REQUIREMENT: &str = "moto[server]";
+/// What the Python package's suite imports: the datafusion-python release
+/// whose FFI the extension speaks, the test runner, and the OpenTelemetry SDK
+/// a Python application would trace with.
+const PYTHON_SUITE_REQUIREMENTS: [&str; 3] = ["datafusion==55.0.0", "pytest", "opentelemetry-sdk"];
 
 /// Paths of the installed peers.
 pub(crate) struct Peers {
     rotel: PathBuf,
     moto: PathBuf,
+    python: PathBuf,
 }
 
 impl Peers {
     /// The environment variables the tests read the peer paths from.
-    pub(crate) fn env(&self) -> [(&'static str, &Path); 2] {
+    pub(crate) fn env(&self) -> [(&'static str, &Path); 3] {
         [
             ("DFTRACE_ROTEL_BIN", &self.rotel),
             ("DFTRACE_MOTO_BIN", &self.moto),
+            ("DFTRACE_PYTHON_BIN", &self.python),
         ]
     }
 }
@@ -40,17 +48,15 @@ pub(crate) fn ensure() -> Result<Peers, String> {
             format!("{error}\nthe test peers need Python 3 with the venv module (set PYTHON=...)")
         })?;
     }
-    run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        ROTEL_REQUIREMENT,
-        MOTO_REQUIREMENT,
-    ]))
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", ROTEL_REQUIREMENT, MOTO_REQUIREMENT])
+        .args(PYTHON_SUITE_REQUIREMENTS))
     .map_err(|error| format!("{error}\ncould not install the test peers from PyPI"))?;
     find(&venv).ok_or_else(|| {
         format!(
-            "installed {ROTEL_REQUIREMENT} and {MOTO_REQUIREMENT} into {} but could not find \
-             rotel-agent and moto_server there",
+            "installed {ROTEL_REQUIREMENT}, {MOTO_REQUIREMENT} and {} into {} but could not \
+             find rotel-agent, moto_server, datafusion and pytest there",
+            PYTHON_SUITE_REQUIREMENTS.join(", "),
             venv.display()
         )
     })
@@ -58,14 +64,26 @@ pub(crate) fn ensure() -> Result<Peers, String> {
 
 fn find(venv: &Path) -> Option<Peers> {
     let moto = venv.join("bin/moto_server");
-    let lib = venv.join("lib");
+    let python = venv.join("bin/python");
     // site-packages lives under lib/pythonX.Y/, whatever the minor version.
-    let rotel = std::fs::read_dir(&lib)
+    let site_packages = std::fs::read_dir(venv.join("lib"))
         .ok()?
         .filter_map(Result::ok)
-        .map(|entry| entry.path().join("site-packages/rotel/rotel-agent"))
-        .find(|path| path.is_file())?;
-    moto.is_file().then_some(Peers { rotel, moto })
+        .map(|entry| entry.path().join("site-packages"))
+        .find(|path| path.is_dir())?;
+    let rotel = site_packages.join("rotel/rotel-agent");
+    let python_suite = [
+        "datafusion/_internal.abi3.so",
+        "pytest/__init__.py",
+        "opentelemetry/sdk/trace/__init__.py",
+    ]
+    .iter()
+    .all(|module| site_packages.join(module).is_file());
+    (rotel.is_file() && moto.is_file() && python.is_file() && python_suite).then_some(Peers {
+        rotel,
+        moto,
+        python,
+    })
 }
 
 /// Debian's Chromium for the browser checks: `$DFTRACE_CHROMIUM_BIN`, else

@@ -43,6 +43,7 @@ const TOOLING_VARS: &[&str] = &[
     "DFTRACE_CLI_BIN",
     "DFTRACE_UPDATE_DOCS",
     "DFTRACE_CHROMIUM_BIN",
+    "DFTRACE_PYTHON_BIN",
 ];
 const ENV_PREFIX: &str = "DFTRACE_";
 const ENV_NESTING: &str = "__";
