@@ -26,6 +26,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -169,6 +170,23 @@ impl ExecutionPlan for Crossing {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         self.statement.note_current();
+        // The session rebuilds on its side the task context it is given,
+        // converting each function of its registry across the boundary
+        // (datafusion-ffi's `task_ctx.rs`), and its nodes hand that context on
+        // to their children, which are this side's: hundreds of conversions
+        // per node and partition. An executed plan's expressions hold their
+        // functions already, so the session's nodes get the context without
+        // the registry.
+        let context = Arc::new(TaskContext::new(
+            context.task_id(),
+            context.session_id(),
+            context.session_config().clone(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            context.runtime_env(),
+        ));
         self.foreign.execute(partition, context)
     }
 

@@ -25,6 +25,7 @@ Python session cannot give is listed in the package README.
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -67,12 +68,18 @@ def init(
         DftraceError: a setting, preset or file is wrong (the message names
             it and what is accepted), or telemetry is already running in this
             process.
+
+    Telemetry is shut down (flushed) at interpreter exit if ``shutdown`` was
+    not called.
     """
     global _current
     merged: dict[str, Any] = dict(settings or {})
     merged.update({key.replace("__", "."): value for key, value in overrides.items()})
     config_path = os.fspath(config_file) if config_file is not None else None
     telemetry = _init(preset, config_path, merged)
+    # As a Rust host's telemetry flushes when dropped: the spans of the last
+    # queries are not lost when the application forgets shutdown().
+    atexit.register(telemetry.shutdown)
     _current = telemetry
     return telemetry
 

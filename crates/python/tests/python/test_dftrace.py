@@ -197,3 +197,44 @@ def test_bad_settings_raise_dftrace_error_naming_what_is_accepted():
         dftrace.init(export__sink="carrier-pigeon")
     with pytest.raises(dftrace.DftraceError, match="init"):
         dftrace.instrument(object())
+
+
+def readme_snippet() -> str:
+    readme = (Path(__file__).parents[4] / "README.md").read_text()
+    section = readme.split("## Use from Python", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_snippet_runs_and_exports_a_trace(tmp_path):
+    env = {
+        **os.environ,
+        # Where the default sink (a file, without an OTLP endpoint) writes.
+        "DFTRACE_EXPORT__FILE__DIR": str(tmp_path / "traces"),
+    }
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    done = subprocess.run(
+        [sys.executable, "-c", readme_snippet()],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "spans were exported" in done.stdout, done.stdout
+    roots = [s for s in spans(tmp_path) if s["name"] == QUERY_SPAN]
+    assert len(roots) == 1
+
+
+def test_spans_are_flushed_at_exit_without_shutdown(tmp_path):
+    script = f"""
+import dftrace
+from datafusion import SessionContext
+dftrace.init(export__sink="file", export__file__dir={str(tmp_path / "traces")!r})
+ctx = dftrace.instrument(SessionContext())
+ctx.sql("SELECT 1 AS one").collect()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    roots = [s for s in spans(tmp_path) if s["name"] == QUERY_SPAN]
+    assert len(roots) == 1
