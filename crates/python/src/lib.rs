@@ -2,7 +2,7 @@
 //!
 //! datafusion-python runs its own copy of DataFusion; this extension runs
 //! dftrace's, and the two meet through DataFusion's FFI crate: the session
-//! calls [`SessionRule`] (exported as an `FFI_PhysicalOptimizerRule` capsule)
+//! calls `SessionRule` (exported as an `FFI_PhysicalOptimizerRule` capsule)
 //! last among its physical optimizer rules, the rule wraps every (foreign)
 //! operator of the plan with dftrace's exec rule, and the wrapped plan goes
 //! back to the session, which executes it as usual. Spans are exported by
