@@ -19,6 +19,7 @@
 //! a session's node is [`Entered`]: it executes its node inside the
 //! statement's span ([`Statement`]).
 
+use crate::task_context;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -26,6 +27,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion_ffi::execution_plan::FFI_ExecutionPlan;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,6 +72,9 @@ impl Statement {
 pub(crate) struct Crossing {
     /// The session's node (a `ForeignExecutionPlan`).
     foreign: Arc<dyn ExecutionPlan>,
+    /// The session's export of that node, to call it with the session's own
+    /// task context (`crate::task_context`).
+    ffi: FFI_ExecutionPlan,
     /// Its children as this side knows them: `Crossing`s at first, then
     /// whatever dftrace's rule put in their place.
     children: Vec<Arc<dyn ExecutionPlan>>,
@@ -88,6 +93,8 @@ impl Crossing {
             .map(|child| Crossing::of_plan(Arc::clone(child), statement))
             .collect();
         Arc::new(Crossing {
+            // The session's own export (a foreign plan is handed back as is).
+            ffi: FFI_ExecutionPlan::new(Arc::clone(&plan), None),
             foreign: plan,
             children,
             statement: Arc::clone(statement),
@@ -117,23 +124,24 @@ impl ExecutionPlan for Crossing {
     fn replace_children(
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
-        options: ReplaceChildrenOptions,
+        // The session's node recomputes its properties either way, as
+        // `ForeignExecutionPlan::replace_children` does.
+        _options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // The session's node gets the new children (exported across the
-        // boundary, each entering the statement's span); this side keeps
-        // them as they are.
-        let entered = children
-            .iter()
-            .map(|child| {
-                Arc::new(Entered {
-                    inner: Arc::clone(child),
-                    statement: Arc::clone(&self.statement),
-                }) as Arc<dyn ExecutionPlan>
-            })
-            .collect();
-        let foreign = Arc::clone(&self.foreign).replace_children(entered, options)?;
+        // The session's node gets the new children, each exported entering
+        // the statement's span and keeping the session's task context; this
+        // side keeps them as they are.
+        let entered = children.iter().map(|child| {
+            task_context::export_plan(Arc::new(Entered {
+                inner: Arc::clone(child),
+                statement: Arc::clone(&self.statement),
+            }))
+        });
+        let ffi = task_context::replace_session_children(&self.ffi, entered)?;
+        let foreign: Arc<dyn ExecutionPlan> = (&ffi).try_into()?;
         Ok(Arc::new(Crossing {
             foreign,
+            ffi,
             children,
             statement: Arc::clone(&self.statement),
         }))
@@ -170,13 +178,16 @@ impl ExecutionPlan for Crossing {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         self.statement.note_current();
-        // The session rebuilds on its side the task context it is given,
-        // converting each function of its registry across the boundary
-        // (datafusion-ffi's `task_ctx.rs`), and its nodes hand that context on
-        // to their children, which are this side's: hundreds of conversions
-        // per node and partition. An executed plan's expressions hold their
-        // functions already, so the session's nodes get the context without
-        // the registry.
+        if let Some(stream) =
+            task_context::execute_with_session_context(&self.ffi, partition, &context)
+        {
+            return stream;
+        }
+        // Not run by the session through this side's exports (a plan
+        // executed from this side): datafusion-ffi rebuilds the context on
+        // the session's side, converting each function of the registry; an
+        // executed plan's expressions hold their functions already, so the
+        // session's node gets the context without the registry.
         let context = Arc::new(TaskContext::new(
             context.task_id(),
             context.session_id(),

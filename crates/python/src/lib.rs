@@ -14,6 +14,7 @@
 
 mod crossing;
 mod session_exec;
+mod task_context;
 
 use crossing::{Crossing, Statement};
 use datafusion::config::ConfigOptions;
@@ -21,7 +22,6 @@ use datafusion::error::Result as DataFusionResult;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion_ffi::physical_optimizer::FFI_PhysicalOptimizerRule;
 use dftrace::SessionStateBuilderExt as _;
 use dftrace::registry::DftraceSession;
 use pyo3::exceptions::PyException;
@@ -89,6 +89,10 @@ impl PhysicalOptimizerRule for SessionRule {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
+        if plan.downcast_ref::<SessionExec>().is_some() {
+            // Instrumented already: the session has this rule twice.
+            return Ok(plan);
+        }
         let statement = Arc::new(Statement::default());
         let plan = self
             .rules
@@ -223,7 +227,7 @@ impl PhysicalOptimizerRuleCapsule {
         // the plan's nodes of this library each time it exports them
         // (`pass_runtime_to_children`), with fresh operator records; and
         // nothing dftrace runs on this side spawns a task.
-        let ffi = FFI_PhysicalOptimizerRule::new(rule, None);
+        let ffi = task_context::export_rule(rule);
         PyCapsule::new(py, ffi, Some(RULE_CAPSULE_NAME.to_owned()))
     }
 }

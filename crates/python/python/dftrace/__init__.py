@@ -89,7 +89,8 @@ def instrument(ctx: Any, telemetry: Telemetry | None = None) -> Any:
 
     Adds dftrace's physical optimizer rule to the session (after the rules
     it already has): every statement the session runs from then on is
-    traced. The session's own planner, tables and settings are untouched.
+    traced. The session's own planner, tables and settings are untouched;
+    instrumenting a session twice traces each operator once.
 
     Args:
         ctx: the session.

@@ -220,7 +220,57 @@ def python_parent(work: Path, telemetry: dftrace.Telemetry) -> dict:
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
 
 
-SCENARIOS = {f.__name__: f for f in (tpch, failing, secrets, python_parent)}
+def instrumented_twice(work: Path, telemetry: dftrace.Telemetry) -> dict:
+    """`instrument` called twice on one session."""
+    ctx = dftrace.instrument(dftrace.instrument(SessionContext()))
+    ctx.from_pydict({"a": [1, 2, 3]}, name="t")
+    rows = ctx.sql("SELECT a * 2 AS b FROM t WHERE a > 1 ORDER BY b").to_arrow_table()
+    return {"rows": table_json(rows)}
+
+
+def s3(work: Path, telemetry: dftrace.Telemetry) -> dict:
+    """A parquet table behind an S3 store the application registered (the
+    endpoint of an S3 server in `TEST_S3_ENDPOINT`)."""
+    import io
+    import os
+
+    import boto3
+    from datafusion.object_store import AmazonS3
+
+    endpoint = os.environ["TEST_S3_ENDPOINT"]
+    keys = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **keys)
+    client.create_bucket(Bucket="lake")
+    data = io.BytesIO()
+    pq.write_table(pa.table({"k": [1, 2, 3, 4], "v": [10.0, 20.0, 30.0, 40.0]}), data)
+    client.put_object(Bucket="lake", Key="facts/part-0.parquet", Body=data.getvalue())
+
+    def session(instrumented: bool) -> SessionContext:
+        ctx = SessionContext()
+        store = AmazonS3(
+            bucket_name="lake",
+            region="us-east-1",
+            access_key_id="test",
+            secret_access_key="test",
+            endpoint=endpoint,
+            allow_http=True,
+        )
+        ctx.register_object_store("s3://", store, "lake")
+        if instrumented:
+            dftrace.instrument(ctx)
+        ctx.register_parquet("facts", "s3://lake/facts/")
+        return ctx
+
+    sql = "SELECT k % 2 AS parity, sum(v) AS total FROM facts GROUP BY k % 2 ORDER BY parity"
+    return {
+        "plain": table_json(session(False).sql(sql).to_arrow_table()),
+        "traced": table_json(session(True).sql(sql).to_arrow_table()),
+    }
+
+
+SCENARIOS = {
+    f.__name__: f for f in (tpch, failing, secrets, python_parent, instrumented_twice, s3)
+}
 
 
 def main() -> None:

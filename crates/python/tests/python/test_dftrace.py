@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,12 +25,13 @@ QUERY_SPAN = "dftrace.query"
 STATUS_ERROR = 2
 
 
-def run_host(scenario: str, work: Path, **settings) -> dict:
+def run_host(scenario: str, work: Path, env: dict | None = None, **settings) -> dict:
     done = subprocess.run(
         [sys.executable, str(HOST), scenario, str(work), json.dumps(settings)],
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, f"host.py {scenario} failed:\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout)
@@ -188,6 +191,59 @@ def test_the_root_is_a_child_of_the_applications_span(tmp_path):
     assert len(roots) == 1
     assert roots[0]["traceId"] == out["trace_id"]
     assert roots[0]["parentSpanId"] == out["span_id"]
+
+
+def test_instrumenting_a_session_twice_traces_each_operator_once(tmp_path):
+    out = run_host("instrumented_twice", tmp_path)
+    assert out["rows"] == [[4], [6]]
+    all_spans = spans(tmp_path)
+    roots = [s for s in all_spans if s["name"] == QUERY_SPAN]
+    assert len(roots) == 1
+    indexes = [s["attrs"]["dftrace.operator.index"] for s in all_spans if "dftrace.operator.index" in s["attrs"]]
+    assert indexes and len(indexes) == len(set(indexes)), indexes
+
+
+@pytest.fixture
+def s3_endpoint():
+    """A real S3 server (moto), as `cargo xtask test` installs it."""
+    binary = os.environ.get("DFTRACE_MOTO_BIN")
+    assert binary, (
+        "DFTRACE_MOTO_BIN is not set: run `cargo xtask test`, which installs moto[server] "
+        "into target/tools/venv and sets it"
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [binary, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        # Ready when it accepts a connection; the deadline only bounds a hang.
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "moto_server exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto_server did not listen within 60 s"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_a_table_behind_the_applications_s3_store_reads_the_same(tmp_path, s3_endpoint):
+    # datafusion-ffi rebuilds a task context it receives with a default
+    # runtime environment, without the application's object stores; dftrace
+    # hands the session its own context back, so its scan finds the store.
+    out = run_host("s3", tmp_path, env={"TEST_S3_ENDPOINT": s3_endpoint})
+    assert out["plain"] == [[0, 60.0], [1, 40.0]]
+    assert out["traced"] == out["plain"]
+    roots = [s for s in spans(tmp_path) if s["name"] == QUERY_SPAN]
+    assert len(roots) == 1
+    assert roots[0]["status"].get("code") != STATUS_ERROR
 
 
 def test_bad_settings_raise_dftrace_error_naming_what_is_accepted():
