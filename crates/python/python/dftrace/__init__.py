@@ -54,9 +54,8 @@ def init(
     """Reads the configuration, starts dftrace's telemetry and returns its handle.
 
     Args:
-        preset: ``"exec-only"``, ``"production-lean"``, ``"maximal"``, ... (the
-            presets of dftrace's configuration); wins over ``DFTRACE_PRESET``
-            and the file.
+        preset: ``"production-lean"`` (the default), ``"maximal-no-data"`` or
+            ``"maximal"``; wins over ``DFTRACE_PRESET`` and the file.
         config_file: a TOML or JSON file (``.json``); wins over
             ``DFTRACE_CONFIG``.
         settings: dotted setting paths to values, e.g.
