@@ -23,13 +23,15 @@
 
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionConfig;
 use datafusion_ffi::execution::FFI_TaskContext;
 use datafusion_ffi::execution_plan::{ExecutionPlanPrivateData, FFI_ExecutionPlan};
 use datafusion_ffi::ffi_option::FFI_Result;
 use datafusion_ffi::physical_optimizer::{FFI_PhysicalOptimizerContext, FFI_PhysicalOptimizerRule};
 use datafusion_ffi::record_batch_stream::FFI_RecordBatchStream;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 
 /// The task context the session handed to one `execute` of a node of this
 /// side, until the session's node below takes it.
@@ -133,6 +135,16 @@ fn originals() -> &'static Originals {
         .unwrap_or_else(|| unreachable!("dftrace's FFI rule exported without its originals"))
 }
 
+/// The runtime environment of the task contexts this side runs its nodes
+/// with: one for the process (a default one per `execute` would set up a
+/// memory pool, a disk manager and stores at each crossing of each query);
+/// dftrace's wrappers take nothing from it, the session's nodes run with
+/// the session's own.
+fn this_side_runtime() -> Arc<RuntimeEnv> {
+    static RUNTIME: LazyLock<Arc<RuntimeEnv>> = LazyLock::new(Arc::default);
+    Arc::clone(&RUNTIME)
+}
+
 /// Runs a node of this side with a task context that holds the session's.
 unsafe extern "C" fn execute_keeping_context(
     plan: &FFI_ExecutionPlan,
@@ -146,7 +158,16 @@ unsafe extern "C" fn execute_keeping_context(
     // session's but dftrace's own (added by the plan's top node).
     let held = SessionTaskContext(Mutex::new(Some(SessionContextHandle(context))));
     let config = SessionConfig::new().with_extension(Arc::new(held));
-    let context = Arc::new(TaskContext::default().with_session_config(config));
+    let context = Arc::new(TaskContext::new(
+        None,
+        String::new(),
+        config,
+        HashMap::new(),
+        HashMap::new(),
+        HashMap::new(),
+        HashMap::new(),
+        this_side_runtime(),
+    ));
     match node.execute(partition, context) {
         Ok(stream) => FFI_Result::Ok(FFI_RecordBatchStream::new(stream, None)),
         Err(error) => FFI_Result::Err(error.to_string().as_str().into()),
@@ -164,10 +185,7 @@ unsafe extern "C" fn optimize_patched(
     config: datafusion_ffi::config::FFI_ConfigOptions,
 ) -> FFI_Result<FFI_ExecutionPlan> {
     // SAFETY: datafusion-ffi's optimize of this library's rule.
-    match unsafe { (originals().optimize)(rule, plan, config) } {
-        FFI_Result::Ok(plan) => FFI_Result::Ok(patch_plan(plan)),
-        error => error,
-    }
+    patch_optimized(unsafe { (originals().optimize)(rule, plan, config) })
 }
 
 unsafe extern "C" fn optimize_with_context_patched(
@@ -176,7 +194,12 @@ unsafe extern "C" fn optimize_with_context_patched(
     context: &FFI_PhysicalOptimizerContext,
 ) -> FFI_Result<FFI_ExecutionPlan> {
     // SAFETY: datafusion-ffi's optimize of this library's rule.
-    match unsafe { (originals().optimize_with_context)(rule, plan, context) } {
+    patch_optimized(unsafe { (originals().optimize_with_context)(rule, plan, context) })
+}
+
+/// The plan an optimize returned, patched.
+fn patch_optimized(optimized: FFI_Result<FFI_ExecutionPlan>) -> FFI_Result<FFI_ExecutionPlan> {
+    match optimized {
         FFI_Result::Ok(plan) => FFI_Result::Ok(patch_plan(plan)),
         error => error,
     }
