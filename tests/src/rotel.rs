@@ -96,6 +96,35 @@ impl Rotel {
         self.http_port
     }
 
+    /// Stops the collector process (`SIGSTOP`): connections stay open and
+    /// requests queue in the kernel, unanswered, until [`Rotel::resume`] —
+    /// a collector that cannot keep up, made certain instead of hoped for.
+    ///
+    /// # Panics
+    ///
+    /// When the signal cannot be sent.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a [`Rotel::pause`]d collector run again (`SIGCONT`).
+    ///
+    /// # Panics
+    ///
+    /// When the signal cannot be sent.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        // The shell's own `kill`: no signal crate, no procps needed.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -{name} {}", self.child.id())])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run sh to send SIG{name} to rotel: {e}"));
+        assert!(status.success(), "SIG{name} to rotel failed: {status}");
+    }
+
     /// Everything rotel printed so far, with terminal colour codes removed.
     pub fn output(&self) -> String {
         let raw = std::fs::read(&self.log).unwrap_or_default();
@@ -162,6 +191,11 @@ fn strip_ansi(text: &str) -> String {
 
 impl Drop for Rotel {
     fn drop(&mut self) {
+        // A paused collector would still die of SIGKILL; resuming first
+        // keeps its log complete for a failing test's message.
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -CONT {}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
