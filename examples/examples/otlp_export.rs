@@ -16,9 +16,11 @@ use dftrace_rules::{QueryOptions, run_sql};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = DftraceConfig::builder()
+        // The file layer: the environment's `DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS`
+        // wins over these 3 s.
+        .toml_str("[export]\nshutdown_timeout_ms = 3000")
         .env(std::env::vars())
         .set("export.sink", "otlp")
-        .set("export.shutdown_timeout_ms", 3000)
         .build()?;
     let export: ExportConfig = config.section()?;
     let telemetry = dftrace_bootstrap::init(&export)?;

@@ -33,6 +33,11 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// How long one command may take before the host counts as hung.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// An export, flush or shutdown timeout that only turns a hang into a
+/// failure (longer than any run of these cases): where a test's answer must
+/// not depend on how fast the machine delivers.
+const HANG_MS: &str = "600000";
+
 /// How long spans may take to reach the collector (or to fail to) before
 /// the test counts them as lost: only a bound on a hang.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -232,7 +237,13 @@ fn collector_killed_and_restarted_receives_what_came_after() {
     let mut host = Host::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", first.grpc_endpoint()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_owned()),
+        // Bounds on a hang only: an export to a live collector must not
+        // time out on a loaded machine (the collector could still read a
+        // request the exporter counted failed), and one to a dead port is
+        // refused at once.
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", HANG_MS.to_owned()),
+        ("OTEL_BSP_EXPORT_TIMEOUT", HANG_MS.to_owned()),
+        ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", HANG_MS.to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
     ]);
     host.run(3, "before");
@@ -273,11 +284,13 @@ fn collector_killed_and_restarted_receives_what_came_after() {
 #[test]
 fn collector_that_never_answers_neither_blocks_queries_nor_grows_memory() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // Longer than any run of this test: an export to the silent collector
-    // cannot end, by success or by timeout, while the test looks.
-    const NEVER_MS: &str = "600000";
-    let collector = SilentCollector::start();
+    // An export to the silent collector cannot end, by success or by
+    // timeout, while the test looks.
+    const NEVER_MS: &str = HANG_MS;
     for protocol in ["grpc", "http/protobuf"] {
+        // One per protocol: bytes the first host sent must not pass for
+        // the second's export.
+        let collector = SilentCollector::start();
         let mut host = Host::start(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
@@ -331,8 +344,12 @@ fn a_normal_exit_delivers_every_span() {
     let rotel = Rotel::start();
     let mut host = Host::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
-        // The default 5 s delay: everything still queued at exit.
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+        // Everything still queued at exit, however long the queries take;
+        // the flush bounded only against a hang.
+        ("OTEL_BSP_SCHEDULE_DELAY", HANG_MS.to_owned()),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "65536".to_owned()),
+        ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", HANG_MS.to_owned()),
     ]);
     host.run(12, "exit");
     let report = host.exit();
@@ -356,6 +373,13 @@ fn plans_with_huge_literals_are_capped_and_still_delivered() {
         let mut host = Host::start(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
             ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", limit.to_owned()),
+            // One export, at exit, of every span: uncapped, none of them
+            // can slip out in an early batch of small planner spans; the
+            // flush itself is bounded only against a hang.
+            ("OTEL_BSP_SCHEDULE_DELAY", HANG_MS.to_owned()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "4096".to_owned()),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096".to_owned()),
+            ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", HANG_MS.to_owned()),
             // Kept as they are, the literal's 500 000 values are the plan
             // text (masked, the list would be one `?`), which `maximal-no-data`
             // records in its plan diffs and planner plans.
@@ -399,9 +423,9 @@ fn thirty_two_concurrent_queries_with_an_overflowing_queue_report_their_losses()
         // failing while the request sits in its socket (a failed request
         // the collector reads later would be counted twice). Only a bound
         // on a hang.
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "600000".to_owned()),
-        ("OTEL_BSP_EXPORT_TIMEOUT", "600000".to_owned()),
-        ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", "600000".to_owned()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", HANG_MS.to_owned()),
+        ("OTEL_BSP_EXPORT_TIMEOUT", HANG_MS.to_owned()),
+        ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", HANG_MS.to_owned()),
     ]);
     // The collector takes nothing during the burst, so the queue overflows
     // however fast the machine exports (on a fast one it kept up).
