@@ -283,14 +283,19 @@ fn strings_of(bytes: &str) -> String {
 fn no_value_leaves_the_process_unless_asked() {
     let dir = std::env::temp_dir().join(format!("dftrace-privacy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let export = ExportConfig {
+    let mut export = ExportConfig {
         sink: Sink::File,
         file: FileConfig {
             dir: dir.display().to_string(),
             path: None,
         },
+        // Bounds on a hang only: the search below needs every span, and
+        // whether the export thread keeps up with thousands of spans must
+        // not depend on how busy the machine is.
+        shutdown_timeout_ms: 600_000,
         ..ExportConfig::default()
     };
+    export.batch.max_queue_size = 1_000_000;
     let guard = dftrace_bootstrap::init(&export).unwrap();
     let trace_file = guard.trace_file().unwrap().to_path_buf();
     let runtime = tokio::runtime::Builder::new_multi_thread()
