@@ -142,7 +142,10 @@ pub fn proc_kib(file: &str, field: &str) -> Option<u64> {
 
 /// A command for `program` that inherits nothing from the `DFTRACE_*` /
 /// `OTEL_*` / `RUST_LOG` variables of the test's own environment, so each
-/// case sets exactly the configuration it means.
+/// case sets exactly the configuration it means — but for the shutdown
+/// timeout, which is [`HANG_BOUND_MS`] unless the case sets its
+/// own: whether a flush finishes in 5 s must not depend on how busy the
+/// machine is.
 pub fn isolated_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
     let mut command = std::process::Command::new(program);
     for (key, _) in std::env::vars() {
@@ -150,8 +153,16 @@ pub fn isolated_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::C
             command.env_remove(key);
         }
     }
+    command.env(SHUTDOWN_TIMEOUT_VAR, HANG_BOUND_MS);
     command
 }
+
+/// The variable that bounds a traced process's flush at exit.
+pub const SHUTDOWN_TIMEOUT_VAR: &str = "DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS";
+
+/// A timeout (export, flush, shutdown) that only turns a hang into a
+/// failure: longer than any test runs.
+pub const HANG_BOUND_MS: &str = "600000";
 
 /// A session with every linked dftrace plugin applied under `config`, as a
 /// host builds it.

@@ -33,10 +33,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// How long one command may take before the host counts as hung.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// An export, flush or shutdown timeout that only turns a hang into a
-/// failure (longer than any run of these cases): where a test's answer must
-/// not depend on how fast the machine delivers.
-const HANG_MS: &str = "600000";
+/// For the timeouts a case's answer must not depend on (how fast the
+/// machine delivers): they only turn a hang into a failure.
+const HANG_MS: &str = dftrace_tests::HANG_BOUND_MS;
 
 /// How long spans may take to reach the collector (or to fail to) before
 /// the test counts them as lost: only a bound on a hang.

@@ -94,7 +94,10 @@ fn otlp_export_example_delivers_to_a_real_collector() {
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
             // A bound on a hang only: on a loaded machine, the example's
             // 3 s could end the flush before the collector answered.
-            .env("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", "600000"),
+            .env(
+                dftrace_tests::SHUTDOWN_TIMEOUT_VAR,
+                dftrace_tests::HANG_BOUND_MS,
+            ),
     );
     assert!(stdout.contains(" 0 dropped"), "{stdout}");
     assert_eq!(

@@ -143,11 +143,11 @@ async fn summary_matches_explain_analyze_for_tpch_q1_q3_q6()
 #[test]
 fn typed_attributes_reach_rotel_as_int_and_double() {
     let rotel = Rotel::start();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_emit_spans"))
+    // Isolated: the flush at exit bounded only against a hang.
+    let output = dftrace_tests::isolated_command(env!("CARGO_BIN_EXE_emit_spans"))
         .arg("--query")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint())
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .env_remove("DFTRACE_CONFIG")
         .output()
         .expect("emit_spans runs");
     assert!(
