@@ -191,11 +191,6 @@ fn strip_ansi(text: &str) -> String {
 
 impl Drop for Rotel {
     fn drop(&mut self) {
-        // A paused collector would still die of SIGKILL; resuming first
-        // keeps its log complete for a failing test's message.
-        let _ = Command::new("sh")
-            .args(["-c", &format!("kill -CONT {}", self.child.id())])
-            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
