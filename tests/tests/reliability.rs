@@ -236,13 +236,12 @@ fn collector_killed_and_restarted_receives_what_came_after() {
     let mut host = Host::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", first.grpc_endpoint()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
-        // Bounds on a hang only: an export to a live collector must not
-        // time out on a loaded machine (the collector could still read a
-        // request the exporter counted failed), and one to a dead port is
-        // refused at once.
+        // Bounds on a hang only (as the flush at exit, `isolated_command`):
+        // an export to a live collector must not time out on a loaded
+        // machine (the collector could still read a request the exporter
+        // counted failed), and one to a dead port is refused at once.
         ("OTEL_EXPORTER_OTLP_TIMEOUT", HANG_MS.to_owned()),
         ("OTEL_BSP_EXPORT_TIMEOUT", HANG_MS.to_owned()),
-        ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", HANG_MS.to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
     ]);
     host.run(3, "before");
@@ -344,11 +343,11 @@ fn a_normal_exit_delivers_every_span() {
     let mut host = Host::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
-        // Everything still queued at exit, however long the queries take;
-        // the flush bounded only against a hang.
+        // Exported when a batch fills or at exit, never on a timer, however
+        // long the queries take (the flush at exit is bounded only against
+        // a hang: `isolated_command`).
         ("OTEL_BSP_SCHEDULE_DELAY", HANG_MS.to_owned()),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "65536".to_owned()),
-        ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", HANG_MS.to_owned()),
     ]);
     host.run(12, "exit");
     let report = host.exit();
@@ -373,12 +372,10 @@ fn plans_with_huge_literals_are_capped_and_still_delivered() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
             ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", limit.to_owned()),
             // One export, at exit, of every span: uncapped, none of them
-            // can slip out in an early batch of small planner spans; the
-            // flush itself is bounded only against a hang.
+            // can slip out in an early batch of small planner spans.
             ("OTEL_BSP_SCHEDULE_DELAY", HANG_MS.to_owned()),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "4096".to_owned()),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096".to_owned()),
-            ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", HANG_MS.to_owned()),
             // Kept as they are, the literal's 500 000 values are the plan
             // text (masked, the list would be one `?`), which `maximal-no-data`
             // records in its plan diffs and planner plans.
@@ -424,7 +421,6 @@ fn thirty_two_concurrent_queries_with_an_overflowing_queue_report_their_losses()
         // on a hang.
         ("OTEL_EXPORTER_OTLP_TIMEOUT", HANG_MS.to_owned()),
         ("OTEL_BSP_EXPORT_TIMEOUT", HANG_MS.to_owned()),
-        ("DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS", HANG_MS.to_owned()),
     ]);
     // The collector takes nothing during the burst, so the queue overflows
     // however fast the machine exports (on a fast one it kept up).
