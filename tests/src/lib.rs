@@ -158,7 +158,7 @@ pub fn isolated_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::C
 }
 
 /// The variable that bounds a traced process's flush at exit.
-pub const SHUTDOWN_TIMEOUT_VAR: &str = "DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS";
+const SHUTDOWN_TIMEOUT_VAR: &str = "DFTRACE_EXPORT__SHUTDOWN_TIMEOUT_MS";
 
 /// A timeout (export, flush, shutdown) that only turns a hang into a
 /// failure: longer than any test runs.
