@@ -37,6 +37,16 @@ use std::time::{Duration, Instant};
 pub use workload::Variant;
 use workload::{SHORT_QUERY, Session, fresh_short_query, tpch_data};
 
+/// The allocator this build runs on: glibc's `malloc` by default,
+/// mimalloc (what datafusion-cli ships with) with the `mimalloc` feature.
+/// dftrace builds a query's spans on a thread of its own, which frees what
+/// the query's threads allocated: how much that costs depends on it.
+pub const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "system"
+};
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -155,6 +165,8 @@ pub struct Report {
     pub cores: usize,
     /// Total memory of the machine in bytes (0 when unknown).
     pub memory_bytes: u64,
+    /// The allocator every configuration ran on ([`ALLOCATOR`]).
+    pub allocator: &'static str,
     /// Per configuration, in [`Variant::ALL`] order.
     pub variants: Vec<VariantResult>,
     /// Result mismatches against `baseline` (empty when all agree).
@@ -610,6 +622,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         clients: options.clients,
         cores: cores(),
         memory_bytes: report::machine_memory_bytes(),
+        allocator: ALLOCATOR,
         variants,
         mismatches,
     })

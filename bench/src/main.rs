@@ -5,9 +5,17 @@
 //! that configuration's short-query loop (`--short-runs` times), for `perf`.
 //! `--rss-probe NAME` (which the full run starts once per configuration)
 //! prints the peak RSS of a process that ran only that configuration.
+//! Built with the `mimalloc` feature (`cargo xtask bench --allocator
+//! mimalloc`), every allocation goes through mimalloc instead of the system's.
 
 use dftrace_bench::{Options, Variant, profile_short, report, rss_probe, run};
 use std::path::PathBuf;
+
+// Every configuration in this process allocates through it (see
+// `dftrace_bench::ALLOCATOR`).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: dftrace-bench [--quick] [--scale F] [--queries 1,3,5] [--rounds R] \
                      [--short-runs N] [--clients C] [--warmup W] [--profile CONFIGURATION] \

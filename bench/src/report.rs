@@ -29,14 +29,15 @@ pub fn markdown_table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "TPC-H scale factor {}, queries {:?}, {} rounds; short loops: {} queries per round \
-         (throughput: {} concurrent clients); {} cores, {:.1} GiB.\n",
+         (throughput: {} concurrent clients); {} cores, {:.1} GiB; allocator: {}.\n",
         report.scale,
         report.queries,
         report.rounds,
         report.short_runs,
         report.clients,
         report.cores,
-        report.memory_bytes as f64 / (1u64 << 30) as f64
+        report.memory_bytes as f64 / (1u64 << 30) as f64,
+        report.allocator
     );
     out.push_str(
         "| configuration | TPC-H vs baseline | TPC-H vs raw | short loop vs baseline | short loop vs raw | short, fresh literal vs baseline | throughput vs baseline (qps) | worst query | pass (s) | spans ended / exported / dropped | attribute bytes per query | peak RSS, own process (MiB) |\n\

@@ -48,7 +48,8 @@ commands:
   bench    the overhead of each preset against uninstrumented DataFusion and raw
            datafusion-tracing, in one process (release build):
            cargo xtask bench [--quick] [--scale 1] [--queries 1,3,5] [--rounds 30]
-           [--short-runs 300] [--warmup 1]; writes target/bench/latest.{json,md}
+           [--short-runs 300] [--warmup 1] [--allocator system|mimalloc];
+           writes target/bench/latest.{json,md}
   demo     generate small TPC-H data and run Q1 through the traced CLI
   view     draw one query of a trace file: cargo xtask view <trace-file.jsonl>
            [--trace-id ID] [--out DIR] writes <trace id>.svg (flame graph),
