@@ -11,11 +11,11 @@
 use dftrace_bench::{Options, Variant, profile_short, report, rss_probe, run};
 use std::path::PathBuf;
 
-// Every configuration in this process allocates through it (see
-// `dftrace_bench::ALLOCATOR`).
+// Every configuration in this process allocates through it (the report
+// names it: `dftrace_bench::ALLOCATOR`).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: dftrace-bench [--quick] [--scale F] [--queries 1,3,5] [--rounds R] \
                      [--short-runs N] [--clients C] [--warmup W] [--profile CONFIGURATION] \

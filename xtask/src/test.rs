@@ -21,6 +21,20 @@ pub(crate) fn run_all(peers: &peers::Peers) -> Result<(), String> {
         "-D",
         "warnings",
     ]))?;
+    // The bench on its other allocator (`cargo xtask bench --allocator
+    // mimalloc`), built only when asked for: checked here so it keeps building
+    // (`--workspace`: only the bench's own features differ, nothing else rebuilds).
+    run_command(cargo().args([
+        "clippy",
+        "--locked",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        "dftrace-bench/mimalloc",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     // The CLI tests drive the patched datafusion-cli as a process.
     let cli = crate::cli::build(false)?;
     // Cargo's default targets: every library and binary, their unit tests
