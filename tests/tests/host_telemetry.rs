@@ -209,8 +209,20 @@ fn no_literal_or_data_value_reaches_the_hosts_exporter_or_log() {
     let dir = std::env::temp_dir().join(format!("dftrace-host-secrets-{}", std::process::id()));
     let runtime = runtime();
     let mut statements = 0;
-    for preset in dftrace::Preset::ALL {
-        let ctx = session(preset_config(preset));
+    // Every preset, and `maximal` with operator spans from the plan's
+    // metrics alone (nothing between operators; descriptions taken before
+    // the run all the same).
+    let metrics_only = dftrace::DftraceConfig::builder()
+        .preset(dftrace::Preset::Maximal)
+        .set("rules.operator_spans", "metrics-only")
+        .build()
+        .unwrap();
+    let configs = dftrace::Preset::ALL
+        .into_iter()
+        .map(preset_config)
+        .chain([metrics_only]);
+    for config in configs {
+        let ctx = session(config);
         runtime.block_on(async {
             secrets::register(&ctx, &dir).await.unwrap();
             statements += secrets::run(&ctx).await.unwrap();

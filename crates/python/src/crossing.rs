@@ -6,7 +6,8 @@
 //! it exports a plan (`FFI_ExecutionPlan::new`: "is this already a foreign
 //! plan? then hand back the original"), so a wrapper around a foreign node,
 //! given to that node's parent as a new child, would be exported as the
-//! bare foreign node and the wrapper lost. [`Crossing`] stands in for each
+//! bare foreign node and the wrapper lost (the top's wrapper, the only one
+//! in the default `metrics-only` mode, too). [`Crossing`] stands in for each
 //! foreign node while dftrace's rule runs: it delegates nothing, so the
 //! wrappers above it cross the boundary as what they are, and it keeps the
 //! children this side gave it, so the operators' records are found again

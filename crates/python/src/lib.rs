@@ -3,11 +3,13 @@
 //! datafusion-python runs its own copy of DataFusion; this extension runs
 //! dftrace's, and the two meet through DataFusion's FFI crate: the session
 //! calls `SessionRule` (exported as an `FFI_PhysicalOptimizerRule` capsule)
-//! last among its physical optimizer rules, the rule wraps every (foreign)
-//! operator of the plan with dftrace's exec rule, and the wrapped plan goes
-//! back to the session, which executes it as usual. Spans are exported by
-//! this library's own telemetry (`init`), from the same configuration layers
-//! a Rust host reads.
+//! last among its physical optimizer rules, the rule runs dftrace's exec rule
+//! on the (foreign) plan — by default `metrics-only`, which wraps only the
+//! plan's top and builds the operator spans from the plan's metrics; with
+//! `deferred`, every operator is wrapped — and the plan goes back to the
+//! session, which executes it as usual. Spans are exported by this library's
+//! own telemetry (`init`), from the same configuration layers a Rust host
+//! reads.
 //!
 //! The Python package (`python/dftrace/__init__.py`) is the public API;
 //! this module is its implementation.
@@ -22,8 +24,10 @@ use datafusion::error::Result as DataFusionResult;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use dftrace::SessionStateBuilderExt as _;
 use dftrace::registry::DftraceSession;
+use dftrace::registry::Section as _;
+use dftrace::rules::RulesConfig;
+use dftrace::{OperatorSpans, RulesOverrides as _, SessionStateBuilderExt as _};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyCapsule, PyDict, PyFloat, PyInt, PyList, PyString};
@@ -281,19 +285,42 @@ fn init(
     config_file: Option<PathBuf>,
     settings: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Telemetry> {
-    let mut builder = dftrace::config_builder();
-    if let Some(preset) = preset {
-        builder = builder.preset(preset.parse::<dftrace::Preset>().map_err(error)?);
+    let preset = preset
+        .map(str::parse::<dftrace::Preset>)
+        .transpose()
+        .map_err(error)?;
+    let settings = settings
+        .into_iter()
+        .flat_map(|dict| dict.iter())
+        .map(|(key, value)| {
+            let key: String = key.extract()?;
+            let value = setting_value(&key, &value)?;
+            Ok((key, value))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let builder = || {
+        let mut builder = dftrace::config_builder();
+        if let Some(preset) = preset {
+            builder = builder.preset(preset);
+        }
+        if let Some(path) = &config_file {
+            builder = builder.file(path);
+        }
+        for (key, value) in &settings {
+            builder = builder.set(key, value.clone());
+        }
+        builder
+    };
+    let mut config = builder().build().map_err(error)?;
+    if !config.sets_field(RulesConfig::NAME, "operator_spans") {
+        // Each wrapper between the session's operators would be a crossing
+        // of the FFI for every batch: operator spans come from the plan's
+        // metrics unless the application asks otherwise.
+        config = builder()
+            .operator_spans(OperatorSpans::MetricsOnly)
+            .build()
+            .map_err(error)?;
     }
-    if let Some(path) = config_file {
-        builder = builder.file(path);
-    }
-    for (key, value) in settings.into_iter().flat_map(|dict| dict.iter()) {
-        let key: String = key.extract()?;
-        let value = setting_value(&key, &value)?;
-        builder = builder.set(key, value);
-    }
-    let config = builder.build().map_err(error)?;
     let preset = config.preset().name().to_owned();
     let (dftrace, rule) = py
         .detach(|| -> Result<_, dftrace::Error> {

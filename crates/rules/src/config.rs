@@ -36,6 +36,14 @@ pub enum OperatorSpans {
     /// operator runs (storage spans nest under them), entered on every poll,
     /// with upstream's metric fields as display strings.
     Live,
+    /// Built when the query ends, like `deferred`, from the executed plan's
+    /// own metrics alone: only the plan's top is wrapped, so nothing sits
+    /// between operators while they run. Each operator's interval is the
+    /// start and end DataFusion's metrics record (its parent's where it
+    /// records none); previews, errors and per-operator memory are the top
+    /// operator's only. What datafusion-python sessions get by default,
+    /// where each wrapper between operators is a crossing of the FFI.
+    MetricsOnly,
 }
 
 /// Which queries get operator spans. Deferred spans are built after the
@@ -72,10 +80,11 @@ pub struct RulesConfig {
     /// preset.
     pub exec_spans: bool,
     /// How operator spans are made: `deferred` (built from the executed
-    /// plan when the query ends; the default) or `live`
+    /// plan when the query ends; the default), `metrics-only` (the same
+    /// from the plan's own metrics, nothing between operators) or `live`
     /// (`datafusion-tracing`'s spans, open while the operator runs).
     pub operator_spans: OperatorSpans,
-    /// Which queries get operator spans (`deferred` only): `always`, `slow`
+    /// Which queries get operator spans (not `live`): `always`, `slow`
     /// (at least `slow_query_ms`, or failed) or `failed`. The root span, the
     /// planner spans and the metrics summary are recorded for every query.
     pub operator_spans_when: OperatorSpansWhen,

@@ -4,7 +4,7 @@
 
 use crate::config::{OperatorSpans, RulesConfig};
 use crate::error::RulesError;
-use crate::operators::{DeferredOptions, DftraceExec, Role, wrap_operators};
+use crate::operators::{DeferredOptions, DftraceExec, Role, wrap_operators, wrap_top_only};
 use crate::query::trace_known_unsampled;
 use crate::root::RootState;
 use datafusion::config::ConfigOptions;
@@ -24,8 +24,9 @@ use tracing::Span;
 ///
 /// With `rules.operator_spans = "deferred"` (the default) it wraps each node
 /// in a thin recording node and, when the query's root span ends, builds
-/// one span per operator from the executed plan; with `"live"` it is
-/// `datafusion-tracing`'s `Instrument` rule.
+/// one span per operator from the executed plan; with `"metrics-only"` it
+/// wraps only the plan's top and builds the same spans from the plan's own
+/// metrics; with `"live"` it is `datafusion-tracing`'s `Instrument` rule.
 ///
 /// `preview` formats `datafusion.preview` (`dftrace-preview-redaction`'s
 /// `preview_formatter` redacts by column names and, for deferred spans, by
@@ -56,7 +57,7 @@ pub fn exec_rule(
     let preview = (config.preview_limit > 0)
         .then(|| crate::preview::guarded(preview.unwrap_or_else(crate::preview::plain_table)));
     match config.operator_spans {
-        OperatorSpans::Deferred => {
+        OperatorSpans::Deferred | OperatorSpans::MetricsOnly => {
             crate::propagation::follow_spawned_tasks();
             let options = DeferredOptions {
                 record_literals: config.record_literals,
@@ -73,7 +74,11 @@ pub fn exec_rule(
                 when: config.operator_spans_when,
                 slow: Duration::from_millis(config.slow_query_ms),
             };
-            Ok(Arc::new(DeferredRule::new(options, config.preview_limit)))
+            Ok(Arc::new(DeferredRule::new(
+                options,
+                config.preview_limit,
+                config.operator_spans == OperatorSpans::MetricsOnly,
+            )))
         }
         OperatorSpans::Live => Ok(crate::live::live_rule(
             config,
@@ -82,19 +87,22 @@ pub fn exec_rule(
     }
 }
 
-/// The exec rule of the deferred mode: wraps every node, then hands the
-/// plan to the enclosing root query span (or gives it a root of its own).
+/// The exec rule of the deferred modes: wraps every node (or, with
+/// `metrics-only`, the plan's top), then hands the plan to the enclosing
+/// root query span (or gives it a root of its own).
 #[derive(Debug)]
 pub(crate) struct DeferredRule {
     options: Arc<DeferredOptions>,
     preview_limit: usize,
+    top_only: bool,
 }
 
 impl DeferredRule {
-    pub(crate) fn new(options: DeferredOptions, preview_limit: usize) -> Self {
+    pub(crate) fn new(options: DeferredOptions, preview_limit: usize, top_only: bool) -> Self {
         DeferredRule {
             options: Arc::new(options),
             preview_limit,
+            top_only,
         }
     }
 }
@@ -108,6 +116,14 @@ impl DeferredRule {
         literals: &QueryLiterals,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         crate::literals::add_physical(literals, &plan);
+        if self.top_only {
+            return Ok(wrap_top_only(
+                plan,
+                self.preview_limit,
+                &self.options,
+                literals,
+            ));
+        }
         wrap_operators(
             plan,
             self.preview_limit,

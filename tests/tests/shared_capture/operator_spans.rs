@@ -118,17 +118,32 @@ async fn tpch_operator_spans_are_the_executed_plan_with_typed_figures() -> TestR
     let capture = span_capture();
     let dir = std::env::temp_dir().join(format!("dftrace-operator-tpch-{}", std::process::id()));
     let creates = write_tables(&dir, 0.01, &Table::ALL);
-    let config = DftraceConfig::builder()
-        .preset(Preset::MaximalNoData)
-        .build()?;
-    let ctx = dftrace_tests::dftrace_context(&config);
-    for create in &creates {
-        ctx.sql(create).await?.collect().await?;
+    // `metrics-only` wraps only the plan's top: the spans below come from
+    // the plan's metrics alone, and must say the same.
+    for mode in ["deferred", "metrics-only"] {
+        let config = DftraceConfig::builder()
+            .preset(Preset::MaximalNoData)
+            .set("rules.operator_spans", mode)
+            .build()?;
+        let ctx = dftrace_tests::dftrace_context(&config);
+        for create in &creates {
+            ctx.sql(create).await?.collect().await?;
+        }
+        tpch_operator_spans(capture, &ctx, mode).await?;
     }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+async fn tpch_operator_spans(
+    capture: &'static SpanCapture,
+    ctx: &SessionContext,
+    mode: &str,
+) -> TestResult {
     // Q1 (aggregate), Q3 (joins, top-k), Q5 and Q9 (many joins), Q18 (a
     // semi join over an aggregate).
     for q in [1, 3, 5, 9, 18] {
-        let query = run_sql(&ctx, QUERIES[q - 1], &QueryOptions::new()).await?;
+        let query = run_sql(ctx, QUERIES[q - 1], &QueryOptions::new()).await?;
         let nodes = pre_order(&query.plan);
         let explain = DisplayableExecutionPlan::with_metrics(query.plan.as_ref())
             .indent(true)
@@ -150,7 +165,15 @@ async fn tpch_operator_spans_are_the_executed_plan_with_typed_figures() -> TestR
                 .iter()
                 .map(|n| n.name().to_owned())
                 .collect::<Vec<_>>(),
-            "Q{q}: one span per operator of the executed plan, in plan order"
+            "Q{q} ({mode}): one span per operator of the executed plan, in plan order"
+        );
+        // Each operator's own interval, not its parent's: the spans below
+        // the top do not all share the root's start.
+        assert!(
+            operators[1..]
+                .iter()
+                .any(|span| span.start_time != operators[0].start_time),
+            "Q{q} ({mode}): the operators' own intervals"
         );
         assert_eq!(lines.len(), nodes.len(), "Q{q}: one EXPLAIN line per node");
         for ((span, node), line) in operators.iter().zip(&nodes).zip(&lines) {
@@ -192,7 +215,7 @@ async fn tpch_operator_spans_are_the_executed_plan_with_typed_figures() -> TestR
             assert!(span.start_time <= span.end_time, "Q{q} {name}");
             assert!(
                 root.start_time <= span.start_time && span.end_time <= root.end_time,
-                "Q{q} {name}: within the query's root"
+                "Q{q} {name} ({mode}): within the query's root"
             );
             if name == "DataSourceExec" {
                 // Parquet footers give exact row counts.
@@ -218,7 +241,6 @@ async fn tpch_operator_spans_are_the_executed_plan_with_typed_figures() -> TestR
             }
         }
     }
-    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
 

@@ -98,8 +98,13 @@ def same_rows(got: list, expected: list) -> bool:
     ) and len(got) == len(expected)
 
 
-def test_results_are_unchanged_and_each_statement_is_one_trace(tmp_path):
-    out = run_host("tpch", tmp_path, preset="production-lean")
+# The package's default (`metrics-only`: operator spans from the plan's
+# metrics, nothing between the session's operators) and a wrapper around
+# each operator (`deferred`, a Rust host's default).
+@pytest.mark.parametrize("mode", [None, "deferred"])
+def test_results_are_unchanged_and_each_statement_is_one_trace(tmp_path, mode):
+    settings = {"rules.operator_spans": mode} if mode else {}
+    out = run_host("tpch", tmp_path, preset="production-lean", **settings)
     for name, query in out["queries"].items():
         assert same_rows(query["collected"], query["expected"]), name
         assert same_rows(query["to_arrow_table"], query["expected"]), name
@@ -119,8 +124,16 @@ def test_results_are_unchanged_and_each_statement_is_one_trace(tmp_path):
             key=lambda s: s["attrs"]["dftrace.operator.index"],
         )
         assert operators, "operator spans under the root"
+        start, end = int(root["startTimeUnixNano"]), int(root["endTimeUnixNano"])
         for span in operators:
             assert span["attrs"]["dftrace.operator.self_time_ns"] >= 0
+            span_start, span_end = int(span["startTimeUnixNano"]), int(span["endTimeUnixNano"])
+            # An operator's stream dropped after a limit was reached ends
+            # with its parent: within the root all the same.
+            assert start <= span_start <= span_end <= end, (span["name"], start, end, span_start, span_end)
+        # Each operator's own interval, not the top's.
+        assert any(s["startTimeUnixNano"] != operators[0]["startTimeUnixNano"] for s in operators[1:])
+        for span in operators:
             if "datafusion.metrics.output_rows" in span["attrs"]:
                 assert span["types"]["datafusion.metrics.output_rows"] == "intValue"
         traced = [
@@ -172,6 +185,22 @@ def test_no_literal_or_denied_value_is_exported(tmp_path):
     assert b'"datafusion.preview"' in exported, "maximal takes previews"
     for secret in SECRETS:
         assert secret not in exported, secret
+
+
+@pytest.mark.parametrize("mode", [None, "deferred"])
+def test_operator_spans_come_from_the_plans_metrics_unless_asked(tmp_path, mode):
+    # With nothing between the session's operators (the default) only the
+    # plan's top is seen running, so only it has a preview; with a wrapper
+    # around each operator, each that produced rows does.
+    settings = {"rules.operator_spans": mode} if mode else {}
+    run_host("secrets", tmp_path, preset="maximal", **settings)
+    operators = [s for s in spans(tmp_path) if "dftrace.operator.index" in s["attrs"]]
+    assert len(operators) >= 3, [s["name"] for s in operators]
+    with_preview = [s["name"] for s in operators if "datafusion.preview" in s["attrs"]]
+    if mode is None:
+        assert len(with_preview) == 1, with_preview
+    else:
+        assert len(with_preview) > 1, with_preview
 
 
 def test_the_secrets_check_can_fail(tmp_path):

@@ -15,6 +15,12 @@
 //! data in the descriptions. It is masked with the query's literal values
 //! then and there.
 //!
+//! With `rules.operator_spans = "metrics-only"` only the plan's top is
+//! wrapped ([`wrap_top_only`]): the nodes below get records (their
+//! descriptions, taken before the run) that the top hands to the query
+//! with its own, and their spans take their intervals from the start and
+//! end timestamps of their metrics.
+//!
 //! A plan is handed to its query's root span (kept in the span's registry
 //! extensions) when the rule wraps it. A plan the planner instrumentation
 //! opened a root for carries that root at its top
@@ -76,4 +82,50 @@ pub(crate) fn wrap_operators(
         record.describe(node.as_ref(), literals);
     }
     Ok(Arc::new(DftraceExec::new(node, Role::Operator(record))))
+}
+
+/// `node` with only its top wrapped (`metrics-only`): every node under it
+/// gets a record holding its description (masked with `literals`, taken
+/// now, before it runs), handed to the query's collector when the top
+/// first executes, and its span is built at query end from its metrics.
+/// Nothing sits between the operators, and no node is rebuilt.
+pub(crate) fn wrap_top_only(
+    node: Arc<dyn ExecutionPlan>,
+    preview_limit: usize,
+    deferred: &Arc<DeferredOptions>,
+    literals: &QueryLiterals,
+) -> Arc<dyn ExecutionPlan> {
+    fn below(
+        node: &Arc<dyn ExecutionPlan>,
+        deferred: &Arc<DeferredOptions>,
+        literals: &QueryLiterals,
+        out: &mut Vec<Executed>,
+    ) {
+        for child in node.children() {
+            // A wrapped node reports itself when it runs.
+            if DftraceExec::of(child.as_ref()).is_some() {
+                continue;
+            }
+            let record = Arc::new(NodeRecord::unwrapped(Arc::clone(deferred)));
+            record.describe(child.as_ref(), literals);
+            out.push(Executed {
+                inner: Arc::clone(child),
+                record,
+            });
+            below(child, deferred, literals, out);
+        }
+    }
+    if DftraceExec::of(node.as_ref()).is_some() {
+        return node;
+    }
+    let record = Arc::new(NodeRecord::new(
+        preview_limit,
+        Some(Arc::clone(deferred)),
+        None,
+    ));
+    record.describe(node.as_ref(), literals);
+    let mut nodes = Vec::new();
+    below(&node, deferred, literals, &mut nodes);
+    record.set_below(nodes);
+    Arc::new(DftraceExec::new(node, Role::Operator(record)))
 }

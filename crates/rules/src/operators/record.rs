@@ -41,6 +41,12 @@ pub(crate) struct NodeRecord {
     /// What it has done so far, for `dftrace.running_operators`: relaxed
     /// adds per batch, read only when a running query is looked at.
     progress: Progress,
+    /// `metrics-only`: the record of a node no wrapper sits around (nothing
+    /// is noted while it runs; its interval comes from its metrics).
+    unwrapped: bool,
+    /// `metrics-only`, on the top's record: the nodes under it, each with
+    /// its unwrapped record, handed to the collector with the top.
+    below: OnceLock<Vec<Executed>>,
 }
 
 /// An operator's figures while it runs.
@@ -95,7 +101,28 @@ impl NodeRecord {
             key: dftrace_registry::OperatorKey::unique(),
             description: OnceLock::new(),
             progress: Progress::default(),
+            unwrapped: false,
+            below: OnceLock::new(),
         }
+    }
+
+    /// The record of a node no wrapper sits around (`metrics-only`).
+    pub(crate) fn unwrapped(deferred: Arc<DeferredOptions>) -> Self {
+        NodeRecord {
+            unwrapped: true,
+            ..NodeRecord::new(0, Some(deferred), None)
+        }
+    }
+
+    /// Whether no wrapper sits around the node (`metrics-only`).
+    pub(crate) fn is_unwrapped(&self) -> bool {
+        self.unwrapped
+    }
+
+    /// Sets the unwrapped nodes under this one (`metrics-only`, the top's
+    /// record), handed to the collector with it.
+    pub(crate) fn set_below(&self, below: Vec<Executed>) {
+        let _ = self.below.set(below);
     }
 
     /// Takes `node`'s one-line description and output partitioning, masked
@@ -370,14 +397,19 @@ impl NodeRecord {
             self.describe(inner.as_ref(), &crate::literals::current());
         }
         match current_collector() {
-            Some(collector) => collector
-                .executed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(Executed {
+            Some(collector) => {
+                let mut executed = collector
+                    .executed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                executed.push(Executed {
                     inner: Arc::clone(inner),
                     record: Arc::clone(self),
-                }),
+                });
+                if let Some(below) = self.below.get() {
+                    executed.extend(below.iter().cloned());
+                }
+            }
             // Run outside any query: perhaps a later execute is inside one.
             None => self.registered.store(false, Ordering::Relaxed),
         }

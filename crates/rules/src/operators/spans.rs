@@ -11,6 +11,7 @@ use crate::preview::PREVIEW_FAILED;
 use crate::span_helpers::{now_unix_ns, unix_ns_time};
 use datafusion::common::stats::Precision;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{MetricValue, MetricsSet, Timestamp};
 use datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties, StatisticsArgs, StatisticsContext,
 };
@@ -197,14 +198,27 @@ impl Forest {
             .enumerate()
             .map(|(i, node)| (Arc::as_ptr(&node.record), i))
             .collect();
+        // A node no wrapper sits around (`metrics-only`) is found as its
+        // parent names it.
+        let by_node: HashMap<*const (), usize> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| node.record.is_unwrapped())
+            .map(|(i, node)| (Arc::as_ptr(&node.inner).cast::<()>(), i))
+            .collect();
         let mut children = vec![Vec::new(); nodes.len()];
         let mut has_parent = vec![false; nodes.len()];
         for (i, node) in nodes.iter().enumerate() {
-            for child in DftraceExec::child_records(&node.inner) {
-                if let Some(&c) = by_record.get(&Arc::as_ptr(&child))
-                    && c != i
-                    && !has_parent[c]
-                {
+            let wrapped = DftraceExec::child_records(&node.inner)
+                .into_iter()
+                .filter_map(|child| by_record.get(&Arc::as_ptr(&child)).copied());
+            let unwrapped = node
+                .inner
+                .children()
+                .into_iter()
+                .filter_map(|child| by_node.get(&Arc::as_ptr(child).cast::<()>()).copied());
+            for c in wrapped.chain(unwrapped).collect::<Vec<_>>() {
+                if c != i && !has_parent[c] {
                     has_parent[c] = true;
                     children[i].push(c);
                 }
@@ -219,7 +233,8 @@ impl Forest {
     }
 }
 
-/// A parent's interval: where a child that never ran is placed.
+/// A parent's interval: where a child that never ran is placed, and the
+/// latest its children end.
 #[derive(Debug, Clone, Copy)]
 struct Window {
     start: u64,
@@ -257,7 +272,8 @@ impl Pass<'_> {
         parent_window: Window,
     ) {
         let Executed { inner, record } = &self.forest.nodes[index];
-        let window = window(record, parent_window, self.now);
+        let metrics = inner.metrics();
+        let window = window(record, metrics.as_ref(), parent_window, self.now);
         let position = self.next_index;
         self.next_index += 1;
         let ran = self.ran.len();
@@ -295,9 +311,9 @@ impl Pass<'_> {
             ));
         }
         if self.options.record_metrics
-            && let Some(metrics) = inner.metrics()
+            && let Some(metrics) = &metrics
         {
-            metric_attributes(&metrics, self.options.metrics_level, &mut attributes);
+            metric_attributes(metrics, self.options.metrics_level, &mut attributes);
         }
         if self.options.estimated_rows
             && let Ok(statistics) = self
@@ -420,8 +436,30 @@ impl Pass<'_> {
 
 /// The operator's interval: first start to last end over its partitions. A
 /// node that never ran sits at its parent's start, with no length; one still
-/// running (a cancelled stream not yet dropped) ends now.
-fn window(record: &NodeRecord, parent: Window, now: u64) -> Window {
+/// running (a cancelled stream not yet dropped) ends now. A node no wrapper
+/// watched (`metrics-only`) spans the start and end timestamps of its
+/// metrics, or its parent's interval where it records none. Either way it
+/// ends with its parent at the latest: a stream its parent stopped reading
+/// (a limit reached) may be dropped after the query has ended.
+fn window(record: &NodeRecord, metrics: Option<&MetricsSet>, parent: Window, now: u64) -> Window {
+    let own = own_window(record, metrics, parent, now);
+    Window {
+        start: own.start,
+        end: own.end.min(parent.end).max(own.start),
+    }
+}
+
+fn own_window(
+    record: &NodeRecord,
+    metrics: Option<&MetricsSet>,
+    parent: Window,
+    now: u64,
+) -> Window {
+    if record.is_unwrapped() {
+        return metrics
+            .and_then(|metrics| metrics_window(metrics, parent))
+            .unwrap_or(parent);
+    }
     match record.first_start() {
         None => Window {
             start: parent.start,
@@ -432,6 +470,40 @@ fn window(record: &NodeRecord, parent: Window, now: u64) -> Window {
             end: record.last_end().unwrap_or(now).max(start),
         },
     }
+}
+
+/// The earliest start and latest end timestamps over a node's partitions
+/// (DataFusion's `BaselineMetrics` records both); a node started but not
+/// ended ends with its parent.
+fn metrics_window(metrics: &MetricsSet, parent: Window) -> Option<Window> {
+    let unix_ns = |timestamp: &Timestamp| {
+        timestamp
+            .value()
+            .and_then(|time| time.timestamp_nanos_opt())
+            .and_then(|ns| u64::try_from(ns).ok())
+    };
+    let mut start: Option<u64> = None;
+    let mut end: Option<u64> = None;
+    for metric in metrics.iter() {
+        match metric.value() {
+            MetricValue::StartTimestamp(timestamp) => {
+                if let Some(ns) = unix_ns(timestamp) {
+                    start = Some(start.map_or(ns, |start| start.min(ns)));
+                }
+            }
+            MetricValue::EndTimestamp(timestamp) => {
+                if let Some(ns) = unix_ns(timestamp) {
+                    end = Some(end.map_or(ns, |end| end.max(ns)));
+                }
+            }
+            _ => {}
+        }
+    }
+    let start = start?;
+    Some(Window {
+        start,
+        end: end.unwrap_or(parent.end).max(start),
+    })
 }
 
 /// The error `record` saw, when it started there: no wrapped child saw one
