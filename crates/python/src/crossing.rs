@@ -103,6 +103,13 @@ impl Crossing {
     }
 }
 
+impl Crossing {
+    /// The session's node this stands for.
+    pub(crate) fn foreign(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.foreign
+    }
+}
+
 impl DisplayAs for Crossing {
     fn fmt_as(&self, format: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.foreign.fmt_as(format, f)

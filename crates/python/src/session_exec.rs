@@ -12,6 +12,14 @@
 //! It also makes the Python application's current OpenTelemetry span, if
 //! any, the parent of the root: the root opens when the plan first runs,
 //! inside this node's `execute`, where that span's context is attached.
+//!
+//! When dftrace's rule left the session's nodes as they were (the default
+//! `metrics-only` operator spans wrap only the plan's top), the session is
+//! shown its own plan as this node's child: the session takes back its own
+//! nodes instead of importing dftrace's wrappers and crossings through the
+//! FFI for every statement, and `EXPLAIN` and the application's
+//! `DataFrame.execution_plan()` show those nodes with their descriptions and
+//! metrics. The node still executes through dftrace's wrappers.
 
 use crate::crossing::Statement;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -31,7 +39,11 @@ use std::task::{Context, Poll};
 
 #[derive(Debug)]
 pub(crate) struct SessionExec {
+    /// What runs: the plan with dftrace's wrappers.
     input: Arc<dyn ExecutionPlan>,
+    /// The session's own plan, shown as the child when `input` runs it
+    /// unchanged; else `input` is shown.
+    shown: Option<Arc<dyn ExecutionPlan>>,
     session: Arc<DftraceSession>,
     /// The application's span current when the statement was planned.
     parent: Option<opentelemetry::Context>,
@@ -41,12 +53,14 @@ pub(crate) struct SessionExec {
 impl SessionExec {
     pub(crate) fn new(
         input: Arc<dyn ExecutionPlan>,
+        shown: Option<Arc<dyn ExecutionPlan>>,
         session: Arc<DftraceSession>,
         parent: Option<opentelemetry::Context>,
         statement: Arc<Statement>,
     ) -> Self {
         Self {
             input,
+            shown,
             session,
             parent,
             statement,
@@ -70,7 +84,7 @@ impl ExecutionPlan for SessionExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
+        vec![self.shown.as_ref().unwrap_or(&self.input)]
     }
 
     fn apply_expressions(
@@ -86,12 +100,34 @@ impl ExecutionPlan for SessionExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(SessionExec::new(
-                input,
-                Arc::clone(&self.session),
-                self.parent.clone(),
-                Arc::clone(&self.statement),
-            ))),
+            (Some(child), true)
+                if self
+                    .shown
+                    .as_ref()
+                    .is_some_and(|shown| Arc::ptr_eq(shown, &child)) =>
+            {
+                Ok(self)
+            }
+            (Some(input), true) => {
+                if self.shown.is_some() {
+                    // A rule the application added after dftrace's changed
+                    // the session's plan: it runs as changed, without
+                    // dftrace's wrappers.
+                    tracing::warn!(
+                        target: dftrace::registry::keys::WARNING_TARGET,
+                        "a physical optimizer rule after dftrace's changed the plan: \
+                         the statement runs without operator spans; call \
+                         dftrace.instrument(ctx) after adding the session's own rules"
+                    );
+                }
+                Ok(Arc::new(SessionExec::new(
+                    input,
+                    None,
+                    Arc::clone(&self.session),
+                    self.parent.clone(),
+                    Arc::clone(&self.statement),
+                )))
+            }
             _ => Err(DataFusionError::Internal(
                 "DftraceSessionExec takes exactly one child".to_owned(),
             )),

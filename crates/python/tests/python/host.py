@@ -166,6 +166,12 @@ def tpch(work: Path, telemetry: dftrace.Telemetry) -> dict:
                 [[n, rows] for n, (_, rows) in zip(names, operator_rows(run.execution_plan())[1:])]
                 for run in (collect, arrow)
             ],
+            # The plan as the session shows it (EXPLAIN's nodes): its own
+            # nodes, or dftrace's as FFI nodes.
+            "plain_names": names,
+            "traced_names": [
+                [name for name, _ in operator_rows(run.execution_plan())[1:]] for run in (collect, arrow)
+            ],
         }
     return out
 

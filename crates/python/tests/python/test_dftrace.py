@@ -108,6 +108,13 @@ def test_results_are_unchanged_and_each_statement_is_one_trace(tmp_path, mode):
     for name, query in out["queries"].items():
         assert same_rows(query["collected"], query["expected"]), name
         assert same_rows(query["to_arrow_table"], query["expected"]), name
+        if mode is None:
+            # Nothing of dftrace's between the session's nodes: the session
+            # is shown its own plan under dftrace's top node, as it ran.
+            for traced in query["traced_names"]:
+                assert traced == query["plain_names"], name
+        else:
+            assert all("FFI_ExecutionPlan" in traced for traced in query["traced_names"]), name
     all_spans = spans(tmp_path)
     by_trace = traces(all_spans)
     roots = [s for s in all_spans if s["name"] == QUERY_SPAN]
