@@ -158,7 +158,7 @@ pub fn summarize(plan: &Arc<dyn ExecutionPlan>) -> QueryMetricsSummary {
     while let Some((node, depth)) = stack.pop() {
         // The sums below add up every partition's metrics directly: no
         // `aggregate_by_name`, which allocates a new set per node.
-        let metrics = node.metrics();
+        let metrics = dftrace_registry::node_metrics(node.as_ref());
         let rows = metrics
             .as_ref()
             .and_then(|m| m.output_rows())
@@ -200,7 +200,7 @@ pub fn summarize(plan: &Arc<dyn ExecutionPlan>) -> QueryMetricsSummary {
             let input = node
                 .children()
                 .first()
-                .and_then(|child| child.metrics())
+                .and_then(|child| dftrace_registry::node_metrics(child.as_ref()))
                 .and_then(|m| m.output_rows())
                 .map(|r| r as u64);
             if let (Some(input), Some(output)) = (input, rows) {

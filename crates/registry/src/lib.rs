@@ -72,6 +72,8 @@ mod int_value;
 pub mod keys;
 pub mod literals;
 mod memory;
+#[cfg(feature = "session")]
+mod metrics_once;
 mod operator_scope;
 mod pending;
 mod plugin;
@@ -98,6 +100,9 @@ pub use hooks::{
 };
 pub use int_value::saturating_i64;
 pub use memory::QueryMemory;
+#[cfg(feature = "session")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session")))]
+pub use metrics_once::{node_metrics, read_metrics_once};
 pub use operator_scope::{OperatorKey, OperatorScope, current_operator, enter_operator};
 pub use pending::{Flush, flush_pending_work, register_pending_work};
 pub use plugin::{Plugin, Stage, linked_plugins};

@@ -48,8 +48,13 @@ pub(crate) struct QueryEndJob {
 impl QueryEndJob {
     /// Builds the operator spans of the plans run under the root and hands
     /// the executed plan (the one given, else the one run under the root)
-    /// to the observers, such as the metrics summary.
+    /// to the observers, such as the metrics summary; each node's metrics
+    /// are read once for all of them.
     fn run(self) {
+        dftrace_registry::read_metrics_once(|| self.run_reading_metrics_once());
+    }
+
+    fn run_reading_metrics_once(self) {
         let first = self.executed.first().map(|node| Arc::clone(&node.inner));
         let mut built = BuiltOperators::default();
         if !self.unsampled {

@@ -272,7 +272,7 @@ impl Pass<'_> {
         parent_window: Window,
     ) {
         let Executed { inner, record } = &self.forest.nodes[index];
-        let metrics = inner.metrics();
+        let metrics = dftrace_registry::node_metrics(inner.as_ref());
         let window = window(record, metrics.as_ref(), parent_window, self.now);
         let position = self.next_index;
         self.next_index += 1;
