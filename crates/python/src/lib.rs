@@ -32,10 +32,10 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyCapsule, PyDict, PyFloat, PyInt, PyList, PyString};
-use session_exec::SessionExec;
+use session_exec::{Instrument, SessionExec};
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 pyo3::create_exception!(
     dftrace,
@@ -60,12 +60,15 @@ fn error(source: impl std::fmt::Display) -> PyErr {
 struct SessionRule {
     rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
     session: Arc<DftraceSession>,
+    /// Itself, for the top nodes it makes (to instrument a plan a later
+    /// rule changed).
+    this: Weak<SessionRule>,
 }
 
 impl SessionRule {
     /// The rules a session built with dftrace has beyond DataFusion's own,
     /// in their order, and that session's dftrace settings.
-    fn new(dftrace: &dftrace::Dftrace) -> Result<Self, dftrace::Error> {
+    fn new(dftrace: &dftrace::Dftrace) -> Result<Arc<Self>, dftrace::Error> {
         let defaults = SessionStateBuilder::new().with_default_features().build();
         let defaults: HashSet<&str> = defaults
             .physical_optimizers()
@@ -84,7 +87,18 @@ impl SessionRule {
         let session = DftraceSession::of(&state).ok_or_else(|| {
             dftrace::Error::Session(dftrace::registry::RegistryError::NotConfigured)
         })?;
-        Ok(SessionRule { rules, session })
+        Ok(Arc::new_cyclic(|this| SessionRule {
+            rules,
+            session,
+            this: Weak::clone(this),
+        }))
+    }
+}
+
+impl Instrument for SessionRule {
+    fn instrument(&self, plan: Arc<dyn ExecutionPlan>) -> DataFusionResult<Arc<dyn ExecutionPlan>> {
+        // dftrace's rules read no option.
+        self.optimize(plan, &ConfigOptions::default())
     }
 }
 
@@ -111,9 +125,11 @@ impl PhysicalOptimizerRule for SessionRule {
         let unchanged = plan
             .downcast_ref::<Crossing>()
             .is_some_and(|top| Arc::ptr_eq(top.foreign(), &session_plan));
+        // Only the rule the telemetry handle holds runs, so it is alive.
+        let instrument: Option<Arc<dyn Instrument>> = self.this.upgrade().map(|rule| rule as _);
         Ok(Arc::new(SessionExec::new(
             plan,
-            unchanged.then_some(session_plan),
+            unchanged.then_some(session_plan).zip(instrument),
             Arc::clone(&self.session),
             python_parent(),
             statement,
@@ -342,7 +358,7 @@ fn init(
         .map_err(error)?;
     Ok(Telemetry {
         dftrace: Mutex::new(Some(dftrace)),
-        rule: Arc::new(rule),
+        rule,
         preset,
     })
 }

@@ -19,7 +19,9 @@
 //! nodes instead of importing dftrace's wrappers and crossings through the
 //! FFI for every statement, and `EXPLAIN` and the application's
 //! `DataFrame.execution_plan()` show those nodes with their descriptions and
-//! metrics. The node still executes through dftrace's wrappers.
+//! metrics. The node still executes through dftrace's wrappers. Should a
+//! rule after dftrace's change that plan, the changed plan is instrumented
+//! again.
 
 use crate::crossing::Statement;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -37,13 +39,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+/// Instruments a plan of the session's (dftrace's rule, for a plan another
+/// rule changed after it).
+pub(crate) trait Instrument: fmt::Debug + Send + Sync {
+    fn instrument(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>>;
+}
+
 #[derive(Debug)]
 pub(crate) struct SessionExec {
     /// What runs: the plan with dftrace's wrappers.
     input: Arc<dyn ExecutionPlan>,
     /// The session's own plan, shown as the child when `input` runs it
-    /// unchanged; else `input` is shown.
-    shown: Option<Arc<dyn ExecutionPlan>>,
+    /// unchanged (else `input` is shown), and what instruments it again
+    /// should a later rule change it.
+    shown: Option<(Arc<dyn ExecutionPlan>, Arc<dyn Instrument>)>,
     session: Arc<DftraceSession>,
     /// The application's span current when the statement was planned.
     parent: Option<opentelemetry::Context>,
@@ -53,7 +62,7 @@ pub(crate) struct SessionExec {
 impl SessionExec {
     pub(crate) fn new(
         input: Arc<dyn ExecutionPlan>,
-        shown: Option<Arc<dyn ExecutionPlan>>,
+        shown: Option<(Arc<dyn ExecutionPlan>, Arc<dyn Instrument>)>,
         session: Arc<DftraceSession>,
         parent: Option<opentelemetry::Context>,
         statement: Arc<Statement>,
@@ -84,7 +93,7 @@ impl ExecutionPlan for SessionExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![self.shown.as_ref().unwrap_or(&self.input)]
+        vec![self.shown.as_ref().map_or(&self.input, |(shown, _)| shown)]
     }
 
     fn apply_expressions(
@@ -99,39 +108,23 @@ impl ExecutionPlan for SessionExec {
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(child), true)
-                if self
-                    .shown
-                    .as_ref()
-                    .is_some_and(|shown| Arc::ptr_eq(shown, &child)) =>
-            {
-                Ok(self)
-            }
-            (Some(input), true) => {
-                if self.shown.is_some() {
-                    // A rule the application added after dftrace's changed
-                    // the session's plan: it runs as changed, without
-                    // dftrace's wrappers.
-                    tracing::warn!(
-                        target: dftrace::registry::keys::WARNING_TARGET,
-                        "a physical optimizer rule after dftrace's changed the plan: \
-                         the statement runs without operator spans; call \
-                         dftrace.instrument(ctx) after adding the session's own rules"
-                    );
-                }
-                Ok(Arc::new(SessionExec::new(
-                    input,
-                    None,
-                    Arc::clone(&self.session),
-                    self.parent.clone(),
-                    Arc::clone(&self.statement),
-                )))
-            }
-            _ => Err(DataFusionError::Internal(
+        let (Some(child), true) = (children.pop(), children.is_empty()) else {
+            return Err(DataFusionError::Internal(
                 "DftraceSessionExec takes exactly one child".to_owned(),
-            )),
+            ));
+        };
+        if let Some((_, instrument)) = &self.shown {
+            // The session's plan, changed by a rule after dftrace's:
+            // instrumented again, as that rule left it.
+            return instrument.instrument(child);
         }
+        Ok(Arc::new(SessionExec::new(
+            child,
+            None,
+            Arc::clone(&self.session),
+            self.parent.clone(),
+            Arc::clone(&self.statement),
+        )))
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {

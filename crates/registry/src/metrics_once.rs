@@ -20,38 +20,31 @@ thread_local! {
 }
 
 /// Runs `f` with each node's metrics read at most once by [`node_metrics`]
-/// on this thread (the plans must stay alive while it runs, as they do in a
-/// query-end job that holds them). Nested calls share the outer one's.
+/// on this thread. The plans must stay alive while it runs (as in a
+/// query-end job, which holds them): nodes are known by their address. A
+/// nested call (a query that ends inside an observer) reads afresh, and the
+/// outer call's reads are back when it returns.
 pub fn read_metrics_once<R>(f: impl FnOnce() -> R) -> R {
-    /// Forgets what was read, also when `f` panics.
-    struct Forget(bool);
-    impl Drop for Forget {
+    /// Puts the outer call's reads back, also when `f` panics.
+    struct Restore {
+        outer: Option<HashMap<usize, Option<MetricsSet>>>,
+    }
+    impl Drop for Restore {
         fn drop(&mut self) {
-            if self.0 {
-                READ.with(|read| read.borrow_mut().take());
-            }
+            let outer = self.outer.take();
+            READ.with(|read| *read.borrow_mut() = outer);
         }
     }
-    let outermost = READ.with(|read| {
-        let mut read = read.borrow_mut();
-        let outermost = read.is_none();
-        if outermost {
-            *read = Some(HashMap::new());
-        }
-        outermost
-    });
-    let _forget = Forget(outermost);
+    let outer = READ.with(|read| read.borrow_mut().replace(HashMap::new()));
+    let _restore = Restore { outer };
     f()
 }
 
 /// `node.metrics()`, read once per node inside [`read_metrics_once`]. A
-/// wrapper that delegates its downcasts (`ExecutionPlan::downcast_delegate`)
-/// reports its node's metrics, so the node it wraps is the one asked.
+/// wrapper that reports the metrics of the node it wraps calls this for
+/// that node (dftrace-rules' operator wrapper does), so a walk over the
+/// wrappers and one over the nodes they wrap share their reads.
 pub fn node_metrics(node: &dyn ExecutionPlan) -> Option<MetricsSet> {
-    let mut node = node;
-    while let Some(inner) = node.downcast_delegate() {
-        node = inner;
-    }
     let key = std::ptr::from_ref(node).cast::<()>() as usize;
     let known = READ.with(|read| read.borrow().as_ref().map(|read| read.get(&key).cloned()));
     match known {
@@ -59,6 +52,8 @@ pub fn node_metrics(node: &dyn ExecutionPlan) -> Option<MetricsSet> {
         None => node.metrics(),
         Some(Some(metrics)) => metrics,
         Some(None) => {
+            // Read with no borrow held: the node may be a wrapper that asks
+            // for the node it wraps.
             let metrics = node.metrics();
             READ.with(|read| {
                 if let Some(read) = read.borrow_mut().as_mut() {
@@ -84,20 +79,28 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A leaf that counts how often its metrics are read; or, with
-    /// `inner`, a wrapper that delegates its downcasts and metrics to it.
+    /// How a node reports its metrics.
+    #[derive(Debug)]
+    enum Kind {
+        /// Its own, counting the reads.
+        Leaf(AtomicUsize),
+        /// Its node's, asked through `node_metrics` (dftrace's wrapper).
+        Transparent(Arc<Node>),
+        /// Delegates downcasts but reports metrics of its own (as
+        /// datafusion-distributed's wrapper of a worker's metrics does).
+        OwnMetrics(Arc<Node>),
+    }
+
     #[derive(Debug)]
     struct Node {
-        reads: AtomicUsize,
-        inner: Option<Arc<Node>>,
+        kind: Kind,
         properties: Arc<PlanProperties>,
     }
 
     impl Node {
-        fn new(inner: Option<Arc<Node>>) -> Arc<Node> {
+        fn new(kind: Kind) -> Arc<Node> {
             Arc::new(Node {
-                reads: AtomicUsize::new(0),
-                inner,
+                kind,
                 properties: Arc::new(PlanProperties::new(
                     EquivalenceProperties::new(Arc::new(Schema::empty())),
                     Partitioning::UnknownPartitioning(1),
@@ -105,6 +108,13 @@ mod tests {
                     Boundedness::Bounded,
                 )),
             })
+        }
+
+        fn reads(&self) -> usize {
+            match &self.kind {
+                Kind::Leaf(reads) => reads.load(Ordering::Relaxed),
+                Kind::Transparent(_) | Kind::OwnMetrics(_) => 0,
+            }
         }
     }
 
@@ -137,46 +147,65 @@ mod tests {
             Ok(TreeNodeRecursion::Continue)
         }
         fn downcast_delegate(&self) -> Option<&dyn ExecutionPlan> {
-            self.inner
-                .as_deref()
-                .map(|inner| inner as &dyn ExecutionPlan)
+            match &self.kind {
+                Kind::Leaf(_) => None,
+                Kind::Transparent(inner) | Kind::OwnMetrics(inner) => {
+                    Some(inner.as_ref() as &dyn ExecutionPlan)
+                }
+            }
         }
         fn execute(&self, _: usize, _: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
             unimplemented!("never run")
         }
         fn metrics(&self) -> Option<MetricsSet> {
-            match &self.inner {
-                Some(inner) => inner.metrics(),
-                None => {
-                    self.reads.fetch_add(1, Ordering::Relaxed);
+            match &self.kind {
+                Kind::Leaf(reads) => {
+                    reads.fetch_add(1, Ordering::Relaxed);
                     Some(MetricsSet::new())
                 }
+                Kind::Transparent(inner) => node_metrics(inner.as_ref()),
+                Kind::OwnMetrics(_) => None,
             }
         }
     }
 
     #[test]
     fn a_nodes_metrics_are_read_once_inside_and_every_time_outside() {
-        let leaf = Node::new(None);
-        let wrapper = Node::new(Some(Arc::clone(&leaf)));
+        let leaf = Node::new(Kind::Leaf(AtomicUsize::new(0)));
+        let wrapper = Node::new(Kind::Transparent(Arc::clone(&leaf)));
         read_metrics_once(|| {
             assert!(node_metrics(leaf.as_ref()).is_some());
             assert!(node_metrics(wrapper.as_ref()).is_some());
-            // Nested: still the outer one's.
-            read_metrics_once(|| node_metrics(leaf.as_ref()));
             assert!(node_metrics(leaf.as_ref()).is_some());
         });
-        assert_eq!(
-            leaf.reads.load(Ordering::Relaxed),
-            1,
-            "once, through the wrapper too"
-        );
+        assert_eq!(leaf.reads(), 1, "once, through the wrapper too");
         node_metrics(leaf.as_ref());
         node_metrics(wrapper.as_ref());
-        assert_eq!(
-            leaf.reads.load(Ordering::Relaxed),
-            3,
-            "forgotten after it ends"
-        );
+        assert_eq!(leaf.reads(), 3, "forgotten after it ends");
+    }
+
+    #[test]
+    fn a_wrapper_with_metrics_of_its_own_reports_them() {
+        let leaf = Node::new(Kind::Leaf(AtomicUsize::new(0)));
+        let wrapper = Node::new(Kind::OwnMetrics(Arc::clone(&leaf)));
+        read_metrics_once(|| {
+            assert!(node_metrics(leaf.as_ref()).is_some());
+            assert!(
+                node_metrics(wrapper.as_ref()).is_none(),
+                "its own, not its node's"
+            );
+        });
+    }
+
+    #[test]
+    fn a_nested_call_reads_afresh_and_the_outer_reads_come_back() {
+        let leaf = Node::new(Kind::Leaf(AtomicUsize::new(0)));
+        read_metrics_once(|| {
+            node_metrics(leaf.as_ref());
+            read_metrics_once(|| node_metrics(leaf.as_ref()));
+            assert_eq!(leaf.reads(), 2, "the nested call read afresh");
+            node_metrics(leaf.as_ref());
+            assert_eq!(leaf.reads(), 2, "the outer reads are back");
+        });
     }
 }

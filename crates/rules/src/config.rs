@@ -36,13 +36,17 @@ pub enum OperatorSpans {
     /// operator runs (storage spans nest under them), entered on every poll,
     /// with upstream's metric fields as display strings.
     Live,
-    /// Built when the query ends, like `deferred`, from the executed plan's
-    /// own metrics alone: only the plan's top is wrapped, so nothing sits
-    /// between operators while they run. Each operator's interval is the
-    /// start and end DataFusion's metrics record (its parent's where it
-    /// records none); previews, errors and per-operator memory are the top
-    /// operator's only. What datafusion-python sessions get by default,
-    /// where each wrapper between operators is a crossing of the FFI.
+    /// Built when the query ends, like `deferred`, with only the plan's top
+    /// wrapped, so nothing sits between operators while they run: the
+    /// spans below the top come from the executed plan's own metrics. Each
+    /// operator's interval is the start and end its metrics record (from
+    /// when its streams were made, within its parent's; its parent's whole
+    /// interval where it records none, as for a node that never ran);
+    /// previews, errors, per-operator memory and `dftrace.running_operators`
+    /// figures are the top operator's only; a recursive query's recursive
+    /// term shows as planned. What datafusion-python sessions get by
+    /// default, where each wrapper between operators is a crossing of the
+    /// FFI.
     MetricsOnly,
 }
 
@@ -80,8 +84,8 @@ pub struct RulesConfig {
     /// preset.
     pub exec_spans: bool,
     /// How operator spans are made: `deferred` (built from the executed
-    /// plan when the query ends; the default), `metrics-only` (the same
-    /// from the plan's own metrics, nothing between operators) or `live`
+    /// plan when the query ends; the default), `metrics-only` (only the top
+    /// wrapped, the spans below from the plan's own metrics) or `live`
     /// (`datafusion-tracing`'s spans, open while the operator runs).
     pub operator_spans: OperatorSpans,
     /// Which queries get operator spans (not `live`): `always`, `slow`

@@ -12,7 +12,8 @@ pub trait RulesOverrides: Sized {
     fn rule_mode(self, mode: RuleMode) -> Self;
     /// `rules.preview_limit`: rows per operator preview, 0 for none.
     fn preview_limit(self, rows: usize) -> Self;
-    /// `rules.operator_spans`: built from the executed plan, or live.
+    /// `rules.operator_spans`: built from the executed plan (`deferred`,
+    /// `metrics-only`), or live.
     fn operator_spans(self, mode: OperatorSpans) -> Self;
 }
 

@@ -185,8 +185,12 @@ def test_a_failing_statement_raises_the_same_error_and_the_root_says_error(tmp_p
 SECRETS = [b"tok-SECRET-1", b"LIT-SECRET-2", b"LIT-SECRET-3"]
 
 
-def test_no_literal_or_denied_value_is_exported(tmp_path):
-    out = run_host("secrets", tmp_path, preset="maximal")
+# Both ways operator spans are made: the package's default (previews of the
+# top operator) and a wrapper around each operator (previews of each).
+@pytest.mark.parametrize("mode", [None, "deferred"])
+def test_no_literal_or_denied_value_is_exported(tmp_path, mode):
+    settings = {"rules.operator_spans": mode} if mode else {}
+    out = run_host("secrets", tmp_path, preset="maximal", **settings)
     assert out["rows"] == [[1, "tok-SECRET-1", "LIT-SECRET-2"], [2, "tok-SECRET-1b", "LIT-SECRET-2"]]
     exported = exported_bytes(tmp_path)
     assert b'"datafusion.preview"' in exported, "maximal takes previews"
@@ -210,13 +214,15 @@ def test_operator_spans_come_from_the_plans_metrics_unless_asked(tmp_path, mode)
         assert len(with_preview) > 1, with_preview
 
 
-def test_the_secrets_check_can_fail(tmp_path):
+@pytest.mark.parametrize("mode", [None, "deferred"])
+def test_the_secrets_check_can_fail(tmp_path, mode):
     # Previews without redaction: the same check finds the denied column's
     # values. (The literals have no way out of a Python session: the SQL
     # text and the operators' descriptions do not cross datafusion-ffi, and
     # a column computed from a literal is masked whatever the policy, its
     # lineage being unknown behind the boundary.)
-    run_host("secrets", tmp_path, preset="maximal", **{"preview.policy": "none"})
+    settings = {"rules.operator_spans": mode} if mode else {}
+    run_host("secrets", tmp_path, preset="maximal", **{"preview.policy": "none"}, **settings)
     exported = exported_bytes(tmp_path)
     assert SECRETS[0] in exported
 

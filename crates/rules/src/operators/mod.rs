@@ -19,7 +19,7 @@
 //! wrapped ([`wrap_top_only`]): the nodes below get records (their
 //! descriptions, taken before the run) that the top hands to the query
 //! with its own, and their spans take their intervals from the start and
-//! end timestamps of their metrics.
+//! end timestamps of their metrics, within their parents'.
 //!
 //! A plan is handed to its query's root span (kept in the span's registry
 //! extensions) when the rule wraps it. A plan the planner instrumentation
@@ -95,37 +95,13 @@ pub(crate) fn wrap_top_only(
     deferred: &Arc<DeferredOptions>,
     literals: &QueryLiterals,
 ) -> Arc<dyn ExecutionPlan> {
-    fn below(
-        node: &Arc<dyn ExecutionPlan>,
-        deferred: &Arc<DeferredOptions>,
-        literals: &QueryLiterals,
-        out: &mut Vec<Executed>,
-    ) {
-        for child in node.children() {
-            // A wrapped node reports itself when it runs.
-            if DftraceExec::of(child.as_ref()).is_some() {
-                continue;
-            }
-            let record = Arc::new(NodeRecord::unwrapped(Arc::clone(deferred)));
-            record.describe(child.as_ref(), literals);
-            out.push(Executed {
-                inner: Arc::clone(child),
-                record,
-            });
-            below(child, deferred, literals, out);
-        }
-    }
     if DftraceExec::of(node.as_ref()).is_some() {
         return node;
     }
-    let record = Arc::new(NodeRecord::new(
-        preview_limit,
-        Some(Arc::clone(deferred)),
-        None,
-    ));
+    let record = NodeRecord::top_only(preview_limit, Arc::clone(deferred));
     record.describe(node.as_ref(), literals);
-    let mut nodes = Vec::new();
-    below(&node, deferred, literals, &mut nodes);
-    record.set_below(nodes);
-    Arc::new(DftraceExec::new(node, Role::Operator(record)))
+    record.note_unwrapped_descendants(|deferred| {
+        wrapper::unwrapped_descendants(&node, deferred, literals)
+    });
+    Arc::new(DftraceExec::new(node, Role::Operator(Arc::new(record))))
 }

@@ -44,9 +44,11 @@ pub(crate) struct NodeRecord {
     /// `metrics-only`: the record of a node no wrapper sits around (nothing
     /// is noted while it runs; its interval comes from its metrics).
     unwrapped: bool,
+    /// `metrics-only`: the record of a plan's top, the only node wrapped.
+    top_only: bool,
     /// `metrics-only`, on the top's record: the nodes under it, each with
     /// its unwrapped record, handed to the collector with the top.
-    below: OnceLock<Vec<Executed>>,
+    unwrapped_descendants: OnceLock<Vec<Executed>>,
 }
 
 /// An operator's figures while it runs.
@@ -102,7 +104,17 @@ impl NodeRecord {
             description: OnceLock::new(),
             progress: Progress::default(),
             unwrapped: false,
-            below: OnceLock::new(),
+            top_only: false,
+            unwrapped_descendants: OnceLock::new(),
+        }
+    }
+
+    /// The record of a plan's top whose nodes below carry no wrapper
+    /// (`metrics-only`).
+    pub(crate) fn top_only(preview_limit: usize, deferred: Arc<DeferredOptions>) -> Self {
+        NodeRecord {
+            top_only: true,
+            ..NodeRecord::new(preview_limit, Some(deferred), None)
         }
     }
 
@@ -114,15 +126,24 @@ impl NodeRecord {
         }
     }
 
+    /// On a top's record (`metrics-only`), unless done: the nodes under it
+    /// with their records, from `descendants`, handed to the collector with
+    /// the top.
+    pub(crate) fn note_unwrapped_descendants(
+        &self,
+        descendants: impl FnOnce(&Arc<DeferredOptions>) -> Vec<Executed>,
+    ) {
+        if self.top_only
+            && let Some(deferred) = &self.deferred
+        {
+            self.unwrapped_descendants
+                .get_or_init(|| descendants(deferred));
+        }
+    }
+
     /// Whether no wrapper sits around the node (`metrics-only`).
     pub(crate) fn is_unwrapped(&self) -> bool {
         self.unwrapped
-    }
-
-    /// Sets the unwrapped nodes under this one (`metrics-only`, the top's
-    /// record), handed to the collector with it.
-    pub(crate) fn set_below(&self, below: Vec<Executed>) {
-        let _ = self.below.set(below);
     }
 
     /// Takes `node`'s one-line description and output partitioning, masked
@@ -151,13 +172,18 @@ impl NodeRecord {
         self.key
     }
 
-    /// An empty record with the same settings.
+    /// An empty record with the same settings (a top's record stays one:
+    /// the nodes under the new node get their records at its first
+    /// `execute`).
     pub(crate) fn fresh_like(&self) -> Self {
-        NodeRecord::new(
-            self.preview.as_ref().map_or(0, |p| p.limit),
-            self.deferred.clone(),
-            self.live.clone(),
-        )
+        NodeRecord {
+            top_only: self.top_only,
+            ..NodeRecord::new(
+                self.preview.as_ref().map_or(0, |p| p.limit),
+                self.deferred.clone(),
+                self.live.clone(),
+            )
+        }
     }
 
     /// How the node's deferred span is built (`None` under live spans).
@@ -168,6 +194,15 @@ impl NodeRecord {
     /// The live-span additions, when the node runs under a live span.
     pub(crate) fn live(&self) -> Option<&LiveFields> {
         self.live.as_deref()
+    }
+
+    /// At an `execute` of a plan's top (`metrics-only`): its interval
+    /// starts there, before the nodes under it make their streams (where
+    /// their metrics' intervals start), so theirs lie within it.
+    pub(crate) fn note_top_execute(&self) {
+        if self.top_only {
+            self.first_start.fetch_min(now_unix_ns(), Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn note_start(&self) {
@@ -406,8 +441,8 @@ impl NodeRecord {
                     inner: Arc::clone(inner),
                     record: Arc::clone(self),
                 });
-                if let Some(below) = self.below.get() {
-                    executed.extend(below.iter().cloned());
+                if let Some(descendants) = self.unwrapped_descendants.get() {
+                    executed.extend(descendants.iter().cloned());
                 }
             }
             // Run outside any query: perhaps a later execute is inside one.

@@ -272,8 +272,17 @@ impl Pass<'_> {
         parent_window: Window,
     ) {
         let Executed { inner, record } = &self.forest.nodes[index];
-        let metrics = dftrace_registry::node_metrics(inner.as_ref());
-        let window = window(record, metrics.as_ref(), parent_window, self.now);
+        // Read when shown or when they give the interval.
+        let metrics = (self.options.record_metrics || record.is_unwrapped())
+            .then(|| dftrace_registry::node_metrics(inner.as_ref()))
+            .flatten();
+        let window = window(
+            record,
+            metrics.as_ref(),
+            parent_id.is_some().then_some(parent_window),
+            parent_window,
+            self.now,
+        );
         let position = self.next_index;
         self.next_index += 1;
         let ran = self.ran.len();
@@ -438,14 +447,32 @@ impl Pass<'_> {
 /// node that never ran sits at its parent's start, with no length; one still
 /// running (a cancelled stream not yet dropped) ends now. A node no wrapper
 /// watched (`metrics-only`) spans the start and end timestamps of its
-/// metrics, or its parent's interval where it records none. Either way it
-/// ends with its parent at the latest: a stream its parent stopped reading
-/// (a limit reached) may be dropped after the query has ended.
-fn window(record: &NodeRecord, metrics: Option<&MetricsSet>, parent: Window, now: u64) -> Window {
+/// metrics — from when its streams were made, at `execute` — or its
+/// parent's interval where it records none; it starts with its parent at
+/// the earliest (a node may make its streams just before its parent's).
+/// Under an operator (`operator_parent`) every node ends with its parent at
+/// the latest: a stream its parent stopped reading (a limit reached) may be
+/// dropped after the query has ended. (A watched node may start before its
+/// parent: the session's tasks can poll it before its parent is polled.)
+fn window(
+    record: &NodeRecord,
+    metrics: Option<&MetricsSet>,
+    operator_parent: Option<Window>,
+    parent: Window,
+    now: u64,
+) -> Window {
     let own = own_window(record, metrics, parent, now);
+    let Some(parent) = operator_parent else {
+        return own;
+    };
+    let start = if record.is_unwrapped() {
+        own.start.clamp(parent.start, parent.end.max(parent.start))
+    } else {
+        own.start
+    };
     Window {
-        start: own.start,
-        end: own.end.min(parent.end).max(own.start),
+        start,
+        end: own.end.min(parent.end).max(start),
     }
 }
 

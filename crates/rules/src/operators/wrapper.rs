@@ -3,7 +3,7 @@
 //! downcasts and `datafusion-distributed` see the original node), and only
 //! `execute` adds anything: a stream that notes when it started and ended.
 
-use super::record::NodeRecord;
+use super::record::{DeferredOptions, Executed, NodeRecord};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Statistics;
@@ -24,6 +24,7 @@ use datafusion::physical_plan::{
     InputDistributionRequirements, PhysicalExpr, PlanProperties, ReplaceChildrenOptions,
     StatisticsArgs,
 };
+use dftrace_registry::literals::QueryLiterals;
 use futures::{Stream, StreamExt};
 use std::any::Any;
 use std::fmt;
@@ -291,7 +292,13 @@ impl ExecutionPlan for DftraceExec {
     ) -> Result<SendableRecordBatchStream> {
         match &self.role {
             Role::Operator(record) => {
+                // A top rebuilt after the rule (`metrics-only`): the nodes
+                // under it get their records now, before they run.
+                record.note_unwrapped_descendants(|deferred| {
+                    unwrapped_descendants(&self.inner, deferred, &crate::literals::current())
+                });
                 record.note_executed(&self.inner);
+                record.note_top_execute();
                 self.execute_operator(record, partition, context)
             }
             Role::QueryRoot(root) => Arc::clone(root).execute(&self.inner, partition, context),
@@ -299,7 +306,8 @@ impl ExecutionPlan for DftraceExec {
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
-        self.inner.metrics()
+        // Read once per query end with the span pass, which asks the node.
+        dftrace_registry::node_metrics(self.inner.as_ref())
     }
 
     #[expect(deprecated, reason = "passed through for hosts that still call it")]
@@ -540,4 +548,36 @@ impl Drop for OperatorStream {
         // query) ends here.
         self.end();
     }
+}
+
+/// Every node under `node` down to the next wrapped one, each with an
+/// unwrapped record holding its description (`metrics-only`).
+pub(crate) fn unwrapped_descendants(
+    node: &Arc<dyn ExecutionPlan>,
+    deferred: &Arc<DeferredOptions>,
+    literals: &QueryLiterals,
+) -> Vec<Executed> {
+    fn visit(
+        node: &Arc<dyn ExecutionPlan>,
+        deferred: &Arc<DeferredOptions>,
+        literals: &QueryLiterals,
+        out: &mut Vec<Executed>,
+    ) {
+        for child in node.children() {
+            // A wrapped node reports itself when it runs.
+            if DftraceExec::of(child.as_ref()).is_some() {
+                continue;
+            }
+            let record = NodeRecord::unwrapped(Arc::clone(deferred));
+            record.describe(child.as_ref(), literals);
+            out.push(Executed {
+                inner: Arc::clone(child),
+                record: Arc::new(record),
+            });
+            visit(child, deferred, literals, out);
+        }
+    }
+    let mut out = Vec::new();
+    visit(node, deferred, literals, &mut out);
+    out
 }
