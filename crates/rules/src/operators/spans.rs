@@ -212,9 +212,13 @@ impl Forest {
             let wrapped = DftraceExec::child_records(&node.inner)
                 .into_iter()
                 .filter_map(|child| by_record.get(&Arc::as_ptr(&child)).copied());
-            let unwrapped = node
-                .inner
-                .children()
+            // (`deferred` has none: its nodes' children are not asked for.)
+            let named = if by_node.is_empty() {
+                Vec::new()
+            } else {
+                node.inner.children()
+            };
+            let unwrapped = named
                 .into_iter()
                 .filter_map(|child| by_node.get(&Arc::as_ptr(child).cast::<()>()).copied());
             for c in wrapped.chain(unwrapped).collect::<Vec<_>>() {
@@ -453,7 +457,8 @@ impl Pass<'_> {
 /// Under an operator (`operator_parent`) every node ends with its parent at
 /// the latest: a stream its parent stopped reading (a limit reached) may be
 /// dropped after the query has ended. (A watched node may start before its
-/// parent: the session's tasks can poll it before its parent is polled.)
+/// parent: a task its parent spawned at `execute` can poll it before the
+/// parent is polled.)
 fn window(
     record: &NodeRecord,
     metrics: Option<&MetricsSet>,
