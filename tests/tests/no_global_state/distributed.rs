@@ -376,8 +376,12 @@ fn check_one_trace(spans: &[Span], trace_id: &str, ports: &[u16]) {
         .iter()
         .filter(|s| s.instance == "coordinator" && s.name == "DataSourceExec")
         .count();
+    // The number of scan spans is the number of stage plans with a scan the
+    // workers ran, which varies from run to run (3 to 8 in six runs on an
+    // idle machine, 2 once in CI under load). That every file was scanned
+    // on a worker is the summary's count below.
     assert!(
-        worker_scans >= 3 && coordinator_scans == 0,
+        worker_scans >= 1 && coordinator_scans == 0,
         "the workers scan the files: {worker_scans} scans on workers, {coordinator_scans} on \
          the coordinator; operator spans per worker: {operators_per_worker:?}"
     );
