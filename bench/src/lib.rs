@@ -195,6 +195,16 @@ enum Job {
 /// The literal of the next fresh short query: never the same twice.
 static FRESH: AtomicU64 = AtomicU64::new(0);
 
+/// `queries` run one after the other on `session`; the time they took
+/// together.
+async fn run_in_turn(session: &Session, queries: &[impl AsRef<str>]) -> Result<Duration, String> {
+    let start = Instant::now();
+    for sql in queries {
+        session.run(sql.as_ref()).await?;
+    }
+    Ok(start.elapsed())
+}
+
 /// `runs` short queries on `session` from `clients` concurrent tasks;
 /// the time they took together.
 async fn concurrent_short_loop(
@@ -453,29 +463,16 @@ pub async fn run(options: &Options) -> Result<Report, String> {
                         .push(start.elapsed().as_secs_f64());
                 }
                 Job::ShortLoop(variant) => {
-                    let session = &sessions[variant as usize];
-                    let start = Instant::now();
-                    for _ in 0..options.short_runs {
-                        session.run(SHORT_QUERY).await?;
-                    }
-                    short
-                        .entry(variant)
-                        .or_default()
-                        .push(start.elapsed().as_secs_f64());
+                    let queries = vec![SHORT_QUERY; options.short_runs];
+                    let took = run_in_turn(&sessions[variant as usize], &queries).await?;
+                    short.entry(variant).or_default().push(took.as_secs_f64());
                 }
                 Job::FreshLoop(variant) => {
-                    let session = &sessions[variant as usize];
                     let queries: Vec<String> = (0..options.short_runs)
                         .map(|_| fresh_short_query(FRESH.fetch_add(1, Ordering::Relaxed)))
                         .collect();
-                    let start = Instant::now();
-                    for sql in &queries {
-                        session.run(sql).await?;
-                    }
-                    fresh
-                        .entry(variant)
-                        .or_default()
-                        .push(start.elapsed().as_secs_f64());
+                    let took = run_in_turn(&sessions[variant as usize], &queries).await?;
+                    fresh.entry(variant).or_default().push(took.as_secs_f64());
                 }
                 Job::Throughput(variant) => {
                     let session = &sessions[variant as usize];
@@ -581,35 +578,21 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         })
         .collect();
 
-    // What keeping the history costs on top of `maximal`.
+    // What each addition to `maximal` costs on top of it (keeping the
+    // history, observing the host's functions, observing the memory pool):
+    // over the TPC-H rounds and over the short-query loops.
     let maximal = round_totals(Variant::Maximal);
-    let with_history = round_totals(Variant::MaximalHistory);
     let short_maximal = short.get(&Variant::Maximal).cloned().unwrap_or_default();
-    let short_history = short
-        .get(&Variant::MaximalHistory)
-        .cloned()
-        .unwrap_or_default();
-    let history_vs_maximal = (
-        bootstrap_median(&ratios(&with_history, &maximal), 2000, &mut rng),
-        bootstrap_median(&ratios(&short_history, &short_maximal), 2000, &mut rng),
-    );
-    // What observing the host's functions costs on top of `maximal`.
-    let with_udf = round_totals(Variant::MaximalUdf);
-    let short_udf = short.get(&Variant::MaximalUdf).cloned().unwrap_or_default();
-    let udf_vs_maximal = (
-        bootstrap_median(&ratios(&with_udf, &maximal), 2000, &mut rng),
-        bootstrap_median(&ratios(&short_udf, &short_maximal), 2000, &mut rng),
-    );
-    // What observing the memory pool costs on top of `maximal`.
-    let with_memory = round_totals(Variant::MaximalMemory);
-    let short_memory = short
-        .get(&Variant::MaximalMemory)
-        .cloned()
-        .unwrap_or_default();
-    let memory_vs_maximal = (
-        bootstrap_median(&ratios(&with_memory, &maximal), 2000, &mut rng),
-        bootstrap_median(&ratios(&short_memory, &short_maximal), 2000, &mut rng),
-    );
+    let mut vs_maximal = |variant: Variant| {
+        let short_times = short.get(&variant).cloned().unwrap_or_default();
+        (
+            bootstrap_median(&ratios(&round_totals(variant), &maximal), 2000, &mut rng),
+            bootstrap_median(&ratios(&short_times, &short_maximal), 2000, &mut rng),
+        )
+    };
+    let history_vs_maximal = vs_maximal(Variant::MaximalHistory);
+    let udf_vs_maximal = vs_maximal(Variant::MaximalUdf);
+    let memory_vs_maximal = vs_maximal(Variant::MaximalMemory);
 
     Ok(Report {
         history_vs_maximal,

@@ -4,7 +4,7 @@
 //! apart by trace id.
 
 use dftrace_rules::QueryEnded;
-use opentelemetry::trace::{SpanId, TracerProvider as _};
+use opentelemetry::trace::{SpanId, Status, TracerProvider as _};
 use opentelemetry::{Key, Value};
 use opentelemetry_sdk::trace::{
     InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor, SpanData,
@@ -93,18 +93,8 @@ impl SpanCapture {
     /// When the root has not closed within [`TRACE_DEADLINE`], listing the
     /// spans of the trace that did end.
     pub async fn ended_trace(&self, ended: QueryEnded, trace_id: &str) -> Vec<SpanData> {
-        let closed = tokio::task::spawn_blocking(move || ended.wait_timeout(TRACE_DEADLINE))
-            .await
-            .unwrap_or(false);
-        let spans = self.trace(trace_id);
-        assert!(
-            closed,
-            "the root query span of trace {trace_id} did not close within {TRACE_DEADLINE:?}; \
-             {} of its spans had ended: {:?}",
-            spans.len(),
-            spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
-        );
-        spans
+        let closed = off_the_workers(move || ended.wait_timeout(TRACE_DEADLINE)).await;
+        self.complete_trace(trace_id, closed, "close")
     }
 
     /// The spans of a trace once its root query span is among them, for a
@@ -117,20 +107,29 @@ impl SpanCapture {
     /// When the root has not arrived within [`TRACE_DEADLINE`].
     pub async fn trace_with_root(&'static self, trace_id: &str) -> Vec<SpanData> {
         let id = trace_id.to_owned();
-        let arrived = tokio::task::spawn_blocking(move || {
+        let arrived = off_the_workers(move || {
             crate::wait::poll_until(TRACE_DEADLINE, || {
                 self.trace(&id)
                     .iter()
                     .any(|span| span.name == dftrace_registry::QUERY_SPAN_NAME)
             })
         })
-        .await
-        .unwrap_or(false);
+        .await;
+        self.complete_trace(trace_id, arrived, "arrive")
+    }
+
+    /// The spans of a trace whose root query span did `what` in time
+    /// (`complete`).
+    ///
+    /// # Panics
+    ///
+    /// When it did not, listing the spans of the trace that had ended.
+    fn complete_trace(&self, trace_id: &str, complete: bool, what: &str) -> Vec<SpanData> {
         let spans = self.trace(trace_id);
         assert!(
-            arrived,
-            "the root query span of trace {trace_id} did not arrive within {TRACE_DEADLINE:?}; \
-             {} of its spans had: {:?}",
+            complete,
+            "the root query span of trace {trace_id} did not {what} within {TRACE_DEADLINE:?}; \
+             {} of its spans had ended: {:?}",
             spans.len(),
             spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
         );
@@ -167,6 +166,12 @@ impl SpanCapture {
     }
 }
 
+/// Runs the blocking `wait` on a blocking-pool thread, so the query's own
+/// tasks keep the runtime's workers; a wait that panicked counts as `false`.
+async fn off_the_workers(wait: impl FnOnce() -> bool + Send + 'static) -> bool {
+    tokio::task::spawn_blocking(wait).await.unwrap_or(false)
+}
+
 /// The value of attribute `key` on `span`.
 pub fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
     let key = Key::from(key.to_owned());
@@ -184,6 +189,48 @@ pub fn attribute_string(span: &SpanData, key: &str) -> Option<String> {
 /// Whether `span` was created under this tracing target.
 pub fn has_target(span: &SpanData, target: &str) -> bool {
     attribute_string(span, "target").as_deref() == Some(target)
+}
+
+/// The row previews (`datafusion.preview`) on the operator spans among
+/// `spans`.
+pub fn operator_previews(spans: &[SpanData]) -> Vec<String> {
+    spans
+        .iter()
+        .filter(|span| has_target(span, dftrace_registry::keys::EXEC_TARGET))
+        .filter_map(|span| attribute_string(span, dftrace_registry::keys::PREVIEW))
+        .collect()
+}
+
+/// Fails the test unless `span` ended with an error status whose
+/// description contains `word`, showing the status.
+#[track_caller]
+pub fn assert_error_status(span: &SpanData, word: &str) {
+    match &span.status {
+        Status::Error { description } => {
+            assert!(
+                description.contains(word),
+                "`{word}` is missing from: {description}"
+            )
+        }
+        other => panic!("expected an error status on `{}`, got {other:?}", span.name),
+    }
+}
+
+/// The first span among `spans` named `name`.
+///
+/// # Panics
+///
+/// When there is none, listing the names there are.
+pub fn span_named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    spans
+        .iter()
+        .find(|span| span.name == name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no span named `{name}` in {:?}",
+                spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
+            )
+        })
 }
 
 /// The trace's one root query span; panics when there is none or more.

@@ -8,16 +8,21 @@
 
 use std::path::PathBuf;
 
+pub use text::{assert_contains_all, error_text};
+
 /// What a test that uses `?` returns.
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 pub mod capture;
 pub mod config_doc;
+pub mod functions;
 pub mod moto;
+pub mod optimizer;
 pub mod rotel;
 pub mod rows;
 pub mod secrets;
 pub mod span_schema;
+pub mod text;
 pub mod tpch;
 pub mod wait;
 
@@ -173,11 +178,57 @@ pub const HANG_BOUND_MS: &str = "600000";
 pub fn dftrace_context(
     config: &dftrace_registry::DftraceConfig,
 ) -> datafusion::prelude::SessionContext {
+    try_dftrace_context(config).unwrap_or_else(|error| panic!("dftrace session: {error}"))
+}
+
+/// [`dftrace_context`] for code that reports errors instead of panicking
+/// (the helper programs under `src/bin`).
+///
+/// # Errors
+///
+/// When a plugin refuses the config.
+pub fn try_dftrace_context(
+    config: &dftrace_registry::DftraceConfig,
+) -> Result<datafusion::prelude::SessionContext, dftrace_registry::RegistryError> {
     use dftrace_registry::RegistryStateBuilderExt;
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_default_features()
-        .with_dftrace(config)
-        .and_then(|builder| builder.build_dftrace())
-        .unwrap_or_else(|error| panic!("dftrace session: {error}"));
-    datafusion::prelude::SessionContext::new_with_state(state)
+        .with_dftrace(config)?
+        .build_dftrace()?;
+    Ok(datafusion::prelude::SessionContext::new_with_state(state))
+}
+
+/// The runtime the helper programs run their queries on: two worker
+/// threads, as the `#[tokio::test]`s that drive them use.
+///
+/// # Errors
+///
+/// When the runtime cannot start its threads.
+pub fn two_worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Fails the test unless the child process behind `output` exited
+/// successfully, showing its status and stderr.
+#[track_caller]
+pub fn assert_success(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Makes the tests of a binary that call it take turns: each holds the
+/// guard for its whole body. A test that failed while holding it (poisoning
+/// the lock) does not fail the ones after it.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -1,9 +1,16 @@
-//! Query results compared as data: the rows as sorted strings.
+//! Tables in, results out: the tests' in-memory tables built from columns,
+//! and query results compared as data (the rows as sorted strings, a
+//! column, a metric of an EXPLAIN ANALYZE line).
 
-use datafusion::arrow::array::{Array, Float32Array, Float64Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float32Array, Float64Array, Int64Array, StringArray,
+};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
 /// The rows of `batches` as sorted strings: equal for equal results whatever
@@ -104,6 +111,55 @@ pub fn string_column(batches: &[RecordBatch], name: &str) -> Vec<String> {
     out
 }
 
+/// An `Int64` column of `values`.
+pub fn ints(values: impl IntoIterator<Item = i64>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(values))
+}
+
+/// A `Float64` column of `values`.
+pub fn floats(values: impl IntoIterator<Item = f64>) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(values))
+}
+
+/// A `Utf8` column of `values`.
+pub fn texts<T: AsRef<str>>(values: impl IntoIterator<Item = T>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+/// A batch of named `columns`, each `NOT NULL` unless it holds a null.
+///
+/// # Errors
+///
+/// When the columns differ in length.
+pub fn batch_of<'a>(
+    columns: impl IntoIterator<Item = (&'a str, ArrayRef)>,
+) -> Result<RecordBatch, ArrowError> {
+    RecordBatch::try_from_iter_with_nullable(columns.into_iter().map(|(name, column)| {
+        let nullable = column.null_count() > 0;
+        (name, column, nullable)
+    }))
+}
+
+/// Registers table `name` in `ctx`: one partition per batch of
+/// `partitions`, which share the first one's schema.
+///
+/// # Errors
+///
+/// When there is no batch, the batches' schemas differ, or the name is
+/// taken.
+pub fn register_batches(
+    ctx: &SessionContext,
+    name: &str,
+    partitions: Vec<RecordBatch>,
+) -> datafusion::error::Result<()> {
+    let Some(schema) = partitions.first().map(RecordBatch::schema) else {
+        return datafusion::common::plan_err!("table `{name}` needs a batch for its schema");
+    };
+    let partitions = partitions.into_iter().map(|batch| vec![batch]).collect();
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, partitions)?))?;
+    Ok(())
+}
+
 /// Registers `u(id BIGINT NOT NULL, w VARCHAR NOT NULL)` in `ctx`, one
 /// partition: the join partner of the tests' `t` tables.
 ///
@@ -111,24 +167,19 @@ pub fn string_column(batches: &[RecordBatch], name: &str) -> Vec<String> {
 ///
 /// When `ids` and `words` differ in length, or the name is taken.
 pub fn register_join_partner(
-    ctx: &datafusion::prelude::SessionContext,
+    ctx: &SessionContext,
     ids: impl IntoIterator<Item = i64>,
     words: impl IntoIterator<Item = String>,
 ) -> datafusion::error::Result<()> {
-    use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
-    use datafusion::datasource::MemTable;
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("w", DataType::Utf8, false),
-    ]));
-    let u = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            Arc::new(Int64Array::from_iter_values(ids)),
-            Arc::new(StringArray::from_iter_values(words)),
-        ],
-    )?;
-    ctx.register_table("u", Arc::new(MemTable::try_new(schema, vec![vec![u]])?))?;
-    Ok(())
+    let u = batch_of([("id", ints(ids)), ("w", texts(words))])?;
+    register_batches(ctx, "u", vec![u])
+}
+
+/// The value of `name=` in one EXPLAIN ANALYZE line's metrics.
+pub fn explain_metric<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let metrics = line.split_once(", metrics=[")?.1;
+    let start = metrics.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &metrics[start..];
+    let end = rest.find([',', ']']).unwrap_or(rest.len());
+    Some(&rest[..end])
 }

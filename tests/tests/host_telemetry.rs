@@ -17,8 +17,8 @@
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionContext, col, lit};
 use dftrace::SessionStateBuilderExt;
-use dftrace_tests::secrets;
 use dftrace_tests::wait::poll_until;
+use dftrace_tests::{assert_contains_all, error_text, secrets, serial};
 use futures::StreamExt;
 use opentelemetry::trace::{Link, SpanKind, TraceId, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
@@ -87,7 +87,6 @@ impl Host {
 }
 
 static HOST: OnceLock<Host> = OnceLock::new();
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The host's telemetry, installed once: what a service's `main` does.
 fn host() -> &'static Host {
@@ -203,7 +202,7 @@ fn roots(spans: &[SpanData]) -> usize {
 
 #[test]
 fn no_literal_or_data_value_reaches_the_hosts_exporter_or_log() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let host = host();
     host.reset();
     let dir = std::env::temp_dir().join(format!("dftrace-host-secrets-{}", std::process::id()));
@@ -278,7 +277,7 @@ fn excerpt(text: &str, value: &str) -> String {
 
 #[test]
 fn literals_are_exported_when_the_host_asks() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let host = host();
     host.reset();
     let config = dftrace::DftraceConfig::builder()
@@ -380,9 +379,23 @@ fn one_trace_under(request: &SpanData, spans: &[SpanData], what: &str) {
     }
 }
 
+/// One way a host runs a statement on a session.
+type EntryPoint = Box<dyn Fn(SessionContext) -> futures::future::BoxFuture<'static, ()>>;
+
+/// The entry point `ctx.sql(sql)` then `collect()`.
+fn collected(sql: &str) -> EntryPoint {
+    let sql = sql.to_owned();
+    Box::new(move |ctx| {
+        let sql = sql.clone();
+        Box::pin(async move {
+            ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        })
+    })
+}
+
 #[test]
 fn every_entry_point_is_one_trace_under_the_hosts_request_span() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let host = host();
     host.reset();
     let ctx = session(preset_config(dftrace::Preset::Maximal));
@@ -390,19 +403,8 @@ fn every_entry_point_is_one_trace_under_the_hosts_request_span() {
     let runtime = runtime();
     runtime.block_on(async { secrets::register(&ctx, &dir).await.unwrap() });
     let query = "SELECT city, count(*) AS n FROM people WHERE score > 4 GROUP BY city";
-    type Entry = (
-        &'static str,
-        Box<dyn Fn(SessionContext) -> futures::future::BoxFuture<'static, ()>>,
-    );
-    let entries: Vec<Entry> = vec![
-        (
-            "ctx.sql().collect()",
-            Box::new(move |ctx| {
-                Box::pin(async move {
-                    ctx.sql(query).await.unwrap().collect().await.unwrap();
-                })
-            }),
-        ),
+    let entries: Vec<(&str, EntryPoint)> = vec![
+        ("ctx.sql().collect()", collected(query)),
         (
             "execute_stream",
             Box::new(move |ctx| {
@@ -455,57 +457,19 @@ fn every_entry_point_is_one_trace_under_the_hosts_request_span() {
         ),
         (
             "EXPLAIN ANALYZE",
-            Box::new(move |ctx| {
-                Box::pin(async move {
-                    ctx.sql(&format!("EXPLAIN ANALYZE {query}"))
-                        .await
-                        .unwrap()
-                        .collect()
-                        .await
-                        .unwrap();
-                })
-            }),
+            collected(&format!("EXPLAIN ANALYZE {query}")),
         ),
         (
             "INSERT INTO",
-            Box::new(|ctx| {
-                Box::pin(async move {
-                    ctx.sql("INSERT INTO ledger SELECT id, name FROM people WHERE score > 4")
-                        .await
-                        .unwrap()
-                        .collect()
-                        .await
-                        .unwrap();
-                })
-            }),
+            collected("INSERT INTO ledger SELECT id, name FROM people WHERE score > 4"),
         ),
         (
             "CREATE TABLE AS",
-            Box::new(|ctx| {
-                Box::pin(async move {
-                    ctx.sql(
-                        "CREATE OR REPLACE TABLE copy AS SELECT id FROM people WHERE score > 4",
-                    )
-                    .await
-                    .unwrap()
-                    .collect()
-                    .await
-                    .unwrap();
-                })
-            }),
+            collected("CREATE OR REPLACE TABLE copy AS SELECT id FROM people WHERE score > 4"),
         ),
         (
             "a parquet join",
-            Box::new(|ctx| {
-                Box::pin(async move {
-                    ctx.sql(secrets::DYNAMIC_FILTER_QUERIES[0])
-                        .await
-                        .unwrap()
-                        .collect()
-                        .await
-                        .unwrap();
-                })
-            }),
+            collected(secrets::DYNAMIC_FILTER_QUERIES[0]),
         ),
     ];
     for (what, run) in &entries {
@@ -559,7 +523,7 @@ fn every_entry_point_is_one_trace_under_the_hosts_request_span() {
 /// when the query ends, not when it lets the plan go.
 #[test]
 fn the_root_ends_with_the_query_while_the_host_keeps_the_plan() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let host = host();
     host.reset();
     let runtime = runtime();
@@ -602,7 +566,7 @@ fn the_root_ends_with_the_query_while_the_host_keeps_the_plan() {
 
 #[test]
 fn a_subscriber_that_drops_dftraces_spans_is_an_error_at_session_build() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     host();
     let dftrace = dftrace::init_for_host(preset_config(dftrace::Preset::ProductionLean)).unwrap();
     let provider = SdkTracerProvider::builder().build();
@@ -611,17 +575,14 @@ fn a_subscriber_that_drops_dftraces_spans_is_an_error_at_session_build() {
         .with(tracing_subscriber::EnvFilter::new("orders_service=info"))
         .with(dftrace.layer(provider.tracer("orders-service")));
     let error = tracing::subscriber::with_default(subscriber, || {
-        SessionStateBuilder::new()
-            .with_default_features()
-            .build_with_dftrace(&dftrace)
-            .err()
-            .map(|error| error.to_string())
-            .unwrap_or_default()
+        error_text(
+            SessionStateBuilder::new()
+                .with_default_features()
+                .build_with_dftrace(&dftrace),
+        )
     });
-    assert!(
-        error.contains("drops dftrace's spans") && error.contains("dftrace=trace"),
-        "the error says what is wrong and what to add: {error}"
-    );
+    // The error says what is wrong and what to add.
+    assert_contains_all(&error, &["drops dftrace's spans", "dftrace=trace"]);
     // With dftrace's targets let through, the session builds.
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new(

@@ -18,7 +18,7 @@ use dftrace_history as _;
 use dftrace_memory::ObservedPool;
 use dftrace_metrics_summary as _;
 use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt, keys};
-use dftrace_tests::capture::{attribute, span_capture};
+use dftrace_tests::capture::{SpanCapture, attribute, span_capture};
 use dftrace_tests::rows::{canonical_rows, int_column};
 use dftrace_tests::tpch::{Table, write_tables};
 use opentelemetry::Value;
@@ -143,6 +143,14 @@ fn lineitem() -> Vec<String> {
         .clone()
 }
 
+/// What every test starts with: the span capture and the host's meter
+/// provider installed, and the statements that create `lineitem`.
+fn telemetry_and_lineitem() -> (&'static SpanCapture, Vec<String>) {
+    let capture = span_capture();
+    meters();
+    (capture, lineitem())
+}
+
 /// Runs `sql` as a host does, under its own request span; returns the
 /// outcome and the trace id.
 async fn host_query(ctx: &SessionContext, sql: &str) -> (Result<Vec<RecordBatch>>, String) {
@@ -189,9 +197,7 @@ const SPILLING: &str = "SELECT l_orderkey, l_partkey, count(*) AS n, max(l_comme
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spilling_sort_and_aggregate_carry_their_peaks_everywhere() {
-    let capture = span_capture();
-    meters();
-    let creates = lineitem();
+    let (capture, creates) = telemetry_and_lineitem();
     // One partition: with two, the final merge's reservation (which cannot
     // spill) comes after the sorts have taken their shares, and a
     // FairSpillPool grants it only what the partition still sorting has
@@ -329,9 +335,7 @@ async fn a_spilling_sort_and_aggregate_carry_their_peaks_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_the_pool_refuses_keeps_its_figures_and_names_the_operator() {
-    let capture = span_capture();
-    meters();
-    let creates = lineitem();
+    let (capture, creates) = telemetry_and_lineitem();
     // A hash join's build side cannot spill: under a small greedy limit it
     // fails with ResourcesExhausted.
     let sql = "SELECT count(*) FROM lineitem a JOIN lineitem b ON a.l_comment = b.l_comment";
@@ -418,9 +422,7 @@ async fn a_query_the_pool_refuses_keeps_its_figures_and_names_the_operator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_queries_keep_their_own_peaks() {
-    let capture = span_capture();
-    meters();
-    let creates = lineitem();
+    let (capture, creates) = telemetry_and_lineitem();
     let ctx = Arc::new(traced(
         session_config(1),
         runtime(Arc::new(

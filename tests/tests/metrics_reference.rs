@@ -7,11 +7,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use dftrace_caches as _;
 use dftrace_history as _;
@@ -19,6 +17,7 @@ use dftrace_memory as _;
 use dftrace_metrics_summary as _;
 use dftrace_object_store_registry as _;
 use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt};
+use dftrace_tests::functions::{add_scalar_functions, double, explode};
 use dftrace_tests::tpch::{Table, write_tables};
 use dftrace_tests::workspace_root;
 use dftrace_udf as _;
@@ -51,35 +50,6 @@ fn documented() -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// `double(v)`, and `explode(v)`, which always fails.
-fn functions() -> [ScalarUDF; 2] {
-    let double = create_udf(
-        "double",
-        vec![DataType::Int64],
-        DataType::Int64,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let input = datafusion::common::cast::as_int64_array(&arrays[0])?;
-            let doubled: datafusion::arrow::array::Int64Array =
-                input.iter().map(|v| v.map(|v| v * 2)).collect();
-            Ok(ColumnarValue::Array(Arc::new(doubled)))
-        }),
-    );
-    let explode = create_udf(
-        "explode",
-        vec![DataType::Int64],
-        DataType::Int64,
-        Volatility::Immutable,
-        Arc::new(|_: &[ColumnarValue]| {
-            Err(datafusion::error::DataFusionError::Execution(
-                "explode always fails".to_owned(),
-            ))
-        }),
-    );
-    [double, explode]
-}
-
 fn session(pool: Arc<dyn MemoryPool>) -> SessionContext {
     let config = DftraceConfig::builder()
         .preset(Preset::MaximalNoData)
@@ -96,10 +66,7 @@ fn session(pool: Arc<dyn MemoryPool>) -> SessionContext {
         .with_config(SessionConfig::new().with_target_partitions(1))
         .with_runtime_env(runtime)
         .with_default_features();
-    builder
-        .scalar_functions()
-        .get_or_insert_with(Vec::new)
-        .extend(functions().map(Arc::new));
+    add_scalar_functions(&mut builder, [double(), explode()]);
     let state = builder
         .with_dftrace(&config)
         .and_then(|builder| builder.build_dftrace())

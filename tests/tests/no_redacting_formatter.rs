@@ -6,19 +6,15 @@
 use datafusion::execution::SessionStateBuilder;
 use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt};
 use dftrace_rules as _;
-use dftrace_tests::TestResult;
+use dftrace_tests::{TestResult, assert_contains_all, error_text};
 
 #[test]
 fn previews_without_a_redacting_formatter_are_an_error() -> TestResult {
     let config = DftraceConfig::builder().preset(Preset::Maximal).build()?;
-    let error = SessionStateBuilder::new()
-        .with_dftrace(&config)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        error.contains("rules.preview_limit is 5") && error.contains("dftrace-preview-redaction"),
-        "{error}"
+    let error = error_text(SessionStateBuilder::new().with_dftrace(&config));
+    assert_contains_all(
+        &error,
+        &["rules.preview_limit is 5", "dftrace-preview-redaction"],
     );
 
     let allowed = DftraceConfig::builder()

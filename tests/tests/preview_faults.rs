@@ -8,19 +8,16 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::arrow::array::{Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
-use dftrace_registry::keys::EXEC_TARGET;
 use dftrace_registry::{
     DftraceConfig, Plugin, PluginContext, Preset, PreviewFormatter, Section, Stage,
 };
 use dftrace_rules::{PREVIEW_FAILED, QueryOptions, run_sql};
-use dftrace_tests::capture::{attribute_string, has_target, span_capture};
+use dftrace_tests::capture::{operator_previews, span_capture};
 use dftrace_tests::dftrace_context;
+use dftrace_tests::rows::{batch_of, ints, register_batches, texts};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -68,23 +65,8 @@ async fn failing_and_panicking_formatters_leave_queries_and_secrets_alone() {
         .build()
         .unwrap();
     let ctx = dftrace_context(&config);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("note", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Int64Array::from(vec![1, 2, 3])),
-            Arc::new(StringArray::from(vec![SECRET, SECRET, SECRET])),
-        ],
-    )
-    .unwrap();
-    ctx.register_table(
-        "t",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-    )
-    .unwrap();
+    let batch = batch_of([("id", ints([1, 2, 3])), ("note", texts([SECRET; 3]))]).unwrap();
+    register_batches(&ctx, "t", vec![batch]).unwrap();
 
     for sql in [
         "SELECT id, note FROM t WHERE id > 1 ORDER BY id",
@@ -96,11 +78,7 @@ async fn failing_and_panicking_formatters_leave_queries_and_secrets_alone() {
         let (trace_id, ended) = (query.trace_id.clone(), query.ended());
         drop(query);
         let spans = capture.ended_trace(ended, &trace_id).await;
-        let previews: Vec<String> = spans
-            .iter()
-            .filter(|s| has_target(s, EXEC_TARGET))
-            .filter_map(|s| attribute_string(s, "datafusion.preview"))
-            .collect();
+        let previews = operator_previews(&spans);
         assert!(!previews.is_empty(), "{sql}: operators recorded a preview");
         assert!(
             previews.iter().all(|p| p == PREVIEW_FAILED),

@@ -23,19 +23,21 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryArray, DictionaryArray, Int64Array, ListBuilder, MapBuilder,
-    StringArray, StringBuilder, StringViewArray, StructArray,
+    Array, ArrayRef, BinaryArray, DictionaryArray, ListBuilder, MapBuilder, StringBuilder,
+    StringViewArray, StructArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use dftrace_bootstrap::{ExportConfig, FileConfig, Sink};
 use dftrace_preview_redaction as _;
 use dftrace_registry::{DftraceConfig, Preset};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::dftrace_context;
-use dftrace_tests::rows::canonical_rows;
+use dftrace_tests::rows::{
+    batch_of, canonical_rows, ints, register_batches, register_join_partner, texts,
+};
+use dftrace_tests::secrets::holds;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use std::sync::Arc;
@@ -119,13 +121,8 @@ fn generated() -> impl Strategy<Value = Generated> {
 /// Table `t`: `id`, the public column, the secret column; table `u`: `id`,
 /// `w` (public).
 fn register(ctx: &SessionContext, table: &Generated) -> datafusion::error::Result<()> {
-    let ids = Arc::new(Int64Array::from_iter_values(0..8)) as ArrayRef;
-    let public = Arc::new(StringArray::from_iter_values(&table.publics)) as ArrayRef;
     let (secret_type, secret): (DataType, ArrayRef) = match table.secret_kind {
-        SecretKind::Utf8 => (
-            DataType::Utf8,
-            Arc::new(StringArray::from_iter_values(&table.secrets)),
-        ),
+        SecretKind::Utf8 => (DataType::Utf8, texts(&table.secrets)),
         SecretKind::View => (
             DataType::Utf8View,
             Arc::new(StringViewArray::from_iter_values(&table.secrets)),
@@ -142,7 +139,7 @@ fn register(ctx: &SessionContext, table: &Generated) -> datafusion::error::Resul
             )),
         ),
         SecretKind::Nested => {
-            let token = Arc::new(StringArray::from_iter_values(&table.secrets)) as ArrayRef;
+            let token = texts(&table.secrets);
             let fields = Fields::from(vec![Field::new("token", DataType::Utf8, false)]);
             let creds = StructArray::new(fields.clone(), vec![token], None);
             let outer_fields =
@@ -174,30 +171,13 @@ fn register(ctx: &SessionContext, table: &Generated) -> datafusion::error::Resul
         Field::new(&table.public_name, DataType::Utf8, false),
         Field::new(&table.secret_name, secret_type, true),
     ]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![ids, public, secret])?;
-    ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
-    dftrace_tests::rows::register_join_partner(ctx, 0..8, table.publics.iter().cloned())?;
+    let batch = RecordBatch::try_new(schema, vec![ints(0..8), texts(&table.publics), secret])?;
+    register_batches(ctx, "t", vec![batch])?;
+    register_join_partner(ctx, 0..8, table.publics.iter().cloned())?;
     // The secrets again under a name that says nothing (a headerless CSV's
     // `column3`): only a query's alias tells they are secret.
-    let headerless_schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("column3", DataType::Utf8, false),
-    ]));
-    let headerless = RecordBatch::try_new(
-        headerless_schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(0..8)),
-            Arc::new(StringArray::from_iter_values(&table.secrets)),
-        ],
-    )?;
-    ctx.register_table(
-        "headerless",
-        Arc::new(MemTable::try_new(
-            headerless_schema,
-            vec![vec![headerless]],
-        )?),
-    )?;
-    Ok(())
+    let headerless = batch_of([("id", ints(0..8)), ("column3", texts(&table.secrets))])?;
+    register_batches(ctx, "headerless", vec![headerless])
 }
 
 /// The secret as a string value, whatever its storage.
@@ -239,15 +219,11 @@ fn queries(table: &Generated, string_literal: &str, number: u32) -> Vec<String> 
 /// as a token of its own in text (attribute strings, names, messages), not
 /// inside an id or a measurement: those are numbers of dftrace's own.
 fn appears(bytes: &str, text: &str, value: &str) -> bool {
-    if !value.bytes().all(|b| b.is_ascii_digit()) {
-        return bytes.contains(value);
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        holds(text, value)
+    } else {
+        bytes.contains(value)
     }
-    text.match_indices(value).any(|(at, _)| {
-        let before = text[..at].bytes().next_back();
-        let after = text[at + value.len()..].bytes().next();
-        !before.is_some_and(|b| b.is_ascii_alphanumeric())
-            && !after.is_some_and(|b| b.is_ascii_alphanumeric())
-    })
 }
 
 /// Every string the file's spans hold: attribute strings, span names, status

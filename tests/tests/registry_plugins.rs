@@ -6,16 +6,24 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::config::ConfigOptions;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::ExecutionPlan;
 use dftrace_registry::{
     DftraceConfig, DftraceSession, INSTRUMENT_RULE_NAME, Plugin, PluginContext, Preset,
     RegistryError, RegistryStateBuilderExt, Section, Stage, linked_plugins,
 };
+
+// Included by path, not through the `dftrace_tests` library: linking the
+// library would link the dftrace plugins it depends on, and this binary must
+// see only its own plugin. (`pub mod`: their items are `pub` for the
+// library's users, which `unreachable_pub` accepts only if reachable here.)
+#[path = "../src/optimizer.rs"]
+pub mod optimizer;
+#[path = "../src/text.rs"]
+pub mod text;
+use optimizer::{HostRule, rule_names};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use text::{assert_contains_all, error_text};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,25 +47,6 @@ struct Seen {
     stages: Vec<&'static str>,
 }
 
-#[derive(Debug)]
-struct NamedRule(&'static str);
-
-impl PhysicalOptimizerRule for NamedRule {
-    fn optimize(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        Ok(plan)
-    }
-    fn name(&self) -> &str {
-        self.0
-    }
-    fn schema_check(&self) -> bool {
-        true
-    }
-}
-
 fn builder_hook(
     builder: SessionStateBuilder,
     context: &mut PluginContext<'_>,
@@ -67,7 +56,7 @@ fn builder_hook(
         tag: section.tag,
         stages: vec!["builder"],
     }));
-    Ok(builder.with_physical_optimizer_rule(Arc::new(NamedRule(INSTRUMENT_RULE_NAME))))
+    Ok(builder.with_physical_optimizer_rule(HostRule::new(INSTRUMENT_RULE_NAME, |plan| plan)))
 }
 
 fn state_hook(
@@ -104,14 +93,10 @@ fn plugin_from_another_crate_is_linked_configured_and_applied() -> Result<(), Re
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_dftrace(&config)?
-        .with_physical_optimizer_rule(Arc::new(NamedRule("HostRuleAddedAfter")))
+        .with_physical_optimizer_rule(HostRule::new("HostRuleAddedAfter", |plan| plan))
         .build_dftrace()?;
 
-    let rules: Vec<&str> = state
-        .physical_optimizers()
-        .iter()
-        .map(|rule| rule.name())
-        .collect();
+    let rules = rule_names(&state);
     assert_eq!(
         rules.last(),
         Some(&INSTRUMENT_RULE_NAME),
@@ -162,15 +147,9 @@ fn sections_of_unlinked_plugins_and_bad_values_are_errors() {
         .toml_str("[rulez]\nx = 1\n")
         .build()
         .map_err(|e| e.to_string());
-    let error = SessionStateBuilder::new()
-        .with_dftrace(&unknown.expect("a valid document"))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        error.contains("`[rulez]`") && error.contains("linked plugins: test_plugin"),
-        "{error}"
-    );
+    let error =
+        error_text(SessionStateBuilder::new().with_dftrace(&unknown.expect("a valid document")));
+    assert_contains_all(&error, &["`[rulez]`", "linked plugins: test_plugin"]);
 
     let bad = DftraceConfig::builder()
         .env([
@@ -178,26 +157,14 @@ fn sections_of_unlinked_plugins_and_bad_values_are_errors() {
             ("DFTRACE_TEST_PLUGIN__OTHER", "y"),
         ])
         .build();
-    let error = SessionStateBuilder::new()
-        .with_dftrace(&bad.expect("variables are well-formed"))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        error.contains("test_plugin.other") && error.contains("DFTRACE_TEST_PLUGIN__OTHER"),
-        "{error}"
+    let error = error_text(
+        SessionStateBuilder::new().with_dftrace(&bad.expect("variables are well-formed")),
     );
+    assert_contains_all(&error, &["test_plugin.other", "DFTRACE_TEST_PLUGIN__OTHER"]);
 }
 
 #[test]
 fn build_without_with_dftrace_is_a_clear_error() {
-    let error = SessionStateBuilder::new()
-        .build_dftrace()
-        .err()
-        .map(|e| e.to_string());
-    assert!(
-        error
-            .unwrap_or_default()
-            .contains("call `with_dftrace` first")
-    );
+    let error = error_text(SessionStateBuilder::new().build_dftrace());
+    assert_contains_all(&error, &["call `with_dftrace` first"]);
 }

@@ -14,21 +14,18 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use dftrace_tests::isolated_command;
 use dftrace_tests::moto::free_port;
 use dftrace_tests::rotel::Rotel;
 use dftrace_tests::wait::{SHUTDOWN_SLACK_MS, poll_until};
+use dftrace_tests::{isolated_command, serial};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// One case at a time (see the module docs).
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// How long one command may take before the host counts as hung.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -142,6 +139,22 @@ impl Host {
     }
 }
 
+/// The exit `report` of a host whose collector took no span (`case`
+/// names it): nothing exported, every ended span counted as dropped, and
+/// the flush at exit given up within `shutdown_timeout_ms` (plus slack).
+fn assert_nothing_delivered(report: &Value, shutdown_timeout_ms: u64, case: &str) {
+    assert_eq!(count(report, "exported"), 0, "{case}: {report}");
+    assert_eq!(
+        count(report, "dropped"),
+        count(report, "ended"),
+        "{case}: {report}"
+    );
+    assert!(
+        count(report, "shutdown_ms") <= shutdown_timeout_ms + SHUTDOWN_SLACK_MS,
+        "{case}: the shutdown timeout holds: {report}"
+    );
+}
+
 fn count(report: &Value, key: &str) -> u64 {
     report[key]
         .as_u64()
@@ -193,7 +206,7 @@ impl SilentCollector {
 
 #[test]
 fn collector_absent_at_start_costs_dropped_spans_only() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let dead = format!("http://127.0.0.1:{}", free_port());
     let mut host = Host::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", dead),
@@ -216,21 +229,12 @@ fn collector_absent_at_start_costs_dropped_spans_only() {
     host.run(8, "measured");
     let report = host.exit();
     assert!(count(&report, "ended") > 50, "{report}");
-    assert_eq!(count(&report, "exported"), 0, "{report}");
-    assert_eq!(
-        count(&report, "dropped"),
-        count(&report, "ended"),
-        "{report}"
-    );
-    assert!(
-        count(&report, "shutdown_ms") <= 3_000 + SHUTDOWN_SLACK_MS,
-        "{report}"
-    );
+    assert_nothing_delivered(&report, 3_000, "no collector");
 }
 
 #[test]
 fn collector_killed_and_restarted_receives_what_came_after() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let first = Rotel::start();
     let (grpc_port, http_port) = (first.grpc_port(), first.http_port());
     let mut host = Host::start(&[
@@ -281,7 +285,7 @@ fn collector_killed_and_restarted_receives_what_came_after() {
 
 #[test]
 fn collector_that_never_answers_neither_blocks_queries_nor_grows_memory() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     // An export to the silent collector cannot end, by success or by
     // timeout, while the test looks.
     const NEVER_MS: &str = HANG_MS;
@@ -322,23 +326,14 @@ fn collector_that_never_answers_neither_blocks_queries_nor_grows_memory() {
         );
         let report = host.exit();
         println!("{protocol}: peak RSS {after_first} -> {after_second} KiB; {report}");
-        assert_eq!(count(&report, "exported"), 0, "{protocol}: {report}");
-        assert_eq!(
-            count(&report, "dropped"),
-            count(&report, "ended"),
-            "{protocol}: {report}"
-        );
         assert_eq!(report["timed_out"], true, "{protocol}: {report}");
-        assert!(
-            count(&report, "shutdown_ms") <= 2_000 + SHUTDOWN_SLACK_MS,
-            "{protocol}: the shutdown timeout holds: {report}"
-        );
+        assert_nothing_delivered(&report, 2_000, protocol);
     }
 }
 
 #[test]
 fn a_normal_exit_delivers_every_span() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let rotel = Rotel::start();
     let mut host = Host::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.http_endpoint()),
@@ -364,7 +359,7 @@ fn a_normal_exit_delivers_every_span() {
 
 #[test]
 fn plans_with_huge_literals_are_capped_and_still_delivered() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let rotel = Rotel::start();
     for (limit, delivered) in [("16384", true), ("0", false)] {
         let before = rotel.spans_named("dftrace.query");
@@ -407,7 +402,7 @@ fn plans_with_huge_literals_are_capped_and_still_delivered() {
 
 #[test]
 fn thirty_two_concurrent_queries_with_an_overflowing_queue_report_their_losses() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let rotel = Rotel::start();
     let mut host = Host::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.grpc_endpoint()),

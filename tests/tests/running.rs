@@ -108,7 +108,10 @@ impl PartitionStream for HeldPartition {
     }
 }
 
-fn session(gate: &Arc<Gate>, before: i64, after: i64) -> SessionContext {
+/// A traced session whose table `held` yields `before` batches, then waits
+/// for the returned gate to open, then yields `after` more.
+fn held_session(before: i64, after: i64) -> (Arc<SessionContext>, Arc<Gate>) {
+    let gate = Gate::closed();
     let config = DftraceConfig::builder()
         .preset(Preset::MaximalNoData)
         .set("history.enabled", true)
@@ -124,13 +127,13 @@ fn session(gate: &Arc<Gate>, before: i64, after: i64) -> SessionContext {
     let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
     let held = HeldPartition {
         schema: Arc::clone(&schema),
-        gate: Arc::clone(gate),
+        gate: Arc::clone(&gate),
         before,
         after,
     };
     let table = StreamingTable::try_new(schema, vec![Arc::new(held)]).unwrap();
     ctx.register_table("held", Arc::new(table)).unwrap();
-    ctx
+    (Arc::new(ctx), gate)
 }
 
 /// A request span of the host's and its trace id.
@@ -138,6 +141,20 @@ fn request() -> (tracing::Span, String) {
     let span = tracing::info_span!("request");
     let trace_id = span.context().span().span_context().trace_id().to_string();
     (span, trace_id)
+}
+
+/// Runs `work` on a task of its own under the host's `span`, with its own
+/// handle on `ctx`.
+fn spawn_under<F>(
+    span: tracing::Span,
+    ctx: &Arc<SessionContext>,
+    work: impl FnOnce(Arc<SessionContext>) -> F,
+) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(work(Arc::clone(ctx)).instrument(span))
 }
 
 async fn sql(ctx: &SessionContext, query: &str) -> Vec<RecordBatch> {
@@ -155,19 +172,30 @@ async fn running_rows(ctx: &SessionContext, trace_id: &str) -> Vec<RecordBatch> 
     .await
 }
 
+/// The outcome `dftrace.queries` keeps for the trace's query.
+async fn outcome(ctx: &SessionContext, trace_id: &str) -> Vec<String> {
+    let sql_text = format!("SELECT outcome FROM dftrace.queries WHERE trace_id = '{trace_id}'");
+    string_column(&sql(ctx, &sql_text).await, "outcome")
+}
+
+/// Once the ends of the queries so far (the test's reads of the history
+/// too) are told, off their path, none is in flight.
+fn assert_none_in_flight() {
+    assert!(dftrace_registry::flush_pending_work(Duration::from_secs(
+        60
+    )));
+    assert_eq!(queries_in_flight(), 0, "no query in flight");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_query_shows_in_running_with_its_rows_so_far() {
     let _turn = SERIAL.lock().await;
     let capture = span_capture();
-    let gate = Gate::closed();
-    let ctx = Arc::new(session(&gate, 2, 1));
+    let (ctx, gate) = held_session(2, 1);
     let (span, trace_id) = request();
-    let query = {
-        let ctx = Arc::clone(&ctx);
-        tokio::spawn(
-            async move { ctx.sql("SELECT v FROM held").await?.collect().await }.instrument(span),
-        )
-    };
+    let query = spawn_under(span, &ctx, |ctx| async move {
+        ctx.sql("SELECT v FROM held").await?.collect().await
+    });
     // Two batches let through: 20 rows so far, the query executing.
     gate.reached.notified().await;
     let running = running_rows(&ctx, &trace_id).await;
@@ -249,8 +277,7 @@ async fn a_held_query_shows_in_running_with_its_rows_so_far() {
 async fn a_dropped_stream_ends_as_cancelled_with_what_ran() {
     let _turn = SERIAL.lock().await;
     let capture = span_capture();
-    let gate = Gate::closed();
-    let ctx = session(&gate, 2, 1);
+    let (ctx, _gate) = held_session(2, 1);
     let (span, trace_id) = request();
     async {
         let mut stream = ctx
@@ -284,18 +311,8 @@ async fn a_dropped_stream_ends_as_cancelled_with_what_ran() {
         operators.iter().any(|op| op.name == "StreamingTableExec"),
         "the scan that ran: {operators:#?}"
     );
-    let kept = sql(
-        &ctx,
-        &format!("SELECT outcome FROM dftrace.queries WHERE trace_id = '{trace_id}'"),
-    )
-    .await;
-    assert_eq!(string_column(&kept, "outcome"), ["cancelled"]);
-    // The ends of the queries above (this test's reads of the history too)
-    // are told off their path: once told, none is in flight.
-    assert!(dftrace_registry::flush_pending_work(Duration::from_secs(
-        60
-    )));
-    assert_eq!(queries_in_flight(), 0, "no query in flight");
+    assert_eq!(outcome(&ctx, &trace_id).await, ["cancelled"]);
+    assert_none_in_flight();
     assert!(
         running_rows(&ctx, &trace_id)
             .await
@@ -309,23 +326,12 @@ async fn a_dropped_stream_ends_as_cancelled_with_what_ran() {
 async fn a_dropped_run_sql_future_ends_as_cancelled() {
     let _turn = SERIAL.lock().await;
     let capture = span_capture();
-    let gate = Gate::closed();
-    let ctx = Arc::new(session(&gate, 1, 1));
+    let (ctx, gate) = held_session(1, 1);
     let (span, trace_id) = request();
-    let task = {
-        let ctx = Arc::clone(&ctx);
-        tokio::spawn(
-            async move {
-                dftrace_rules::run_sql(
-                    &ctx,
-                    "SELECT v FROM held",
-                    &dftrace_rules::QueryOptions::new(),
-                )
-                .await
-            }
-            .instrument(span),
-        )
-    };
+    let task = spawn_under(span, &ctx, |ctx| async move {
+        let options = dftrace_rules::QueryOptions::new();
+        dftrace_rules::run_sql(&ctx, "SELECT v FROM held", &options).await
+    });
     gate.reached.notified().await;
     assert_eq!(
         int_column(&running_rows(&ctx, &trace_id).await, "output_rows"),
@@ -341,16 +347,6 @@ async fn a_dropped_run_sql_future_ends_as_cancelled() {
         Some(&Value::Bool(true))
     );
     assert!(!operators.is_empty());
-    // The ends of the queries above (this test's reads of the history too)
-    // are told off their path: once told, none is in flight.
-    assert!(dftrace_registry::flush_pending_work(Duration::from_secs(
-        60
-    )));
-    assert_eq!(queries_in_flight(), 0, "no query in flight");
-    let kept = sql(
-        &ctx,
-        &format!("SELECT outcome FROM dftrace.queries WHERE trace_id = '{trace_id}'"),
-    )
-    .await;
-    assert_eq!(string_column(&kept, "outcome"), ["cancelled"]);
+    assert_none_in_flight();
+    assert_eq!(outcome(&ctx, &trace_id).await, ["cancelled"]);
 }

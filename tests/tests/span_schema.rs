@@ -10,10 +10,6 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use dftrace_caches as _;
 use dftrace_memory as _;
@@ -24,7 +20,9 @@ use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME};
 use dftrace_rules::{QueryOptions, QuerySpan, run_sql};
 use dftrace_tests::capture::span_capture_filtered;
 use dftrace_tests::dftrace_context;
+use dftrace_tests::functions::double;
 use dftrace_tests::moto::MotoServer;
+use dftrace_tests::rows::{batch_of, floats, ints, register_batches, register_join_partner, texts};
 use dftrace_tests::span_schema::{Observation, SpanSchema, render_markdown};
 use dftrace_tests::tpch::Table;
 use dftrace_tests::workspace_root;
@@ -32,7 +30,6 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use opentelemetry_sdk::trace::SpanData;
-use std::sync::Arc;
 use tracing::Instrument;
 
 use dftrace_tests::TestResult;
@@ -68,31 +65,14 @@ const QUERIES: &[(&str, &str)] = &[
         "s3:// parquet",
         "SELECT l_returnflag, sum(l_quantity) FROM lineitem GROUP BY l_returnflag",
     ),
-    ("host function", "SELECT id, double(v) FROM t WHERE v > 40"),
+    // `double` is registered after the session is built, and so wrapped by
+    // hand (`dftrace_udf::observe_scalar`).
+    ("host function", "SELECT id, double(id) FROM t WHERE v > 40"),
     ("failure", "SELECT * FROM no_such_table"),
 ];
 
 /// The query the workload stops reading after its first batch.
 const CANCELLED: &str = "SELECT * FROM t";
-
-/// `double(v)`: a host scalar function, registered after the session is
-/// built and so wrapped by hand (`dftrace_udf::observe_scalar`).
-fn double() -> datafusion::logical_expr::ScalarUDF {
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    let udf = create_udf(
-        "double",
-        vec![DataType::Float64],
-        DataType::Float64,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let input = datafusion::common::cast::as_float64_array(&arrays[0])?;
-            let doubled: Float64Array = input.iter().map(|v| v.map(|v| v * 2.0)).collect();
-            Ok(ColumnarValue::Array(Arc::new(doubled)))
-        }),
-    );
-    dftrace_udf::observe_scalar(&udf)
-}
 
 /// A configuration: its name in the schema's `runs`, a preset, and
 /// settings on top.
@@ -127,39 +107,20 @@ fn runs() -> Vec<Run> {
     ]
 }
 
+/// Table `t(id, name, password, v)`: 100 rows in two partitions; its join
+/// partner `u`; and the host function `double`.
 fn memory_tables(ctx: &SessionContext) -> datafusion::error::Result<()> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("password", DataType::Utf8, false),
-        Field::new("v", DataType::Float64, false),
-    ]));
-    let batch = |range: std::ops::Range<i64>| {
-        RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(range.clone())),
-                Arc::new(StringArray::from_iter_values(
-                    range.clone().map(|i| format!("n{}", i % 5)),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    range.clone().map(|i| format!("hunter{i}")),
-                )),
-                Arc::new(Float64Array::from_iter_values(range.map(|i| i as f64))),
-            ],
-        )
+    let part = |ids: std::ops::Range<i64>| {
+        batch_of([
+            ("id", ints(ids.clone())),
+            ("name", texts(ids.clone().map(|i| format!("n{}", i % 5)))),
+            ("password", texts(ids.clone().map(|i| format!("hunter{i}")))),
+            ("v", floats(ids.map(|i| i as f64))),
+        ])
     };
-    let t = MemTable::try_new(
-        schema.clone(),
-        vec![vec![batch(0..50)?], vec![batch(50..100)?]],
-    )?;
-    ctx.register_table("t", Arc::new(t))?;
-    dftrace_tests::rows::register_join_partner(
-        ctx,
-        (0..100).step_by(4),
-        (0..25).map(|i| format!("w{i}")),
-    )?;
-    ctx.register_udf(double());
+    register_batches(ctx, "t", vec![part(0..50)?, part(50..100)?])?;
+    register_join_partner(ctx, (0..100).step_by(4), (0..25).map(|i| format!("w{i}")))?;
+    ctx.register_udf(dftrace_udf::observe_scalar(&double()));
     Ok(())
 }
 

@@ -275,30 +275,24 @@ mod tests {
     fn endpoints_follow_the_specification() {
         use Protocol::*;
         let base = Some("http://collector:4318/");
-        assert_eq!(
-            signal_endpoint(HttpProtobuf, base, None, "traces"),
-            "http://collector:4318/v1/traces"
-        );
-        assert_eq!(
-            signal_endpoint(HttpJson, base, None, "metrics"),
-            "http://collector:4318/v1/metrics"
-        );
-        assert_eq!(
-            signal_endpoint(HttpProtobuf, base, Some("http://x/custom"), "traces"),
-            "http://x/custom"
-        );
-        assert_eq!(
-            signal_endpoint(Grpc, Some("http://collector:4317"), None, "traces"),
-            "http://collector:4317"
-        );
-        assert_eq!(
-            signal_endpoint(Grpc, None, None, "traces"),
-            "http://localhost:4317"
-        );
-        assert_eq!(
-            signal_endpoint(HttpJson, None, None, "traces"),
-            "http://localhost:4318/v1/traces"
-        );
+        // One case a line: (protocol, base endpoint, the signal's own
+        // endpoint, signal, expected).
+        #[rustfmt::skip]
+        let cases = [
+            (HttpProtobuf, base, None, "traces", "http://collector:4318/v1/traces"),
+            (HttpJson, base, None, "metrics", "http://collector:4318/v1/metrics"),
+            (HttpProtobuf, base, Some("http://x/custom"), "traces", "http://x/custom"),
+            (Grpc, Some("http://collector:4317"), None, "traces", "http://collector:4317"),
+            (Grpc, None, None, "traces", "http://localhost:4317"),
+            (HttpJson, None, None, "traces", "http://localhost:4318/v1/traces"),
+        ];
+        for (protocol, base, specific, signal, expected) in cases {
+            assert_eq!(
+                signal_endpoint(protocol, base, specific, signal),
+                expected,
+                "{protocol:?} {base:?} {specific:?} {signal}"
+            );
+        }
     }
 
     fn error(config: ExportConfig) -> String {

@@ -22,28 +22,63 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+/// A file of JSON lines, opened for appending; each line is flushed as it is
+/// written, so a crash loses at most the line being written.
+#[derive(Debug)]
+struct JsonLines {
+    writer: Mutex<BufWriter<File>>,
+    /// What the file holds, for errors: `the trace file`.
+    what: &'static str,
+}
+
+impl JsonLines {
+    /// `path` opened for appending, created with its directory when missing.
+    fn open(path: &Path, what: &'static str) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = File::options().create(true).append(true).open(path)?;
+        Ok(JsonLines {
+            writer: Mutex::new(BufWriter::new(file)),
+            what,
+        })
+    }
+
+    /// Writes `request` in the OTLP JSON encoding as one line.
+    fn write_line(&self, request: &impl serde::Serialize) -> OTelSdkResult {
+        let line = serde_json::to_string(request).map_err(|error| {
+            OTelSdkError::InternalFailure(format!("OTLP JSON encoding: {error}"))
+        })?;
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        writeln!(writer, "{line}")
+            .and_then(|()| writer.flush())
+            .map_err(|error| {
+                OTelSdkError::InternalFailure(format!("writing {}: {error}", self.what))
+            })
+    }
+
+    fn flush(&self) -> OTelSdkResult {
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush()
+            .map_err(|error| OTelSdkError::InternalFailure(error.to_string()))
+    }
+}
+
 /// Writes each exported batch as one line: an `ExportTraceServiceRequest` in
 /// the OTLP JSON encoding (what OTLP/HTTP-JSON sends), so any collector can
 /// ingest the file later.
 #[derive(Debug)]
 pub(crate) struct FileExporter {
-    writer: Mutex<BufWriter<File>>,
+    file: JsonLines,
     resource: ResourceAttributesWithSchema,
-}
-
-/// `path` opened for appending, created with its directory when missing.
-fn open_for_append(path: &Path) -> std::io::Result<File> {
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    File::options().create(true).append(true).open(path)
 }
 
 impl FileExporter {
     pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
-        let file = open_for_append(path)?;
         Ok(FileExporter {
-            writer: Mutex::new(BufWriter::new(file)),
+            file: JsonLines::open(path, "the trace file")?,
             resource: ResourceAttributesWithSchema::default(),
         })
     }
@@ -51,26 +86,13 @@ impl FileExporter {
 
 impl SpanExporter for FileExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let request = ExportTraceServiceRequest {
+        self.file.write_line(&ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(batch, &self.resource),
-        };
-        let line = serde_json::to_string(&request).map_err(|error| {
-            OTelSdkError::InternalFailure(format!("OTLP JSON encoding: {error}"))
-        })?;
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        writeln!(writer, "{line}")
-            .and_then(|()| writer.flush())
-            .map_err(|error| {
-                OTelSdkError::InternalFailure(format!("writing the trace file: {error}"))
-            })
+        })
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        self.writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flush()
-            .map_err(|error| OTelSdkError::InternalFailure(error.to_string()))
+        self.file.flush()
     }
 
     fn set_resource(&mut self, resource: &Resource) {
@@ -95,36 +117,14 @@ pub(crate) fn metrics_path(trace_file: &Path) -> std::path::PathBuf {
 /// does, and any collector can ingest them later.
 #[derive(Debug)]
 pub(crate) struct FileMetricExporter {
-    writer: Mutex<BufWriter<File>>,
+    file: JsonLines,
 }
 
 impl FileMetricExporter {
     pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
-        let file = open_for_append(path)?;
         Ok(FileMetricExporter {
-            writer: Mutex::new(BufWriter::new(file)),
+            file: JsonLines::open(path, "the metrics file")?,
         })
-    }
-
-    fn write(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        let request = ExportMetricsServiceRequest::from(metrics);
-        let line = serde_json::to_string(&request).map_err(|error| {
-            OTelSdkError::InternalFailure(format!("OTLP JSON encoding: {error}"))
-        })?;
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        writeln!(writer, "{line}")
-            .and_then(|()| writer.flush())
-            .map_err(|error| {
-                OTelSdkError::InternalFailure(format!("writing the metrics file: {error}"))
-            })
-    }
-
-    fn flush(&self) -> OTelSdkResult {
-        self.writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flush()
-            .map_err(|error| OTelSdkError::InternalFailure(error.to_string()))
     }
 }
 
@@ -134,15 +134,18 @@ impl PushMetricExporter for FileMetricExporter {
         metrics: &ResourceMetrics,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
         // Written now: the line is small, and the future holds no borrow.
-        std::future::ready(self.write(metrics))
+        std::future::ready(
+            self.file
+                .write_line(&ExportMetricsServiceRequest::from(metrics)),
+        )
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.flush()
+        self.file.flush()
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        self.flush()
+        self.file.flush()
     }
 
     fn temporality(&self) -> Temporality {

@@ -224,6 +224,20 @@ where
     Ok(env_filter.boxed())
 }
 
+/// The error for `directives` from `origin` (`export.filter`) that do not
+/// parse.
+fn filter_error(
+    origin: &'static str,
+    directives: &str,
+) -> impl FnOnce(tracing_subscriber::filter::ParseError) -> BootstrapError {
+    let directives = directives.to_owned();
+    move |source| BootstrapError::Filter {
+        origin,
+        directives,
+        source,
+    }
+}
+
 /// A filter for one layer of a subscriber (`RUST_LOG` syntax), the
 /// stateless `Targets` when the directives allow it (see [`filter_layer`]).
 fn per_layer_filter<S>(
@@ -432,22 +446,14 @@ pub fn build(config: &ExportConfig) -> Result<Telemetry, BootstrapError> {
         .map(|provider| provider.tracer(dftrace_registry::keys::SCOPE_NAME));
     let subscriber = match config.log_format {
         LogFormat::None => {
-            let filter =
-                filter_layer(&export_directives).map_err(|source| BootstrapError::Filter {
-                    origin: "export.filter",
-                    directives: export_directives.clone(),
-                    source,
-                })?;
+            let filter = filter_layer(&export_directives)
+                .map_err(filter_error("export.filter", &export_directives))?;
             let otel = tracer.map(|tracer| otel_layer(tracer, config));
             tracing::Dispatch::new(tracing_subscriber::registry().with(filter).with(otel))
         }
         LogFormat::Compact | LogFormat::Json => {
-            let export_filter =
-                per_layer_filter(&export_directives).map_err(|source| BootstrapError::Filter {
-                    origin: "export.filter",
-                    directives: export_directives.clone(),
-                    source,
-                })?;
+            let export_filter = per_layer_filter(&export_directives)
+                .map_err(filter_error("export.filter", &export_directives))?;
             let (origin, directives) = match &config.log_filter {
                 Some(directives) if !directives.trim().is_empty() => {
                     ("export.log_filter (RUST_LOG)", directives.clone())
@@ -455,11 +461,7 @@ pub fn build(config: &ExportConfig) -> Result<Telemetry, BootstrapError> {
                 _ => ("export.filter", export_directives.clone()),
             };
             let log_filter =
-                per_layer_filter(&directives).map_err(|source| BootstrapError::Filter {
-                    origin,
-                    directives: directives.clone(),
-                    source,
-                })?;
+                per_layer_filter(&directives).map_err(filter_error(origin, &directives))?;
             let log_layer = if config.log_format == LogFormat::Json {
                 tracing_subscriber::fmt::layer()
                     .json()

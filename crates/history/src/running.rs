@@ -2,14 +2,13 @@
 //! in flight and their operators, read from the queries themselves at each
 //! scan (a query that ends leaves them once it is in `dftrace.queries`).
 
-use crate::snapshot::SnapshotTable;
-use datafusion::arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampNanosecondBuilder};
+use crate::snapshot::{SnapshotTable, ints, strings, timestamps};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use dftrace_registry::saturating_i64;
-use dftrace_registry::{RunningQueries, RunningSnapshot};
+use dftrace_registry::{RunningOperator, RunningQueries, RunningSnapshot};
 use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,77 +58,39 @@ fn unix_ns(time: SystemTime) -> i64 {
 
 fn running_batch(queries: &[RunningSnapshot]) -> Result<RecordBatch> {
     let now = SystemTime::now();
-    let mut trace_id = StringBuilder::new();
-    let mut run_id = StringBuilder::new();
-    let mut fingerprint = StringBuilder::new();
-    let mut start = TimestampNanosecondBuilder::new().with_timezone("UTC");
-    let mut elapsed = Int64Builder::new();
-    let mut phase = StringBuilder::new();
-    let mut rows = Int64Builder::new();
-    let mut peak = Int64Builder::new();
-    let mut operators = Int64Builder::new();
-    for query in queries {
-        trace_id.append_value(&query.trace_id);
-        run_id.append_value(&query.run_id);
-        fingerprint.append_option(query.fingerprint.as_deref());
-        start.append_value(unix_ns(query.started));
-        let took = now.duration_since(query.started).unwrap_or_default();
-        elapsed.append_value(saturating_i64(took.as_nanos()));
-        phase.append_value(query.phase.as_str());
-        rows.append_value(saturating_i64(query.output_rows));
-        peak.append_option(query.peak_memory_bytes.map(saturating_i64));
-        operators.append_value(query.operators.len() as i64);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(trace_id.finish()),
-        Arc::new(run_id.finish()),
-        Arc::new(fingerprint.finish()),
-        Arc::new(start.finish()),
-        Arc::new(elapsed.finish()),
-        Arc::new(phase.finish()),
-        Arc::new(rows.finish()),
-        Arc::new(peak.finish()),
-        Arc::new(operators.finish()),
+    let columns = vec![
+        strings(queries, |query| query.trace_id.as_str()),
+        strings(queries, |query| query.run_id.as_str()),
+        strings(queries, |query| query.fingerprint.as_deref()),
+        timestamps(queries, |query| unix_ns(query.started)),
+        ints(queries, |query| {
+            let took = now.duration_since(query.started).unwrap_or_default();
+            Some(took.as_nanos())
+        }),
+        strings(queries, |query| query.phase.as_str()),
+        ints(queries, |query| Some(query.output_rows)),
+        ints(queries, |query| query.peak_memory_bytes),
+        ints(queries, |query| Some(query.operators.len())),
     ];
     Ok(RecordBatch::try_new(Arc::clone(&RUNNING_SCHEMA), columns)?)
 }
 
 fn running_operators_batch(queries: &[RunningSnapshot]) -> Result<RecordBatch> {
-    let mut trace_id = StringBuilder::new();
-    let mut run_id = StringBuilder::new();
-    let mut id = Int64Builder::new();
-    let mut parent = Int64Builder::new();
-    let mut name = StringBuilder::new();
-    let mut rows = Int64Builder::new();
-    let mut batches = Int64Builder::new();
-    let mut started = Int64Builder::new();
-    let mut done = Int64Builder::new();
-    let mut partitions = Int64Builder::new();
-    for query in queries {
-        for op in &query.operators {
-            trace_id.append_value(&query.trace_id);
-            run_id.append_value(&query.run_id);
-            id.append_value(saturating_i64(op.id));
-            parent.append_option(op.parent.map(saturating_i64));
-            name.append_value(&op.name);
-            rows.append_value(saturating_i64(op.rows));
-            batches.append_value(saturating_i64(op.batches));
-            started.append_value(saturating_i64(op.partitions_started));
-            done.append_value(saturating_i64(op.partitions_done));
-            partitions.append_value(saturating_i64(op.partitions));
-        }
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(trace_id.finish()),
-        Arc::new(run_id.finish()),
-        Arc::new(id.finish()),
-        Arc::new(parent.finish()),
-        Arc::new(name.finish()),
-        Arc::new(rows.finish()),
-        Arc::new(batches.finish()),
-        Arc::new(started.finish()),
-        Arc::new(done.finish()),
-        Arc::new(partitions.finish()),
+    let rows: Vec<(&RunningSnapshot, &RunningOperator)> = queries
+        .iter()
+        .flat_map(|query| query.operators.iter().map(move |op| (query, op)))
+        .collect();
+    let columns = vec![
+        strings(&rows, |(query, _)| query.trace_id.as_str()),
+        strings(&rows, |(query, _)| query.run_id.as_str()),
+        ints(&rows, |(_, op)| Some(op.id)),
+        ints(&rows, |(_, op)| op.parent),
+        strings(&rows, |(_, op)| op.name.as_str()),
+        ints(&rows, |(_, op)| Some(op.rows)),
+        ints(&rows, |(_, op)| Some(op.batches)),
+        ints(&rows, |(_, op)| Some(op.partitions_started)),
+        ints(&rows, |(_, op)| Some(op.partitions_done)),
+        ints(&rows, |(_, op)| Some(op.partitions)),
     ];
     Ok(RecordBatch::try_new(
         Arc::clone(&RUNNING_OPERATORS_SCHEMA),

@@ -2,16 +2,15 @@
 //! built from a snapshot of the history at each scan.
 
 use crate::kept::{KeptQuery, QueryHistory};
-use crate::snapshot::SnapshotTable;
+use crate::snapshot::{SnapshotTable, ints, strings, timestamps};
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Int64Builder, MapBuilder, StringBuilder,
-    TimestampNanosecondBuilder,
+    Array, ArrayRef, BooleanArray, Int64Builder, MapBuilder, StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
-use dftrace_registry::saturating_i64;
+use dftrace_registry::OperatorFigures;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
@@ -97,165 +96,93 @@ static OPERATORS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 fn queries_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
-    let mut trace_id = StringBuilder::new();
-    let mut run_id = StringBuilder::new();
-    let mut fingerprint = StringBuilder::new();
-    let mut sql = StringBuilder::new();
-    let mut start = TimestampNanosecondBuilder::new().with_timezone("UTC");
-    let mut duration = Int64Builder::new();
-    let mut outcome = StringBuilder::new();
-    let mut error_kind = StringBuilder::new();
-    let mut rows = Int64Builder::new();
-    let mut scanned = Int64Builder::new();
-    let mut spilled = Int64Builder::new();
-    let mut peak_memory = Int64Builder::new();
-    let mut failed_reservations = Int64Builder::new();
-    let mut requests = Int64Builder::new();
-    let mut read = Int64Builder::new();
-    let mut written = Int64Builder::new();
-    let mut operator_count = Int64Builder::new();
-    let mut slowest = StringBuilder::new();
-    let mut slowest_time = Int64Builder::new();
-    for query in queries {
-        trace_id.append_value(&query.trace_id);
-        run_id.append_value(&query.run_id);
-        fingerprint.append_option(query.fingerprint.as_deref());
-        sql.append_option(query.sql.as_deref());
-        start.append_value(query.start_unix_ns);
-        duration.append_value(query.duration_ns);
-        outcome.append_value(if query.error_kind.is_some() {
-            "error"
-        } else if query.cancelled {
-            "cancelled"
-        } else {
-            "ok"
-        });
-        error_kind.append_option(query.error_kind.as_deref());
-        rows.append_option(query.output_rows);
-        scanned.append_option(query.bytes_scanned);
-        spilled.append_option(query.spilled_bytes);
-        peak_memory.append_option(query.peak_memory_bytes);
-        failed_reservations.append_option(query.failed_reservations);
-        requests.append_option(query.storage_requests);
-        read.append_option(query.storage_bytes_read);
-        written.append_option(query.storage_bytes_written);
-        operator_count.append_value(query.operators.len() as i64);
-        let top = query.slowest_operator();
-        slowest.append_option(top.map(|op| op.name.as_str()));
-        slowest_time.append_option(top.and_then(|op| op.self_time_ns).map(saturating_i64));
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(trace_id.finish()),
-        Arc::new(run_id.finish()),
-        Arc::new(fingerprint.finish()),
-        Arc::new(sql.finish()),
-        Arc::new(start.finish()),
-        Arc::new(duration.finish()),
-        Arc::new(outcome.finish()),
-        Arc::new(error_kind.finish()),
-        Arc::new(rows.finish()),
-        Arc::new(scanned.finish()),
-        Arc::new(spilled.finish()),
-        Arc::new(peak_memory.finish()),
-        Arc::new(failed_reservations.finish()),
-        Arc::new(requests.finish()),
-        Arc::new(read.finish()),
-        Arc::new(written.finish()),
-        Arc::new(operator_count.finish()),
-        Arc::new(slowest.finish()),
-        Arc::new(slowest_time.finish()),
+    let columns = vec![
+        strings(queries, |query| query.trace_id.as_str()),
+        strings(queries, |query| query.run_id.as_str()),
+        strings(queries, |query| query.fingerprint.as_deref()),
+        strings(queries, |query| query.sql.as_deref()),
+        timestamps(queries, |query| query.start_unix_ns),
+        ints(queries, |query| Some(query.duration_ns)),
+        strings(queries, |query| {
+            if query.error_kind.is_some() {
+                "error"
+            } else if query.cancelled {
+                "cancelled"
+            } else {
+                "ok"
+            }
+        }),
+        strings(queries, |query| query.error_kind.as_deref()),
+        ints(queries, |query| query.output_rows),
+        ints(queries, |query| query.bytes_scanned),
+        ints(queries, |query| query.spilled_bytes),
+        ints(queries, |query| query.peak_memory_bytes),
+        ints(queries, |query| query.failed_reservations),
+        ints(queries, |query| query.storage_requests),
+        ints(queries, |query| query.storage_bytes_read),
+        ints(queries, |query| query.storage_bytes_written),
+        ints(queries, |query| Some(query.operators.len())),
+        strings(queries, |query| {
+            query.slowest_operator().map(|op| op.name.as_str())
+        }),
+        ints(queries, |query| {
+            query.slowest_operator().and_then(|op| op.self_time_ns)
+        }),
     ];
     Ok(RecordBatch::try_new(Arc::clone(&QUERIES_SCHEMA), columns)?)
 }
 
 fn operators_batch(queries: &[Arc<KeptQuery>]) -> Result<RecordBatch> {
-    let mut trace_id = StringBuilder::new();
-    let mut run_id = StringBuilder::new();
-    let mut id = Int64Builder::new();
-    let mut parent = Int64Builder::new();
-    let mut name = StringBuilder::new();
-    let mut description = StringBuilder::new();
-    let mut self_time = Int64Builder::new();
-    let mut start = TimestampNanosecondBuilder::new().with_timezone("UTC");
-    let mut end = TimestampNanosecondBuilder::new().with_timezone("UTC");
-    let mut wall = Int64Builder::new();
-    let mut rows = Int64Builder::new();
-    let mut estimated = Int64Builder::new();
-    let mut partitions = Int64Builder::new();
-    let mut spread: [Int64Builder; 6] = std::array::from_fn(|_| Int64Builder::new());
-    let mut spilled = Int64Builder::new();
-    let mut peak_memory = Int64Builder::new();
-    let mut failed = BooleanBuilder::new();
-    let mut metrics = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
-    for query in queries {
-        for op in &query.operators {
-            trace_id.append_value(&query.trace_id);
-            run_id.append_value(&query.run_id);
-            id.append_value(saturating_i64(op.id));
-            parent.append_option(op.parent.map(saturating_i64));
-            name.append_value(&op.name);
-            description.append_value(&op.description);
-            self_time.append_option(op.self_time_ns.map(saturating_i64));
-            start.append_value(saturating_i64(op.start_unix_ns));
-            end.append_value(saturating_i64(op.end_unix_ns));
-            wall.append_value(saturating_i64(
-                op.end_unix_ns.saturating_sub(op.start_unix_ns),
-            ));
-            rows.append_option(op.output_rows.map(saturating_i64));
-            estimated.append_option(op.estimated_rows.map(saturating_i64));
-            partitions.append_value(saturating_i64(op.partitions));
-            let [
-                rows_min,
-                rows_median,
-                rows_max,
-                time_min,
-                time_median,
-                time_max,
-            ] = &mut spread;
-            rows_min.append_option(op.rows_spread.map(|s| saturating_i64(s.min)));
-            rows_median.append_option(op.rows_spread.map(|s| saturating_i64(s.median)));
-            rows_max.append_option(op.rows_spread.map(|s| saturating_i64(s.max)));
-            time_min.append_option(op.self_time_spread.map(|s| saturating_i64(s.min)));
-            time_median.append_option(op.self_time_spread.map(|s| saturating_i64(s.median)));
-            time_max.append_option(op.self_time_spread.map(|s| saturating_i64(s.max)));
-            spilled.append_option(op.spilled_bytes.map(saturating_i64));
-            peak_memory.append_option(op.peak_memory_bytes.map(saturating_i64));
-            failed.append_value(op.failed);
-            for (metric, value) in &op.metrics {
-                metrics.keys().append_value(metric);
-                metrics.values().append_value(*value);
-            }
-            metrics.append(true)?;
-        }
-    }
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(trace_id.finish()),
-        Arc::new(run_id.finish()),
-        Arc::new(id.finish()),
-        Arc::new(parent.finish()),
-        Arc::new(name.finish()),
-        Arc::new(description.finish()),
-        Arc::new(self_time.finish()),
-        Arc::new(start.finish()),
-        Arc::new(end.finish()),
-        Arc::new(wall.finish()),
-        Arc::new(rows.finish()),
-        Arc::new(estimated.finish()),
-        Arc::new(partitions.finish()),
+    let rows: Vec<(&KeptQuery, &OperatorFigures)> = queries
+        .iter()
+        .flat_map(|query| query.operators.iter().map(move |op| (query.as_ref(), op)))
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        strings(&rows, |(query, _)| query.trace_id.as_str()),
+        strings(&rows, |(query, _)| query.run_id.as_str()),
+        ints(&rows, |(_, op)| Some(op.id)),
+        ints(&rows, |(_, op)| op.parent),
+        strings(&rows, |(_, op)| op.name.as_str()),
+        strings(&rows, |(_, op)| op.description.as_str()),
+        ints(&rows, |(_, op)| op.self_time_ns),
+        timestamps(&rows, |(_, op)| op.start_unix_ns),
+        timestamps(&rows, |(_, op)| op.end_unix_ns),
+        ints(&rows, |(_, op)| {
+            Some(op.end_unix_ns.saturating_sub(op.start_unix_ns))
+        }),
+        ints(&rows, |(_, op)| op.output_rows),
+        ints(&rows, |(_, op)| op.estimated_rows),
+        ints(&rows, |(_, op)| Some(op.partitions)),
+        ints(&rows, |(_, op)| op.rows_spread.map(|s| s.min)),
+        ints(&rows, |(_, op)| op.rows_spread.map(|s| s.median)),
+        ints(&rows, |(_, op)| op.rows_spread.map(|s| s.max)),
+        ints(&rows, |(_, op)| op.self_time_spread.map(|s| s.min)),
+        ints(&rows, |(_, op)| op.self_time_spread.map(|s| s.median)),
+        ints(&rows, |(_, op)| op.self_time_spread.map(|s| s.max)),
+        ints(&rows, |(_, op)| op.spilled_bytes),
+        ints(&rows, |(_, op)| op.peak_memory_bytes),
+        Arc::new(BooleanArray::from(
+            rows.iter().map(|(_, op)| op.failed).collect::<Vec<_>>(),
+        )),
+        metric_maps(&rows)?,
     ];
-    columns.extend(
-        spread
-            .iter_mut()
-            .map(|builder| Arc::new(builder.finish()) as ArrayRef),
-    );
-    columns.push(Arc::new(spilled.finish()));
-    columns.push(Arc::new(peak_memory.finish()));
-    columns.push(Arc::new(failed.finish()));
-    columns.push(Arc::new(metrics.finish()));
     Ok(RecordBatch::try_new(
         Arc::clone(&OPERATORS_SCHEMA),
         columns,
     )?)
+}
+
+/// The `metrics` column: each operator's metrics by name.
+fn metric_maps(rows: &[(&KeptQuery, &OperatorFigures)]) -> Result<ArrayRef> {
+    let mut metrics = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
+    for (_, op) in rows {
+        for (metric, value) in &op.metrics {
+            metrics.keys().append_value(metric);
+            metrics.values().append_value(*value);
+        }
+        metrics.append(true)?;
+    }
+    Ok(Arc::new(metrics.finish()))
 }
 
 /// `dftrace.queries`: one row per kept query.

@@ -63,6 +63,14 @@ fn query(n: usize) -> KeptQuery {
     }
 }
 
+/// The result of `sql` on `ctx`, as an ASCII table.
+async fn pretty(ctx: &SessionContext, sql: &str) -> String {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn the_history_keeps_the_last_queries_within_count_and_bytes() {
     let history = QueryHistory::new(3, usize::MAX);
@@ -91,19 +99,12 @@ async fn the_tables_show_the_kept_queries_and_their_operator_trees() {
     history.keep(query(2));
     register_tables(&ctx.state(), &history, "/nonexistent").unwrap();
 
-    let batches = ctx
-        .sql(
-            "SELECT run_id, operator_count, slowest_operator, slowest_self_time_ns \
-             FROM dftrace.queries ORDER BY duration_ns DESC",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
+    let text = pretty(
+        &ctx,
+        "SELECT run_id, operator_count, slowest_operator, slowest_self_time_ns \
+         FROM dftrace.queries ORDER BY duration_ns DESC",
+    )
+    .await;
     assert_eq!(
         text,
         "+--------+----------------+------------------+----------------------+\n\
@@ -115,21 +116,14 @@ async fn the_tables_show_the_kept_queries_and_their_operator_trees() {
     );
 
     // The plan tree joins back to itself; metrics are a map by name.
-    let batches = ctx
-        .sql(
-            "SELECT child.name, parent.name AS parent, child.metrics['elapsed_compute_ns'] AS t \
-             FROM dftrace.operators child JOIN dftrace.operators parent \
-               ON child.trace_id = parent.trace_id AND child.parent_id = parent.operator_id \
-             WHERE child.trace_id = '00000000000000000000000000000002'",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
+    let text = pretty(
+        &ctx,
+        "SELECT child.name, parent.name AS parent, child.metrics['elapsed_compute_ns'] AS t \
+         FROM dftrace.operators child JOIN dftrace.operators parent \
+           ON child.trace_id = parent.trace_id AND child.parent_id = parent.operator_id \
+         WHERE child.trace_id = '00000000000000000000000000000002'",
+    )
+    .await;
     assert_eq!(
         text,
         "+------------+----------------+----+\n\
@@ -174,20 +168,13 @@ async fn spans_are_read_from_trace_files_and_a_broken_line_is_skipped() {
     let table = Arc::new(SpansTable::new(dir.display().to_string()));
     ctx.register_table("spans", Arc::clone(&table) as _)
         .unwrap();
-    let batches = ctx
-        .sql(
-            "SELECT name, service, duration_ns, line, int_attributes['rows'] AS rows, \
-                    attributes['kind'] AS kind, status \
-             FROM spans ORDER BY line, name",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
+    let text = pretty(
+        &ctx,
+        "SELECT name, service, duration_ns, line, int_attributes['rows'] AS rows, \
+                attributes['kind'] AS kind, status \
+         FROM spans ORDER BY line, name",
+    )
+    .await;
     assert_eq!(
         text,
         "+------+---------+-------------+------+------+------+--------+\n\

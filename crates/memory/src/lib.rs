@@ -46,7 +46,7 @@ use dftrace_registry::{
     QueryObserver, Section, Stage,
 };
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, ObservableGauge};
+use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
 use pool::QueryOperators;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
@@ -179,12 +179,6 @@ fn instruments() -> &'static Instruments {
     static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
     INSTRUMENTS.get_or_init(|| {
         let meter = opentelemetry::global::meter(keys::SCOPE_NAME);
-        let attributes = |id: usize, pool: &dyn MemoryPool| {
-            [
-                KeyValue::new(POOL_NAME, pool.name().to_owned()),
-                KeyValue::new(POOL_ID, saturating_i64(id)),
-            ]
-        };
         Instruments {
             peak: meter
                 .u64_histogram(PEAK_METRIC)
@@ -198,30 +192,46 @@ fn instruments() -> &'static Instruments {
                      operator that asked; a spilling operator spills and goes on)",
                 )
                 .build(),
-            _reserved: meter
-                .u64_observable_gauge(RESERVED_METRIC)
-                .with_unit("By")
-                .with_description("What the memory pool has reserved")
-                .with_callback(move |observer| {
-                    each_pool(|id, pool| {
-                        observer.observe(as_u64(pool.reserved()), &attributes(id, pool));
-                    });
-                })
-                .build(),
-            _limit: meter
-                .u64_observable_gauge(LIMIT_METRIC)
-                .with_unit("By")
-                .with_description("The memory pool's limit (pools with one)")
-                .with_callback(move |observer| {
-                    each_pool(|id, pool| {
-                        if let Some(limit) = pool_limit(pool) {
-                            observer.observe(as_u64(limit), &attributes(id, pool));
-                        }
-                    });
-                })
-                .build(),
+            _reserved: pool_gauge(
+                &meter,
+                RESERVED_METRIC,
+                "What the memory pool has reserved",
+                |pool| Some(pool.reserved()),
+            ),
+            _limit: pool_gauge(
+                &meter,
+                LIMIT_METRIC,
+                "The memory pool's limit (pools with one)",
+                pool_limit,
+            ),
         }
     })
+}
+
+/// A gauge of `bytes` of each live observed pool (a pool for which it is
+/// `None` is left out), by pool name and id.
+fn pool_gauge(
+    meter: &Meter,
+    name: &'static str,
+    description: &'static str,
+    bytes: fn(&dyn MemoryPool) -> Option<usize>,
+) -> ObservableGauge<u64> {
+    meter
+        .u64_observable_gauge(name)
+        .with_unit("By")
+        .with_description(description)
+        .with_callback(move |observer| {
+            each_pool(|id, pool| {
+                if let Some(bytes) = bytes(pool) {
+                    let attributes = [
+                        KeyValue::new(POOL_NAME, pool.name().to_owned()),
+                        KeyValue::new(POOL_ID, saturating_i64(id)),
+                    ];
+                    observer.observe(as_u64(bytes), &attributes);
+                }
+            });
+        })
+        .build()
 }
 
 fn as_u64(value: usize) -> u64 {

@@ -322,10 +322,19 @@ impl Gen {
         }
     }
 
-    fn strings(&mut self, len: usize, denied: bool) -> Vec<Option<String>> {
+    /// `len` values made by `value`, every third one null.
+    fn with_nulls<T>(
+        &mut self,
+        len: usize,
+        mut value: impl FnMut(&mut Self) -> T,
+    ) -> Vec<Option<T>> {
         (0..len)
-            .map(|i| (i % 3 != 2).then(|| self.string(denied, true)))
+            .map(|i| (i % 3 != 2).then(|| value(self)))
             .collect()
+    }
+
+    fn strings(&mut self, len: usize, denied: bool) -> Vec<Option<String>> {
+        self.with_nulls(len, |this| this.string(denied, true))
     }
 
     fn array(&mut self, kind: &Kind, len: usize, denied: bool) -> ArrayRef {
@@ -343,9 +352,7 @@ impl Gen {
                 )
             }
             Kind::Binary => {
-                let values: Vec<Option<String>> = (0..len)
-                    .map(|i| (i % 3 != 2).then(|| self.string(denied, false)))
-                    .collect();
+                let values = self.with_nulls(len, |this| this.string(denied, false));
                 Arc::new(BinaryArray::from(
                     values
                         .iter()
@@ -353,32 +360,20 @@ impl Gen {
                         .collect::<Vec<_>>(),
                 ))
             }
-            Kind::Int64 => Arc::new(Int64Array::from(
-                (0..len)
-                    .map(|i| {
-                        (i % 3 != 2).then(|| {
-                            if denied {
-                                9_100_000_000 + self.next()
-                            } else {
-                                self.next() % 100
-                            }
-                        })
-                    })
-                    .collect::<Vec<_>>(),
-            )),
-            Kind::Float64 => Arc::new(Float64Array::from(
-                (0..len)
-                    .map(|i| {
-                        (i % 3 != 2).then(|| {
-                            if denied {
-                                9_200_000_000.0 + self.next() as f64
-                            } else {
-                                0.5
-                            }
-                        })
-                    })
-                    .collect::<Vec<_>>(),
-            )),
+            Kind::Int64 => Arc::new(Int64Array::from(self.with_nulls(len, |this| {
+                if denied {
+                    9_100_000_000 + this.next()
+                } else {
+                    this.next() % 100
+                }
+            }))),
+            Kind::Float64 => Arc::new(Float64Array::from(self.with_nulls(len, |this| {
+                if denied {
+                    9_200_000_000.0 + this.next() as f64
+                } else {
+                    0.5
+                }
+            }))),
             Kind::Struct(children) => {
                 let mut fields = Vec::new();
                 let mut columns = Vec::new();

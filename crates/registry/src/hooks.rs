@@ -272,9 +272,6 @@ pub trait QueryObserver: Send + Sync + fmt::Debug {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-struct QueryObservers(Vec<Arc<dyn QueryObserver>>);
-
 /// Figures of a plugin's own that go on each operator's span (the memory
 /// pool's peaks, say), asked for when the operator spans are built at the
 /// query's end. Plugins add one with [`Services::add_operator_attributes`].
@@ -289,41 +286,43 @@ pub trait OperatorAttributes: Send + Sync + fmt::Debug {
     );
 }
 
-#[derive(Debug, Clone, Default)]
-struct OperatorAttributeSources(Vec<Arc<dyn OperatorAttributes>>);
+/// What plugins added of one kind (`dyn QueryObserver`,
+/// `dyn OperatorAttributes`), in plugin order: one services value per kind.
+#[derive(Debug)]
+struct Added<T: ?Sized>(Vec<Arc<T>>);
 
 impl Services {
     /// Adds an observer called at the end of every root query span.
     pub fn add_query_observer(&mut self, observer: Arc<dyn QueryObserver>) {
-        let mut observers = self
-            .get::<QueryObservers>()
-            .map(|o| (*o).clone())
-            .unwrap_or_default();
-        observers.0.push(observer);
-        self.insert(Arc::new(observers));
+        self.add(observer);
     }
 
     /// The observers plugins added, in plugin order.
     pub fn query_observers(&self) -> Vec<Arc<dyn QueryObserver>> {
-        self.get::<QueryObservers>()
-            .map(|o| o.0.clone())
-            .unwrap_or_default()
+        self.added()
     }
 
     /// Adds a source of figures for every operator span.
     pub fn add_operator_attributes(&mut self, source: Arc<dyn OperatorAttributes>) {
-        let mut sources = self
-            .get::<OperatorAttributeSources>()
-            .map(|s| (*s).clone())
-            .unwrap_or_default();
-        sources.0.push(source);
-        self.insert(Arc::new(sources));
+        self.add(source);
     }
 
     /// The sources of operator figures plugins added, in plugin order.
     pub fn operator_attributes(&self) -> Vec<Arc<dyn OperatorAttributes>> {
-        self.get::<OperatorAttributeSources>()
-            .map(|s| s.0.clone())
+        self.added()
+    }
+
+    /// Appends `item` to what plugins added of its kind.
+    fn add<T: ?Sized + Send + Sync + 'static>(&mut self, item: Arc<T>) {
+        let mut items = self.added::<T>();
+        items.push(item);
+        self.insert(Arc::new(Added(items)));
+    }
+
+    /// What plugins added of kind `T`, in plugin order.
+    fn added<T: ?Sized + Send + Sync + 'static>(&self) -> Vec<Arc<T>> {
+        self.get::<Added<T>>()
+            .map(|added| added.0.clone())
             .unwrap_or_default()
     }
 }

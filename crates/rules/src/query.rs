@@ -415,7 +415,7 @@ impl QuerySpan {
     pub fn record_success(&self, rows: usize, plan: Option<&Arc<dyn ExecutionPlan>>) {
         self.span.record(keys::QUERY_ROWS, saturating_i64(rows));
         self.span.record(keys::STATUS_CODE, "OK");
-        self.notify(plan, Some(rows), None);
+        self.end(plan, Some(rows), None, false);
     }
 
     /// Records a failed outcome with its message, builds the operator spans
@@ -424,7 +424,7 @@ impl QuerySpan {
         let message = self.literals.mask_error(error.to_string());
         self.span.record(keys::STATUS_CODE, "ERROR");
         self.span.record(keys::STATUS_DESCRIPTION, message.as_str());
-        self.notify(None, None, Some(message));
+        self.end(None, None, Some(message), false);
     }
 
     /// Records that the query was dropped before its end (its stream
@@ -437,16 +437,8 @@ impl QuerySpan {
 
     /// Hands what the query's end needs to [`crate::query_end`], which
     /// builds the operator spans and tells the observers after the query
-    /// has returned (the root stays open until then).
-    fn notify(
-        &self,
-        plan: Option<&Arc<dyn ExecutionPlan>>,
-        rows: Option<usize>,
-        error: Option<String>,
-    ) {
-        self.end(plan, rows, error, false);
-    }
-
+    /// has returned (the root stays open until then); `cancelled` when it
+    /// was dropped before its end.
     fn end(
         &self,
         plan: Option<&Arc<dyn ExecutionPlan>>,

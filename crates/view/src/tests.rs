@@ -5,19 +5,8 @@ use super::html::operator_rows;
 use super::*;
 use serde_json::json;
 
-/// A span as the file sink writes it (OTLP JSON).
+/// A span as the file sink writes it (OTLP JSON), with string attributes.
 fn span(
-    trace: &str,
-    id: &str,
-    parent: &str,
-    name: &str,
-    start: u64,
-    end: u64,
-) -> serde_json::Value {
-    span_with(trace, id, parent, name, start, end, &[])
-}
-
-fn span_with(
     trace: &str,
     id: &str,
     parent: &str,
@@ -55,7 +44,7 @@ const OP: (&str, &str) = ("target", "dftrace::exec");
 fn write_file(dir: &Path) -> PathBuf {
     let path = dir.join("trace.jsonl");
     let query_b = vec![
-        span_with(
+        span(
             B,
             "0000000000000001",
             "",
@@ -74,8 +63,9 @@ fn write_file(dir: &Path) -> PathBuf {
             "optimize_logical_plan",
             2_100_000,
             2_600_000,
+            &[],
         ),
-        span_with(
+        span(
             B,
             "0000000000000003",
             "0000000000000001",
@@ -94,7 +84,7 @@ fn write_file(dir: &Path) -> PathBuf {
                 ("thread.id", "7"),
             ],
         ),
-        span_with(
+        span(
             B,
             "0000000000000004",
             "0000000000000003",
@@ -107,7 +97,7 @@ fn write_file(dir: &Path) -> PathBuf {
                 ("thread.id", "7"),
             ],
         ),
-        span_with(
+        span(
             B,
             "0000000000000005",
             "0000000000000003",
@@ -127,7 +117,8 @@ fn write_file(dir: &Path) -> PathBuf {
                 "",
                 "dftrace.query",
                 1_000_000,
-                1_500_000
+                1_500_000,
+                &[]
             )]
         ),
         line("dftrace", query_b)

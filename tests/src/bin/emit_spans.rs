@@ -7,10 +7,6 @@
 //! `emit_spans --query` runs one traced DataFusion query through the
 //! registry instead and reports its row count.
 
-use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::SessionContext;
-use dftrace_registry::RegistryStateBuilderExt;
-
 // Linked so their plugins register: the query gets the metrics summary's
 // typed attributes on its root span.
 use dftrace_metrics_summary as _;
@@ -25,16 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
     let mut rows = serde_json::Value::Null;
     if argument == "--query" {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
+        let runtime = dftrace_tests::two_worker_runtime()?;
         let result = runtime.block_on(async {
-            let state = SessionStateBuilder::new()
-                .with_default_features()
-                .with_dftrace(&config)?
-                .build_dftrace()?;
-            let ctx = SessionContext::new_with_state(state);
+            let ctx = dftrace_tests::try_dftrace_context(&config)?;
             let query =
                 dftrace_rules::run_sql(&ctx, QUERY, &dftrace_rules::QueryOptions::new()).await?;
             Ok::<_, Box<dyn std::error::Error>>(

@@ -16,9 +16,7 @@
 //!   flushing.
 //! - `exit`: shuts telemetry down and prints the shutdown report.
 
-use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
-use dftrace_registry::RegistryStateBuilderExt;
 use dftrace_rules::{QueryOptions, run_sql};
 use serde_json::json;
 use std::io::BufRead;
@@ -58,16 +56,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = dftrace_registry::DftraceConfig::from_env()?;
     let export: dftrace_bootstrap::ExportConfig = config.section()?;
     let guard = dftrace_bootstrap::init(&export)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = dftrace_tests::two_worker_runtime()?;
     let ctx = runtime.block_on(async {
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_dftrace(&config)?
-            .build_dftrace()?;
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = dftrace_tests::try_dftrace_context(&config)?;
         register_t(&ctx)?;
         Ok::<_, Box<dyn std::error::Error>>(ctx)
     })?;

@@ -9,8 +9,8 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use dftrace_tests::isolated_command;
 use dftrace_tests::rotel::Rotel;
+use dftrace_tests::{assert_contains_all, isolated_command};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -296,8 +296,5 @@ fn a_ratio_outside_zero_to_one_fails_init() {
         .unwrap_or_else(|e| panic!("{e}"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(
-        stderr.contains("OTEL_TRACES_SAMPLER_ARG") && stderr.contains("a ratio from 0 to 1"),
-        "{stderr}"
-    );
+    assert_contains_all(&stderr, &["OTEL_TRACES_SAMPLER_ARG", "a ratio from 0 to 1"]);
 }

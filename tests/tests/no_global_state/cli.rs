@@ -8,7 +8,7 @@
 
 use dftrace_tests::rotel::Rotel;
 use dftrace_tests::tpch::{Table, write_tables};
-use dftrace_tests::{cli_binary, isolated_command};
+use dftrace_tests::{assert_contains_all, assert_success, cli_binary, isolated_command};
 use dftrace_view::TraceSpan;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -86,21 +86,22 @@ fn tpch_dir() -> (PathBuf, Vec<String>) {
 
 const SELECT: &str = "SELECT l_returnflag, count(*) AS n, sum(l_quantity) AS q FROM lineitem WHERE l_discount > 0.02 GROUP BY l_returnflag ORDER BY l_returnflag";
 
+/// Runs [`SELECT`], after the statement that creates `lineitem` over the
+/// TPC-H data, in a fresh working directory `name` with `env`; returns the
+/// directory and the CLI's output once it has succeeded.
+fn run_select(name: &str, env: &[(&str, &str)]) -> (PathBuf, Output) {
+    let (_data, creates) = tpch_dir();
+    let dir = workdir(name);
+    let output = run_cli(&dir, env, &["-q", "-c", &creates[0], "-c", SELECT]);
+    assert_success(&output);
+    (dir, output)
+}
+
 #[test]
 fn local_parquet_query_writes_one_trace_with_every_kind_of_span() {
-    let (_data, creates) = tpch_dir();
-    let dir = workdir("file");
-    let output = run_cli(&dir, &[], &["-q", "-c", &creates[0], "-c", SELECT]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (dir, output) = run_select("file", &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("dftrace: trace ") && stderr.contains("spans written to"),
-        "{stderr}"
-    );
+    assert_contains_all(&stderr, &["dftrace: trace ", "spans written to"]);
 
     let spans = spans_in(&dir);
     let select_root = spans
@@ -144,22 +145,14 @@ fn local_parquet_query_writes_one_trace_with_every_kind_of_span() {
 
 #[test]
 fn with_an_endpoint_spans_go_to_the_collector() {
-    let (_data, creates) = tpch_dir();
     let rotel = Rotel::start();
-    let dir = workdir("otlp");
     let endpoint = rotel.grpc_endpoint();
-    let output = run_cli(
-        &dir,
+    let (dir, _) = run_select(
+        "otlp",
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ],
-        &["-q", "-c", &creates[0], "-c", SELECT],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(
         rotel.wait_for_spans("dftrace.query", 2, Duration::from_secs(20)),
@@ -237,12 +230,7 @@ fn an_early_stopping_last_query_keeps_its_root_span() {
             args.extend(["-c", statement.as_str()]);
         }
         args.extend(["-c", dftrace_tests::tpch::Q3]);
-        let output = run_cli(&dir, &[], &args);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success(&run_cli(&dir, &[], &args));
         let spans = spans_in(&dir);
         let roots = spans
             .iter()
@@ -289,12 +277,7 @@ fn a_literal_typed_into_the_cli_stays_out_of_its_trace_unless_asked() {
         ),
     ] {
         let dir = workdir(name);
-        let output = run_cli(&dir, &env, &["-q", "-c", &creates[0], "-c", &sql]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success(&run_cli(&dir, &env, &["-q", "-c", &creates[0], "-c", &sql]));
         let mut bytes = String::new();
         // The spans (the metrics files hold counts, whose digits could
         // match the number literal by chance).
@@ -363,9 +346,7 @@ fn csv_rows<'a>(stdout: &'a str, header: &str) -> Vec<&'a str> {
 fn the_session_and_past_traces_can_be_asked_in_sql() {
     let (_data, creates) = tpch_dir();
     // A first session writes a trace file.
-    let earlier = workdir("history-earlier");
-    let output = run_cli(&earlier, &[], &["-q", "-c", &creates[0], "-c", SELECT]);
-    assert!(output.status.success());
+    let (earlier, _) = run_select("history-earlier", &[]);
     let file = std::fs::read_dir(earlier.join("dftrace-traces"))
         .unwrap()
         .flatten()
@@ -517,14 +498,7 @@ fn a_long_statement_shows_a_progress_line_on_a_terminal_and_erases_it() {
 
 #[test]
 fn the_file_sink_writes_the_metrics_beside_the_spans() {
-    let (_data, creates) = tpch_dir();
-    let dir = workdir("metrics-file");
-    let output = run_cli(&dir, &[], &["-q", "-c", &creates[0], "-c", SELECT]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (dir, _) = run_select("metrics-file", &[]);
     let files: Vec<PathBuf> = std::fs::read_dir(dir.join("dftrace-traces"))
         .unwrap()
         .flatten()

@@ -6,7 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use dftrace_tests::tpch::{Q3, Table, write_tables};
-use dftrace_tests::{cli_binary, isolated_command, workspace_root};
+use dftrace_tests::{assert_success, cli_binary, isolated_command, workspace_root};
 use dftrace_view::{Trace, ViewFiles, read_trace_file, render_trace_file};
 use quick_xml::Reader;
 use quick_xml::events::Event;
@@ -228,11 +228,7 @@ fn headless(extra: &[&str], url: &str) -> std::process::Output {
         .arg(url)
         .output()
         .expect("Chromium starts");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     output
 }
 

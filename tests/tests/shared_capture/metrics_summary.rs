@@ -15,17 +15,9 @@ use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::{attribute, span_capture};
 use dftrace_tests::rotel::Rotel;
+use dftrace_tests::rows::explain_metric;
 use dftrace_tests::tpch::{Q1, Q3, Q6, Table, write_tables};
 use std::time::Duration;
-
-/// The value of `name=` in one EXPLAIN ANALYZE line's metrics.
-fn metric<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let metrics = line.split_once(", metrics=[")?.1;
-    let start = metrics.find(&format!("{name}="))? + name.len() + 1;
-    let rest = &metrics[start..];
-    let end = rest.find([',', ']']).unwrap_or(rest.len());
-    Some(&rest[..end])
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_matches_explain_analyze_for_tpch_q1_q3_q6()
@@ -73,7 +65,7 @@ async fn summary_matches_explain_analyze_for_tpch_q1_q3_q6()
                 .map(|r| human_readable_count(r as usize));
             assert_eq!(
                 rows.as_deref(),
-                metric(line, "output_rows"),
+                explain_metric(line, "output_rows"),
                 "{name} {}: output_rows",
                 operator.name
             );
@@ -83,12 +75,12 @@ async fn summary_matches_explain_analyze_for_tpch_q1_q3_q6()
                 .output_bytes
                 .map(|b| human_readable_size(b as usize))
                 .as_deref(),
-            metric(lines[0], "output_bytes"),
+            explain_metric(lines[0], "output_bytes"),
             "{name}: output_bytes"
         );
         assert_eq!(
             summary.output_batches.map(|b| b.to_string()).as_deref(),
-            metric(lines[0], "output_batches")
+            explain_metric(lines[0], "output_batches")
         );
         let scans: Vec<&&str> = lines
             .iter()
@@ -104,12 +96,12 @@ async fn summary_matches_explain_analyze_for_tpch_q1_q3_q6()
                     .bytes_scanned
                     .map(|b| human_readable_count(b as usize))
                     .as_deref(),
-                metric(scan, "bytes_scanned"),
+                explain_metric(scan, "bytes_scanned"),
                 "{name}: bytes_scanned"
             );
             assert_eq!(
                 summary.files_opened.map(|f| f.to_string()).as_deref(),
-                metric(scan, "files_opened")
+                explain_metric(scan, "files_opened")
             );
         }
 
@@ -150,11 +142,7 @@ fn typed_attributes_reach_rotel_as_int_and_double() {
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         .output()
         .expect("emit_spans runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    dftrace_tests::assert_success(&output);
     assert_eq!(
         rotel.wait_for_spans(QUERY_SPAN_NAME, 1, Duration::from_secs(20)),
         1

@@ -7,25 +7,27 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::object_store::DefaultObjectStoreRegistry;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::prelude::SessionContext;
 use dftrace_object_store_registry::{ObjectStoreConfig, instrument_registry, query_storage_totals};
 use dftrace_registry::{DftraceConfig, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, QuerySpan, run_sql};
-use dftrace_tests::capture::{assert_under_root, attribute_string, span_capture};
+use dftrace_tests::capture::{
+    assert_error_status, assert_under_root, attribute_string, span_capture, span_named,
+};
 use dftrace_tests::moto::MotoServer;
 use dftrace_tests::tpch::Table;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use opentelemetry::trace::{SpanId, Status};
+use opentelemetry::trace::SpanId;
 use opentelemetry_sdk::trace::SpanData;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tracing::Instrument;
 use url::Url;
 
-use dftrace_tests::TestResult;
+use dftrace_tests::{TestResult, assert_contains_all, error_text};
 
 fn context(
     config: DftraceConfig,
@@ -64,6 +66,51 @@ async fn traced(
     let (trace_id, ended) = (query.trace_id(), query.ended());
     drop(query);
     Ok((span_capture().ended_trace(ended, &trace_id).await, totals))
+}
+
+/// DataFusion's default object store registry, instrumented under `config`.
+fn instrumented_registry(config: &ObjectStoreConfig) -> Arc<dyn ObjectStoreRegistry> {
+    instrument_registry(Arc::new(DefaultObjectStoreRegistry::new()), config)
+}
+
+/// An instrumented registry (default config) with a fresh in-memory store
+/// registered at `url`.
+struct MemoryStore {
+    registry: Arc<dyn ObjectStoreRegistry>,
+    url: Url,
+    /// The store as registered, not instrumented.
+    raw: Arc<dyn ObjectStore>,
+}
+
+impl MemoryStore {
+    fn registered(url: &str) -> Result<MemoryStore, url::ParseError> {
+        let url = Url::parse(url)?;
+        let registry = instrumented_registry(&ObjectStoreConfig::default());
+        let raw: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        registry.register_store(&url, Arc::clone(&raw));
+        Ok(MemoryStore { registry, url, raw })
+    }
+}
+
+/// A root query span with no SQL, for store requests made outside a query.
+fn request_span() -> Result<QuerySpan, dftrace_rules::RulesError> {
+    QuerySpan::start(
+        &datafusion::prelude::SessionConfig::new(),
+        None,
+        &QueryOptions::new(),
+    )
+}
+
+/// A fresh temporary folder `name` whose `nation/` holds the TPC-H
+/// `nation` table as one parquet file.
+fn nation_dir(name: &str) -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("dftrace-os-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("nation"))?;
+    std::fs::write(
+        dir.join("nation/part-0.parquet"),
+        Table::Nation.parquet(0.01),
+    )?;
+    Ok(dir)
 }
 
 fn names(spans: &[&SpanData]) -> BTreeSet<String> {
@@ -141,12 +188,7 @@ async fn s3_requests_are_spans_under_their_query() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_and_memory_requests_are_spans_under_their_query() -> TestResult {
-    let dir = std::env::temp_dir().join(format!("dftrace-os-test-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("nation"))?;
-    std::fs::write(
-        dir.join("nation/part-0.parquet"),
-        Table::Nation.parquet(0.01),
-    )?;
+    let dir = nation_dir("test")?;
 
     let ctx = context(
         DftraceConfig::builder()
@@ -206,22 +248,12 @@ async fn file_and_memory_requests_are_spans_under_their_query() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_object_is_the_same_not_found_and_its_span_an_error() -> TestResult {
     span_capture();
-    let registry = instrument_registry(
-        Arc::new(DefaultObjectStoreRegistry::new()),
-        &ObjectStoreConfig::default(),
-    );
-    let url = Url::parse("memory://")?;
-    let raw: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    registry.register_store(&url, Arc::clone(&raw));
+    let MemoryStore { registry, url, raw } = MemoryStore::registered("memory://")?;
     let wrapped = registry.get_store(&url)?;
 
     let missing = Path::from("no/such/object");
     let plain_error = raw.get(&missing).await.expect_err("missing");
-    let query = QuerySpan::start(
-        &datafusion::prelude::SessionConfig::new(),
-        None,
-        &QueryOptions::new(),
-    )?;
+    let query = request_span()?;
     let traced_error = wrapped
         .get(&missing)
         .instrument(query.span().clone())
@@ -236,30 +268,16 @@ async fn a_missing_object_is_the_same_not_found_and_its_span_an_error() -> TestR
     drop(query);
 
     let spans = span_capture().ended_trace(ended, &trace_id).await;
-    let get = spans
-        .iter()
-        .find(|s| s.name == "memory.get_opts")
-        .expect("a get span");
-    match &get.status {
-        Status::Error { description } => {
-            assert!(description.contains("no/such/object"), "{description}")
-        }
-        other => panic!("expected an error status, got {other:?}"),
-    }
+    assert_error_status(span_named(&spans, "memory.get_opts"), "no/such/object");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registering_twice_never_double_wraps() -> TestResult {
     span_capture();
-    let registry = instrument_registry(
-        Arc::new(DefaultObjectStoreRegistry::new()),
-        &ObjectStoreConfig::default(),
-    );
-    let url = Url::parse("memory://twice")?;
-    let raw: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let MemoryStore { registry, url, raw } = MemoryStore::registered("memory://twice")?;
     raw.put(&Path::from("a"), "x".into()).await?;
-    registry.register_store(&url, Arc::clone(&raw));
+    // The same store registered a second time.
     registry.register_store(&url, Arc::clone(&raw));
     let first = registry.get_store(&url)?;
     // A host re-registering the store it got back gets the same wrapper.
@@ -267,11 +285,7 @@ async fn registering_twice_never_double_wraps() -> TestResult {
     let second = registry.get_store(&url)?;
     assert!(Arc::ptr_eq(&first, &second));
 
-    let query = QuerySpan::start(
-        &datafusion::prelude::SessionConfig::new(),
-        None,
-        &QueryOptions::new(),
-    )?;
+    let query = request_span()?;
     second
         .head(&Path::from("a"))
         .instrument(query.span().clone())
@@ -289,41 +303,26 @@ async fn registering_twice_never_double_wraps() -> TestResult {
 
 #[test]
 fn unsupported_and_disabled_schemes_fail_fast() -> TestResult {
-    let registry = instrument_registry(
-        Arc::new(DefaultObjectStoreRegistry::new()),
-        &ObjectStoreConfig::default(),
-    );
-    let error = registry
-        .get_store(&Url::parse("ftp://files.example/data.parquet")?)
-        .err()
-        .map(|e| e.to_string());
-    insta::assert_snapshot!(error.unwrap_or_default(), @"External error: object store scheme `ftp` (in `ftp://files.example/data.parquet`) is not supported; enabled schemes: file, memory, s3, s3a, gs, gcs, az, abfs, abfss, azure, http, https (configure them in object_store.schemes; supported: file, memory, s3, s3a, gs, gcs, az, abfs, abfss, azure, http, https)");
+    let registry = instrumented_registry(&ObjectStoreConfig::default());
+    let error = error_text(registry.get_store(&Url::parse("ftp://files.example/data.parquet")?));
+    insta::assert_snapshot!(error, @"External error: object store scheme `ftp` (in `ftp://files.example/data.parquet`) is not supported; enabled schemes: file, memory, s3, s3a, gs, gcs, az, abfs, abfss, azure, http, https (configure them in object_store.schemes; supported: file, memory, s3, s3a, gs, gcs, az, abfs, abfss, azure, http, https)");
 
     let file_only = ObjectStoreConfig {
         schemes: vec!["file".into()],
         ..ObjectStoreConfig::default()
     };
-    let registry = instrument_registry(Arc::new(DefaultObjectStoreRegistry::new()), &file_only);
-    let error = registry
-        .get_store(&Url::parse("memory://")?)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        error.contains("scheme `memory`") && error.contains("not enabled; enabled schemes: file"),
-        "{error}"
+    let registry = instrumented_registry(&file_only);
+    let error = error_text(registry.get_store(&Url::parse("memory://")?));
+    assert_contains_all(
+        &error,
+        &["scheme `memory`", "not enabled; enabled schemes: file"],
     );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_sql_over_file_parquet_returns_the_same_rows() -> TestResult {
-    let dir = std::env::temp_dir().join(format!("dftrace-os-rows-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("nation"))?;
-    std::fs::write(
-        dir.join("nation/part-0.parquet"),
-        Table::Nation.parquet(0.01),
-    )?;
+    let dir = nation_dir("rows")?;
     let create = format!(
         "CREATE EXTERNAL TABLE nation STORED AS PARQUET LOCATION 'file://{}/nation/'",
         dir.display()

@@ -10,14 +10,11 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::display::human_readable::human_readable_count;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::config::ConfigOptions;
-use datafusion::datasource::MemTable;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::metrics::{
     ExecutionPlanMetricsSet, MetricBuilder, MetricType, MetricValue, MetricsSet,
@@ -38,6 +35,8 @@ use dftrace_tests::capture::{
     SpanCapture, TRACE_DEADLINE, assert_all_under_root, attribute, has_target, query_root as root,
     span_capture,
 };
+use dftrace_tests::optimizer::HostRule;
+use dftrace_tests::rows::{batch_of, explain_metric, ints, register_batches, texts};
 use dftrace_tests::tpch::{QUERIES, Table, write_tables};
 use dftrace_tests::wait::wait_for;
 use futures::StreamExt;
@@ -46,7 +45,7 @@ use opentelemetry::trace::Status;
 use opentelemetry_sdk::trace::SpanData;
 use std::sync::Arc;
 
-use dftrace_tests::TestResult;
+use dftrace_tests::{TestResult, assert_contains_all, error_text};
 
 /// The operator spans of a trace, by their position in the plan.
 fn operators(spans: &[SpanData]) -> Vec<&SpanData> {
@@ -102,15 +101,6 @@ fn expected_figures(metrics: &MetricsSet) -> Vec<(String, i64)> {
         }
     }
     figures
-}
-
-/// The value of `name=` in one EXPLAIN ANALYZE line's metrics.
-fn explain_metric<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let metrics = line.split_once(", metrics=[")?.1;
-    let start = metrics.find(&format!("{name}="))? + name.len() + 1;
-    let rest = &metrics[start..];
-    let end = rest.find([',', ']']).unwrap_or(rest.len());
-    Some(&rest[..end])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,53 +305,24 @@ impl ExecutionPlan for ProbeExec {
 }
 
 /// The host's rule that puts a probe on top of every plan.
-#[derive(Debug)]
-struct ProbeRule;
-
-impl PhysicalOptimizerRule for ProbeRule {
-    fn optimize(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        _: &ConfigOptions,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(ProbeExec {
+fn probe_rule() -> Arc<HostRule> {
+    HostRule::new("ProbeRule", |plan| {
+        Arc::new(ProbeExec {
             input: plan,
             metrics: ExecutionPlanMetricsSet::new(),
-        }))
-    }
-
-    fn name(&self) -> &str {
-        "ProbeRule"
-    }
-
-    fn schema_check(&self) -> bool {
-        true
-    }
+        })
+    })
 }
 
 /// Table `t`: 100 rows in two partitions; `name` is text, `n<i>`.
 fn table_t(ctx: &SessionContext) -> datafusion::error::Result<()> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, false),
-    ]));
-    let part = |range: std::ops::Range<i64>| {
-        RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(Int64Array::from_iter_values(range.clone())),
-                Arc::new(StringArray::from_iter_values(
-                    range.map(|i| format!("n{i}")),
-                )),
-            ],
-        )
+    let part = |ids: std::ops::Range<i64>| {
+        batch_of([
+            ("id", ints(ids.clone())),
+            ("name", texts(ids.map(|i| format!("n{i}")))),
+        ])
     };
-    let table = MemTable::try_new(
-        Arc::clone(&schema),
-        vec![vec![part(0..50)?], vec![part(50..100)?]],
-    )?;
-    ctx.register_table("t", Arc::new(table))?;
-    Ok(())
+    register_batches(ctx, "t", vec![part(0..50)?, part(50..100)?])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,7 +343,7 @@ async fn probe_case(capture: &'static SpanCapture, preset: Preset) -> TestResult
         .with_default_features()
         .with_dftrace(&config)?
         // After dftrace: its rule still runs last and wraps the probe too.
-        .with_physical_optimizer_rule(Arc::new(ProbeRule))
+        .with_physical_optimizer_rule(probe_rule())
         .build_dftrace()?;
     let ctx = SessionContext::new_with_state(state);
     table_t(&ctx)?;
@@ -675,15 +636,10 @@ async fn only_slow_or_failed_queries_get_operator_spans_when_asked() -> TestResu
         .set("rules.operator_spans_when", "slow")
         .set("rules.record_literals", true)
         .build()?;
-    let error = SessionStateBuilder::new()
+    let built = SessionStateBuilder::new()
         .with_default_features()
-        .with_dftrace(&live)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        error.contains("operator_spans_when") && error.contains("deferred"),
-        "live spans cannot wait for the outcome: {error}"
-    );
+        .with_dftrace(&live);
+    // Live spans cannot wait for the outcome.
+    assert_contains_all(&error_text(built), &["operator_spans_when", "deferred"]);
     Ok(())
 }

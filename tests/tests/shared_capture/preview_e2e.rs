@@ -11,14 +11,13 @@
 use dftrace_preview_redaction as _;
 
 use datafusion::arrow::array::{Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::MemTable;
-use dftrace_registry::keys::EXEC_TARGET;
 use dftrace_registry::{DftraceConfig, Preset, linked_plugins};
 use dftrace_rules::{QueryOptions, run_sql};
-use dftrace_tests::capture::{attribute_string, has_target, span_capture};
+use dftrace_tests::capture::{operator_previews, span_capture};
 use dftrace_tests::dftrace_context;
+use dftrace_tests::rows::{batch_of, ints, register_batches, texts};
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,35 +32,19 @@ async fn maximal_previews_show_the_mask_never_the_password()
 
     let config = DftraceConfig::builder().preset(Preset::Maximal).build()?;
     let ctx = dftrace_context(&config);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("login", DataType::Utf8, false),
-        Field::new("password", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(0..20)),
-            Arc::new(StringArray::from_iter_values(
-                (0..20).map(|i| format!("user{i}")),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                (0..20).map(|i| format!("pw-{i}-hunter2")),
-            )),
-        ],
-    )?;
-    ctx.register_table(
-        "accounts",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-    )?;
+    let accounts = batch_of([
+        ("id", ints(0..20)),
+        ("login", texts((0..20).map(|i| format!("user{i}")))),
+        (
+            "password",
+            texts((0..20).map(|i| format!("pw-{i}-hunter2"))),
+        ),
+    ])?;
+    register_batches(&ctx, "accounts", vec![accounts])?;
 
     span_capture();
-    let query = run_sql(
-        &ctx,
-        "SELECT id, login, password FROM accounts WHERE id % 2 = 0",
-        &QueryOptions::new(),
-    )
-    .await?;
+    let sql = "SELECT id, login, password FROM accounts WHERE id % 2 = 0";
+    let query = run_sql(&ctx, sql, &QueryOptions::new()).await?;
     assert_eq!(
         query
             .batches
@@ -80,11 +63,7 @@ async fn maximal_previews_show_the_mask_never_the_password()
     drop(query);
 
     let spans = span_capture().ended_trace(ended, &trace_id).await;
-    let previews: Vec<String> = spans
-        .iter()
-        .filter(|s| has_target(s, EXEC_TARGET))
-        .filter_map(|s| attribute_string(s, "datafusion.preview"))
-        .collect();
+    let previews = operator_previews(&spans);
     assert!(
         !previews.is_empty(),
         "maximal records previews on operator spans"
@@ -189,10 +168,7 @@ async fn exotic_types_never_leak_through_previews() -> Result<(), Box<dyn std::e
         ("settings", Arc::new(map.finish()) as ArrayRef),
         ("logins", Arc::new(list) as ArrayRef),
     ])?;
-    ctx.register_table(
-        "vault",
-        Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?),
-    )?;
+    register_batches(&ctx, "vault", vec![batch])?;
 
     span_capture();
     let query = run_sql(
@@ -207,11 +183,7 @@ async fn exotic_types_never_leak_through_previews() -> Result<(), Box<dyn std::e
     drop(query);
 
     let spans = span_capture().ended_trace(ended, &trace_id).await;
-    let previews: Vec<String> = spans
-        .iter()
-        .filter(|s| has_target(s, EXEC_TARGET))
-        .filter_map(|s| attribute_string(s, "datafusion.preview"))
-        .collect();
+    let previews = operator_previews(&spans);
     assert!(!previews.is_empty(), "previews were recorded");
     assert!(previews.iter().any(|p| p.contains("***")), "{previews:?}");
     // "topsecret" in text, and as the hex a binary column would show.

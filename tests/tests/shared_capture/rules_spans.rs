@@ -5,15 +5,10 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::common::tree_node::TreeNode;
-use datafusion::config::ConfigOptions;
-use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::prelude::SessionContext;
@@ -22,8 +17,8 @@ use dftrace_registry::keys::{EXEC_TARGET, PLANNER_TARGET};
 use dftrace_registry::{DftraceConfig, Preset, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
 use dftrace_tests::capture::{
-    assert_all_under_root, attribute, attribute_string, has_target, query_root as root,
-    span_capture,
+    assert_all_under_root, assert_error_status, attribute, attribute_string, has_target,
+    query_root as root, span_capture,
 };
 use opentelemetry::Value;
 use opentelemetry::trace::Status;
@@ -31,7 +26,9 @@ use opentelemetry_sdk::trace::SpanData;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use dftrace_tests::TestResult;
+use dftrace_tests::optimizer::{HostRule, rule_names};
+use dftrace_tests::rows::{batch_of, floats, ints, register_batches, register_join_partner, texts};
+use dftrace_tests::{TestResult, assert_contains_all, error_text};
 
 const PHASES: [&str; 3] = [
     "analyze_logical_plan",
@@ -39,38 +36,18 @@ const PHASES: [&str; 3] = [
     "optimize_physical_plan",
 ];
 
+/// Table `t(id, name, v)`: 120 rows in two partitions; and its join
+/// partner `u`.
 fn tables(ctx: &SessionContext) -> datafusion::error::Result<()> {
-    let t_schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("v", DataType::Float64, false),
-    ]));
-    let batch = |range: std::ops::Range<i64>| {
-        RecordBatch::try_new(
-            t_schema.clone(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(range.clone())),
-                Arc::new(StringArray::from_iter_values(
-                    range.clone().map(|i| format!("n{}", i % 7)),
-                )),
-                Arc::new(Float64Array::from_iter_values(
-                    range.map(|i| i as f64 * 1.5),
-                )),
-            ],
-        )
+    let part = |ids: std::ops::Range<i64>| {
+        batch_of([
+            ("id", ints(ids.clone())),
+            ("name", texts(ids.clone().map(|i| format!("n{}", i % 7)))),
+            ("v", floats(ids.map(|i| i as f64 * 1.5))),
+        ])
     };
-    let t = MemTable::try_new(
-        t_schema.clone(),
-        vec![vec![batch(0..60)?], vec![batch(60..120)?]],
-    )?;
-    ctx.register_table("t", Arc::new(t))?;
-
-    dftrace_tests::rows::register_join_partner(
-        ctx,
-        (0..120).step_by(3),
-        (0..40).map(|i| format!("w{i}")),
-    )?;
-    Ok(())
+    register_batches(ctx, "t", vec![part(0..60)?, part(60..120)?])?;
+    register_join_partner(ctx, (0..120).step_by(3), (0..40).map(|i| format!("w{i}")))
 }
 
 fn traced_context(
@@ -286,26 +263,6 @@ async fn operator_spans_are_named_by_operator_with_metrics_and_custom_fields() -
     Ok(())
 }
 
-/// A host rule that puts a new node on top of the plan.
-#[derive(Debug)]
-struct HostRule;
-
-impl PhysicalOptimizerRule for HostRule {
-    fn optimize(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(CoalescePartitionsExec::new(plan)))
-    }
-    fn name(&self) -> &str {
-        "HostRule"
-    }
-    fn schema_check(&self) -> bool {
-        true
-    }
-}
-
 /// Every node of the plan, as (is wrapped once, is wrapped twice, name).
 /// The wrapper types are private; their `Debug` output names them
 /// (`datafusion-tracing`'s live `InstrumentedExec` around dftrace's own).
@@ -346,13 +303,12 @@ async fn host_rule_case(mode: &str) -> TestResult {
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_dftrace(&config)?
-        .with_physical_optimizer_rule(Arc::new(HostRule))
+        // A host rule that puts a new node on top of the plan.
+        .with_physical_optimizer_rule(HostRule::new("HostRule", |plan| {
+            Arc::new(CoalescePartitionsExec::new(plan))
+        }))
         .build_dftrace()?;
-    let names: Vec<&str> = state
-        .physical_optimizers()
-        .iter()
-        .map(|r| r.name())
-        .collect();
+    let names = rule_names(&state);
     // Last but for the rule that closes the physical optimizer's phase.
     assert_eq!(names.iter().rev().nth(1), Some(&"Instrument"), "{names:?}");
     assert_eq!(names.last(), Some(&"dftrace_physical_end"), "{names:?}");
@@ -441,18 +397,9 @@ async fn traceparent_becomes_the_root_parent_and_bad_ones_are_errors() -> TestRe
     assert_eq!(root.parent_span_id.to_string(), "00f067aa0ba902b7");
     assert!(root.parent_span_is_remote);
 
-    let error = run_sql(
-        &ctx,
-        "SELECT 1",
-        &QueryOptions::new().traceparent("00-abc-01"),
-    )
-    .await
-    .err();
-    let message = error.map(|e| e.to_string()).unwrap_or_default();
-    assert!(
-        message.contains("invalid traceparent `00-abc-01`"),
-        "{message}"
-    );
+    let bad_parent = QueryOptions::new().traceparent("00-abc-01");
+    let error = error_text(run_sql(&ctx, "SELECT 1", &bad_parent).await);
+    assert_contains_all(&error, &["invalid traceparent `00-abc-01`"]);
     Ok(())
 }
 
@@ -527,12 +474,7 @@ async fn root_span_carries_identity_outcome_and_no_literals() -> TestResult {
     .await?;
     assert!(arrived, "the failing query's root span is exported");
     let failed_root = failing_root().expect("the failing query's root span is exported");
-    match &failed_root.status {
-        Status::Error { description } => {
-            assert!(description.contains("missing_column"), "{description}")
-        }
-        other => panic!("expected an error status, got {other:?}"),
-    }
+    assert_error_status(&failed_root, "missing_column");
     Ok(())
 }
 

@@ -14,11 +14,10 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::common::cast::as_int64_array;
 use datafusion::datasource::MemTable;
-use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, ColumnarValue, PartitionEvaluator, ScalarUDF, Volatility, WindowUDF,
-    create_udaf, create_udf, create_udwf,
+    Accumulator, AggregateUDF, PartitionEvaluator, ScalarUDF, Volatility, WindowUDF, create_udaf,
+    create_udwf,
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 // Linked for its plugin: the metrics summary's totals are checked.
@@ -26,7 +25,8 @@ use dftrace_metrics_summary as _;
 use dftrace_registry::keys::OPERATOR_INDEX;
 use dftrace_registry::{DftraceConfig, QUERY_SPAN_NAME, RegistryStateBuilderExt};
 use dftrace_rules::{QueryOptions, run_sql};
-use dftrace_tests::capture::{attribute, span_capture};
+use dftrace_tests::capture::{attribute, attribute_string, span_capture, span_named};
+use dftrace_tests::functions::{add_scalar_functions, explode, int64_function, map_int64};
 use dftrace_tests::rows::canonical_rows;
 use dftrace_udf::{
     UDF_CALLS, UDF_ERRORS, UDF_KIND, UDF_NAME, UDF_OPERATOR, UDF_PARAMS, UDF_ROWS, UDF_TIME_NS,
@@ -43,37 +43,10 @@ const SPIN: Duration = Duration::from_millis(3);
 
 /// `spin(x)`: `x + 1`, after spinning [`SPIN`] per batch.
 fn spin() -> ScalarUDF {
-    create_udf(
-        "spin",
-        vec![DataType::Int64],
-        DataType::Int64,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let started = Instant::now();
-            while started.elapsed() < SPIN {
-                std::hint::spin_loop();
-            }
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let input = as_int64_array(&arrays[0])?;
-            let output: Int64Array = input.iter().map(|v| v.map(|v| v + 1)).collect();
-            Ok(ColumnarValue::Array(Arc::new(output) as ArrayRef))
-        }),
-    )
-}
-
-/// `explode(x)`: always fails.
-fn explode() -> ScalarUDF {
-    create_udf(
-        "explode",
-        vec![DataType::Int64],
-        DataType::Int64,
-        Volatility::Immutable,
-        Arc::new(|_: &[ColumnarValue]| {
-            Err(DataFusionError::Execution(
-                "explode always fails".to_owned(),
-            ))
-        }),
-    )
+    int64_function("spin", |args| {
+        spin_for(SPIN);
+        map_int64(args, |v| v + 1)
+    })
 }
 
 fn spin_for(duration: Duration) {
@@ -164,10 +137,7 @@ fn session(traced: bool) -> SessionContext {
         .with_config(config)
         .with_default_features();
     // Next to DataFusion's own functions, which stay as they are.
-    builder
-        .scalar_functions()
-        .get_or_insert_with(Vec::new)
-        .extend([Arc::new(spin()), Arc::new(explode())]);
+    add_scalar_functions(&mut builder, [spin(), explode()]);
     builder
         .aggregate_functions()
         .get_or_insert_with(Vec::new)
@@ -272,11 +242,11 @@ async fn a_host_function_is_timed_and_counted_under_its_query() {
         "the metrics summary's total: spin is the only function observed"
     );
     assert_eq!(
-        attribute(function, UDF_VERSION).map(|v| v.as_str().into_owned()),
+        attribute_string(function, UDF_VERSION),
         Some("2.1.0".to_owned())
     );
     assert_eq!(
-        attribute(function, UDF_PARAMS).map(|v| v.as_str().into_owned()),
+        attribute_string(function, UDF_PARAMS),
         Some("Int64".to_owned()),
         "types, never values"
     );
@@ -327,22 +297,13 @@ async fn function_span(sql: &str, name: &str) -> (SpanData, Vec<String>) {
     );
     let query = run_sql(&traced, sql, &QueryOptions::new()).await.unwrap();
     let spans = capture.ended_trace(query.ended(), &query.trace_id).await;
-    let function = spans
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| {
-            panic!(
-                "no span for {name} in {:?}",
-                spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
-            )
-        })
-        .clone();
+    let function = span_named(&spans, name).clone();
     let callers = callers(&function, &spans)
         .into_iter()
         .map(|s| s.name.to_string())
         .collect::<Vec<_>>();
     assert_eq!(
-        attribute(&function, UDF_PARAMS).map(|v| v.as_str().into_owned()),
+        attribute_string(&function, UDF_PARAMS),
         Some("Int64".to_owned()),
         "types, never values"
     );
@@ -364,7 +325,7 @@ async fn a_host_aggregate_function_is_timed_and_counted_under_its_query() {
         "called in the aggregates: {callers:?}"
     );
     assert_eq!(
-        attribute(&function, UDF_KIND).map(|v| v.as_str().into_owned()),
+        attribute_string(&function, UDF_KIND),
         Some("aggregate".to_owned())
     );
     assert_eq!(int(&function, UDF_ROWS), 10_000, "every input row, once");
@@ -399,7 +360,7 @@ async fn a_host_window_function_is_timed_and_counted_under_its_query() {
         "called in the window operator: {callers:?}"
     );
     assert_eq!(
-        attribute(&function, UDF_KIND).map(|v| v.as_str().into_owned()),
+        attribute_string(&function, UDF_KIND),
         Some("window".to_owned())
     );
     assert_eq!(int(&function, UDF_ROWS), 10_000, "every row evaluated once");
@@ -452,21 +413,12 @@ async fn a_failing_function_fails_its_query_as_before_and_counts_the_error() {
     let root = failed_root().expect("the failed query's root span");
     let trace_id = root.span_context.trace_id().to_string();
     let spans = capture.trace_with_root(&trace_id).await;
-    let failed = spans
-        .iter()
-        .find(|s| s.name == "explode")
-        .unwrap_or_else(|| {
-            panic!(
-                "no span for explode in {:?}",
-                spans.iter().map(|s| s.name.to_string()).collect::<Vec<_>>()
-            )
-        })
-        .clone();
+    let failed = span_named(&spans, "explode");
     assert!(
         matches!(root.status, Status::Error { .. }),
         "{:?}",
         root.status
     );
     // One partition: its first call fails and ends the query.
-    assert_eq!((int(&failed, UDF_CALLS), int(&failed, UDF_ERRORS)), (1, 1));
+    assert_eq!((int(failed, UDF_CALLS), int(failed, UDF_ERRORS)), (1, 1));
 }

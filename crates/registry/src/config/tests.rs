@@ -286,77 +286,32 @@ fn tables_merge_and_arrays_replace() {
 
 #[test]
 fn error_messages_name_the_field_value_origin_and_accepted() {
+    let builder = DftraceConfig::builder;
+    let env = |var: &str, value: &str| builder().env([(var, value)]);
+    let toml = |document: &str| builder().toml_str(document);
     let cases: Vec<(&str, ConfigBuilder)> = vec![
-        (
-            "unknown_preset_env",
-            DftraceConfig::builder().env([(ENV_PRESET, "max")]),
-        ),
-        (
-            "unknown_preset_file",
-            DftraceConfig::builder().toml_str("preset = \"loud\""),
-        ),
-        (
-            "preset_not_a_string",
-            DftraceConfig::builder().toml_str("preset = 3"),
-        ),
-        (
-            "unknown_field_file",
-            DftraceConfig::builder().toml_str("[demo]\nlimt = 3\n"),
-        ),
-        (
-            "bad_enum_env",
-            DftraceConfig::builder().env([("DFTRACE_DEMO__LEVEL", "loud")]),
-        ),
-        (
-            "bad_number_env",
-            DftraceConfig::builder().env([("DFTRACE_DEMO__LIMIT", "five")]),
-        ),
-        (
-            "negative_number_env",
-            DftraceConfig::builder().env([("DFTRACE_DEMO__LIMIT", "-1")]),
-        ),
-        (
-            "bad_bool_env",
-            DftraceConfig::builder().env([("DFTRACE_DEMO__FLAG", "yes")]),
-        ),
-        (
-            "bad_pairs_env",
-            DftraceConfig::builder().env([("OTEL_RESOURCE_ATTRIBUTES", "novalue")]),
-        ),
-        (
-            "unknown_field_env",
-            DftraceConfig::builder().env([("DFTRACE_DEMO__NOPE", "1")]),
-        ),
-        (
-            "unknown_dftrace_var",
-            DftraceConfig::builder().env([("DFTRACE_VERBOSE", "1")]),
-        ),
-        (
-            "wrong_type_code",
-            DftraceConfig::builder().set("demo.limit", "many"),
-        ),
-        ("bad_code_path", DftraceConfig::builder().set("limit", 1)),
-        (
-            "bad_toml",
-            DftraceConfig::builder().toml_str("[demo\nlimit = 1"),
-        ),
-        ("bad_json", DftraceConfig::builder().json_str("{\"demo\": ")),
-        (
-            "top_level_not_table",
-            DftraceConfig::builder().toml_str("demo = 1"),
-        ),
-        (
-            "json_not_object",
-            DftraceConfig::builder().json_str("[1, 2]"),
-        ),
-        (
-            "missing_file",
-            DftraceConfig::builder().file("/nonexistent/dftrace.toml"),
-        ),
+        ("unknown_preset_env", env(ENV_PRESET, "max")),
+        ("unknown_preset_file", toml("preset = \"loud\"")),
+        ("preset_not_a_string", toml("preset = 3")),
+        ("unknown_field_file", toml("[demo]\nlimt = 3\n")),
+        ("bad_enum_env", env("DFTRACE_DEMO__LEVEL", "loud")),
+        ("bad_number_env", env("DFTRACE_DEMO__LIMIT", "five")),
+        ("negative_number_env", env("DFTRACE_DEMO__LIMIT", "-1")),
+        ("bad_bool_env", env("DFTRACE_DEMO__FLAG", "yes")),
+        ("bad_pairs_env", env("OTEL_RESOURCE_ATTRIBUTES", "novalue")),
+        ("unknown_field_env", env("DFTRACE_DEMO__NOPE", "1")),
+        ("unknown_dftrace_var", env("DFTRACE_VERBOSE", "1")),
+        ("wrong_type_code", builder().set("demo.limit", "many")),
+        ("bad_code_path", builder().set("limit", 1)),
+        ("bad_toml", toml("[demo\nlimit = 1")),
+        ("bad_json", builder().json_str("{\"demo\": ")),
+        ("top_level_not_table", toml("demo = 1")),
+        ("json_not_object", builder().json_str("[1, 2]")),
+        ("missing_file", builder().file("/nonexistent/dftrace.toml")),
     ];
     let mut messages = BTreeMap::new();
-    for (name, builder) in cases {
-        messages.insert(name, error(builder));
+    for (name, case) in cases {
+        messages.insert(name, error(case));
     }
     insta::assert_json_snapshot!(messages);
 }

@@ -147,44 +147,27 @@ pub(super) fn metric_attributes<'m>(
     for (name, figure) in figures {
         match figure {
             Figure::Int(Unit::Count, total) => {
-                attributes.push(KeyValue::new(
-                    metric_key(name, Suffix::None),
-                    saturating_i64(total),
-                ));
+                attributes.push(int_attribute(name, Suffix::None, total));
             }
             Figure::Int(Unit::Nanoseconds, total) => {
-                attributes.push(KeyValue::new(
-                    metric_key(name, Suffix::Nanoseconds),
-                    saturating_i64(total),
-                ));
+                attributes.push(int_attribute(name, Suffix::Nanoseconds, total));
             }
             Figure::Pruning {
                 pruned,
                 matched,
                 fully_matched,
             } => {
-                attributes.push(KeyValue::new(
-                    metric_key(name, Suffix::Pruned),
-                    saturating_i64(pruned),
-                ));
-                attributes.push(KeyValue::new(
-                    metric_key(name, Suffix::Matched),
-                    saturating_i64(matched),
-                ));
-                attributes.push(KeyValue::new(
-                    metric_key(name, Suffix::FullyMatched),
-                    saturating_i64(fully_matched),
-                ));
+                attributes.extend([
+                    int_attribute(name, Suffix::Pruned, pruned),
+                    int_attribute(name, Suffix::Matched, matched),
+                    int_attribute(name, Suffix::FullyMatched, fully_matched),
+                ]);
             }
             Figure::Ratio { part, total } => {
-                attributes.push(KeyValue::new(
-                    metric_key(name, Suffix::Part),
-                    saturating_i64(part),
-                ));
-                attributes.push(KeyValue::new(
-                    metric_key(name, Suffix::Total),
-                    saturating_i64(total),
-                ));
+                attributes.extend([
+                    int_attribute(name, Suffix::Part, part),
+                    int_attribute(name, Suffix::Total, total),
+                ]);
             }
             Figure::Text(text) => {
                 attributes.push(KeyValue::new(
@@ -239,6 +222,12 @@ impl Suffix {
             Suffix::Total => ".total",
         }
     }
+}
+
+/// The attribute of metric `name` with `suffix`: `value`, saturating at
+/// `i64::MAX`.
+fn int_attribute(name: &str, suffix: Suffix, value: u64) -> KeyValue {
+    KeyValue::new(metric_key(name, suffix), saturating_i64(value))
 }
 
 /// The attribute key of metric `name` with `suffix`, made once per thread:
