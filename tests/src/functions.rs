@@ -1,13 +1,29 @@
 //! Host functions the tests register (one that works, one that fails), and
 //! how a host adds its functions to a session.
 
-use datafusion::arrow::array::Int64Array;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::cast::as_int64_array;
+use datafusion::arrow::array::PrimitiveArray;
+use datafusion::arrow::datatypes::{ArrowPrimitiveType, DataType, Int64Type};
+use datafusion::common::cast::as_primitive_array;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use std::sync::Arc;
+
+/// The scalar function `name` from one `data_type` argument to a
+/// `data_type`, computed by `body`.
+pub fn unary_function(
+    name: &str,
+    data_type: DataType,
+    body: impl Fn(&[ColumnarValue]) -> Result<ColumnarValue> + Send + Sync + 'static,
+) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![data_type.clone()],
+        data_type,
+        Volatility::Immutable,
+        Arc::new(body),
+    )
+}
 
 /// The scalar function `name` from a `BIGINT` to a `BIGINT`, computed by
 /// `body`.
@@ -15,28 +31,34 @@ pub fn int64_function(
     name: &str,
     body: impl Fn(&[ColumnarValue]) -> Result<ColumnarValue> + Send + Sync + 'static,
 ) -> ScalarUDF {
-    create_udf(
-        name,
-        vec![DataType::Int64],
-        DataType::Int64,
-        Volatility::Immutable,
-        Arc::new(body),
-    )
+    unary_function(name, DataType::Int64, body)
 }
 
-/// `f` applied to each value of the one `BIGINT` argument in `args`
-/// (nulls stay null): the body of an [`int64_function`].
+/// `f` applied to each value of the one argument in `args`, an array of
+/// `T` (nulls stay null): the body of a [`unary_function`].
+///
+/// # Errors
+///
+/// When the argument is not of type `T`.
+pub fn map_values<T: ArrowPrimitiveType>(
+    args: &[ColumnarValue],
+    f: impl Fn(T::Native) -> T::Native,
+) -> Result<ColumnarValue> {
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    let output: PrimitiveArray<T> = as_primitive_array::<T>(&arrays[0])?
+        .iter()
+        .map(|v| v.map(&f))
+        .collect();
+    Ok(ColumnarValue::Array(Arc::new(output)))
+}
+
+/// [`map_values`] over a `BIGINT`: the body of an [`int64_function`].
 ///
 /// # Errors
 ///
 /// When the argument is not a `BIGINT`.
 pub fn map_int64(args: &[ColumnarValue], f: impl Fn(i64) -> i64) -> Result<ColumnarValue> {
-    let arrays = ColumnarValue::values_to_arrays(args)?;
-    let output: Int64Array = as_int64_array(&arrays[0])?
-        .iter()
-        .map(|v| v.map(&f))
-        .collect();
-    Ok(ColumnarValue::Array(Arc::new(output)))
+    map_values::<Int64Type>(args, f)
 }
 
 /// `double(x)`: `2 * x`.

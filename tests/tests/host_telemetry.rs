@@ -9,7 +9,7 @@
 //! span, with the sampler asked once.
 //!
 //! One global subscriber per test binary (operators run on the runtime's
-//! worker threads); the tests take turns (`SERIAL`), since the sampler's
+//! worker threads); the tests take turns (`serial()`), since the sampler's
 //! count and the log buffer are shared.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]

@@ -10,6 +10,7 @@
 // a message is the failure report.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::prelude::SessionContext;
 use dftrace_caches as _;
 use dftrace_memory as _;
@@ -20,7 +21,7 @@ use dftrace_registry::{DftraceConfig, Preset, QUERY_SPAN_NAME};
 use dftrace_rules::{QueryOptions, QuerySpan, run_sql};
 use dftrace_tests::capture::span_capture_filtered;
 use dftrace_tests::dftrace_context;
-use dftrace_tests::functions::double;
+use dftrace_tests::functions::{map_values, unary_function};
 use dftrace_tests::moto::MotoServer;
 use dftrace_tests::rows::{batch_of, floats, ints, register_batches, register_join_partner, texts};
 use dftrace_tests::span_schema::{Observation, SpanSchema, render_markdown};
@@ -67,7 +68,7 @@ const QUERIES: &[(&str, &str)] = &[
     ),
     // `double` is registered after the session is built, and so wrapped by
     // hand (`dftrace_udf::observe_scalar`).
-    ("host function", "SELECT id, double(id) FROM t WHERE v > 40"),
+    ("host function", "SELECT id, double(v) FROM t WHERE v > 40"),
     ("failure", "SELECT * FROM no_such_table"),
 ];
 
@@ -120,7 +121,11 @@ fn memory_tables(ctx: &SessionContext) -> datafusion::error::Result<()> {
     };
     register_batches(ctx, "t", vec![part(0..50)?, part(50..100)?])?;
     register_join_partner(ctx, (0..100).step_by(4), (0..25).map(|i| format!("w{i}")))?;
-    ctx.register_udf(dftrace_udf::observe_scalar(&double()));
+    // `double(v)` over the DOUBLE column.
+    let double = unary_function("double", DataType::Float64, |args| {
+        map_values::<Float64Type>(args, |v| v * 2.0)
+    });
+    ctx.register_udf(dftrace_udf::observe_scalar(&double));
     Ok(())
 }
 
