@@ -6,8 +6,8 @@
 //! answers each command with one JSON line on stdout:
 //!
 //! - `run <n> <label>`: runs the test query `n` times in sequence, each with
-//!   the root attribute `phase=<label>`; prints the durations and whether
-//!   every result was right.
+//!   the root attribute `phase=<label>`, each query's spans ended before the
+//!   next; prints the durations and whether every result was right.
 //! - `concurrent <n> <rounds>`: `rounds` times, `n` queries at once.
 //! - `huge`: one query whose plan holds a 500 000-element literal, so its
 //!   plan attributes are megabytes long.
@@ -20,7 +20,11 @@ use datafusion::prelude::SessionContext;
 use dftrace_rules::{QueryOptions, run_sql};
 use serde_json::json;
 use std::io::BufRead;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a query's end may take before the host gives up: a bound on a
+/// hang only.
+const QUERY_END_BOUND: Duration = Duration::from_secs(600);
 
 // Linked so their plugins register, as in a real host.
 use dftrace_metrics_summary as _;
@@ -90,6 +94,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let query = runtime.block_on(run_sql(&ctx, QUERY, &options))?;
                     durations_ms.push(started.elapsed().as_secs_f64() * 1e3);
                     all_right &= matches(&query.batches);
+                    // Every span of the query has ended before the next
+                    // command, so `progress` counts them all (a query's end
+                    // runs on dftrace's thread, which a loaded machine can
+                    // hold back past an export).
+                    if !query.ended().wait_timeout(QUERY_END_BOUND) {
+                        return Err(format!(
+                            "a query's spans had not ended after {QUERY_END_BOUND:?}"
+                        )
+                        .into());
+                    }
                 }
                 println!(
                     "{}",
