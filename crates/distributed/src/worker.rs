@@ -3,15 +3,20 @@
 
 use crate::context::{TRACEPARENT, TRACESTATE, trace_context_headers};
 use async_trait::async_trait;
+use datafusion::config::ConfigOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
 use datafusion_distributed::{
-    DistributedExt, WorkerPlanRewriteEvent, WorkerPlanRewriteEventResponse, WorkerQueryContext,
-    WorkerSessionBuilder,
+    BroadcastExec, DistributedExt, WorkerPlanRewriteEvent, WorkerPlanRewriteEventResponse,
+    WorkerQueryContext, WorkerSessionBuilder,
 };
 use dftrace_registry::{DftraceConfig, INSTRUMENT_RULE_NAME, RegistryStateBuilderExt};
 use http::HeaderMap;
 use opentelemetry::trace::{SpanContext, TraceContextExt};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
@@ -167,13 +172,46 @@ impl WorkerSessionBuilder for WorkerSessions {
         if let Some(rule) = instrument {
             state.set_distributed_worker_plan_rewrite_handler(
                 move |event: WorkerPlanRewriteEvent<'_>| {
-                    let plan = rule.optimize(event.plan, event.session_config.options())?;
+                    let plan = instrument_task(&rule, event.plan, event.session_config.options())?;
                     Ok(WorkerPlanRewriteEventResponse::new(plan))
                 },
             );
         }
         Ok(state)
     }
+}
+
+/// A task's plan instrumented by `rule`, with its producer head left on top.
+///
+/// A task that feeds a shuffle or a broadcast has a `RepartitionExec` or
+/// `BroadcastExec` on top, which datafusion-distributed replaces at run time
+/// with a fresh one over the head's input (`ProducerHead::insert`, which
+/// finds the head through wrappers' `downcast_delegate`). Instrumented
+/// whole, the task would lose its root wrapper with the head, and none of
+/// its operators would get a span; so the head stays bare, its input is
+/// instrumented (the root under the head), and the head's replacement runs
+/// that input (inside the request's `dftrace.worker` span, where the root
+/// becomes the worker's root). The head itself gets no span: the node that
+/// runs is always the replacement.
+fn instrument_task(
+    rule: &Arc<dyn PhysicalOptimizerRule + Send + Sync>,
+    plan: Arc<dyn ExecutionPlan>,
+    options: &ConfigOptions,
+) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    let is_producer_head = plan.downcast_ref::<RepartitionExec>().is_some()
+        || plan.downcast_ref::<BroadcastExec>().is_some();
+    let input = match plan.children().as_slice() {
+        [input] if is_producer_head => Some(Arc::clone(input)),
+        _ => None,
+    };
+    let Some(input) = input else {
+        return rule.optimize(plan, options);
+    };
+    let input = rule.optimize(input, options)?;
+    plan.replace_children(
+        vec![input],
+        ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep),
+    )
 }
 
 #[cfg(test)]

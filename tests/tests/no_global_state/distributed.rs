@@ -313,6 +313,11 @@ fn check_one_trace(spans: &[Span], trace_id: &str, ports: &[u16]) {
     );
 
     let mut operators_per_worker: BTreeMap<&str, usize> = BTreeMap::new();
+    // A task reaches a worker on a coordinator channel of its own; each task
+    // a worker ran yields one operator tree, whose top hangs under one of
+    // that worker's request spans.
+    let mut tasks_per_worker: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut trees_per_worker: BTreeMap<&str, usize> = BTreeMap::new();
     let mut requests_from_coordinator = 0;
     for span in spans.iter().filter(|s| s.instance != "coordinator") {
         // Every worker span is in the query's trace ...
@@ -338,6 +343,19 @@ fn check_one_trace(spans: &[Span], trace_id: &str, ports: &[u16]) {
             *operators_per_worker
                 .entry(span.instance.as_str())
                 .or_default() += 1;
+            if by_id
+                .get(span.parent_span_id.as_str())
+                .is_some_and(|parent| {
+                    parent.name == "dftrace.worker" && parent.instance == span.instance
+                })
+            {
+                *trees_per_worker.entry(span.instance.as_str()).or_default() += 1;
+            }
+        }
+        if span.name == "dftrace.worker"
+            && span.attributes.get("rpc.method").map(String::as_str) == Some("CoordinatorChannel")
+        {
+            *tasks_per_worker.entry(span.instance.as_str()).or_default() += 1;
         }
         if span.name == "dftrace.worker" {
             // A request from the coordinator hangs under the query span; one
@@ -368,6 +386,14 @@ fn check_one_trace(spans: &[Span], trace_id: &str, ports: &[u16]) {
         worker_instances,
         "operator spans per worker: {operators_per_worker:?}"
     );
+    // Every task traces its operators where it ran, those that feed a
+    // shuffle or a broadcast too (their head, which datafusion-distributed
+    // replaces at run time, must not take the task's root with it).
+    assert_eq!(
+        trees_per_worker, tasks_per_worker,
+        "operator trees per worker against the tasks each was sent; operator spans per worker: \
+         {operators_per_worker:?}"
+    );
     let worker_scans = spans
         .iter()
         .filter(|s| s.instance != "coordinator" && s.name == "DataSourceExec")
@@ -376,10 +402,8 @@ fn check_one_trace(spans: &[Span], trace_id: &str, ports: &[u16]) {
         .iter()
         .filter(|s| s.instance == "coordinator" && s.name == "DataSourceExec")
         .count();
-    // The number of scan spans is the number of stage plans with a scan the
-    // workers ran, which varies from run to run (3 to 8 in six runs on an
-    // idle machine, 2 once in CI under load). That every file was scanned
-    // on a worker is the summary's count below.
+    // One scan span per scan task (the tasks are fixed at planning); that
+    // every file was scanned on a worker is the summary's count below.
     assert!(
         worker_scans >= 1 && coordinator_scans == 0,
         "the workers scan the files: {worker_scans} scans on workers, {coordinator_scans} on \
