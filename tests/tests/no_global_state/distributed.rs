@@ -402,8 +402,8 @@ fn check_one_trace(spans: &[Span], trace_id: &str, ports: &[u16]) {
         .iter()
         .filter(|s| s.instance == "coordinator" && s.name == "DataSourceExec")
         .count();
-    // One scan span per scan task (the tasks are fixed at planning); that
-    // every file was scanned on a worker is the summary's count below.
+    // The workers scan, the coordinator does not; that every file was
+    // scanned on a worker is the summary's count below.
     assert!(
         worker_scans >= 1 && coordinator_scans == 0,
         "the workers scan the files: {worker_scans} scans on workers, {coordinator_scans} on \
