@@ -76,7 +76,9 @@ fn every_example_is_tested() {
 #[test]
 fn examples_run_and_print_what_they_promise() {
     for (name, expected) in EXAMPLES {
-        let stdout = run(name, &mut Command::new(example_binary(name)));
+        // Isolated, as below: a traced example's flush at exit is bounded
+        // only against a hang, so a loaded machine cannot cut it short.
+        let stdout = run(name, &mut isolated_command(example_binary(name)));
         assert!(
             stdout.contains(expected),
             "example {name} should print `{expected}`:\n{stdout}"
